@@ -1,0 +1,442 @@
+//! Checks a parsed configuration as a whole and turns it into typed, ready-to-use
+//! settings. Loading the filter modules themselves is the filter host's part (see
+//! `crate::snapshot`); everything else a configuration can get wrong is caught here.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, Method, StatusCode};
+
+use super::error::{ConfigError, FieldError};
+use super::load::LoadedConfig;
+use super::model::{FailurePolicy, ListenerProtocol, MatchConfig, UpstreamProtocol};
+use crate::exchange::route::{HeaderRule, HostMatch, PathMatch, RouteMatch};
+
+/// Default time from a request's arrival to its response head.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default longest single call into a filter.
+pub const DEFAULT_FILTER_TIMEOUT: Duration = Duration::from_millis(50);
+/// Default memory cap of a filter instance.
+pub const DEFAULT_FILTER_MEMORY: u64 = 32 << 20;
+/// Largest memory cap a filter may ask for.
+pub const MAX_FILTER_MEMORY: u64 = 1 << 30;
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The admin listener's address.
+    pub admin: Option<SocketAddr>,
+    /// Listeners.
+    pub listeners: Vec<CheckedListener>,
+    /// Clusters by name.
+    pub clusters: BTreeMap<String, CheckedCluster>,
+    /// Filters by name (only those some route uses are loaded).
+    pub filters: BTreeMap<String, CheckedFilter>,
+    /// Where compiled filters are cached.
+    pub cache_dir: Option<PathBuf>,
+    /// Most filter instances alive at once.
+    pub max_instances: u32,
+}
+
+/// A checked listener.
+#[derive(Debug, Clone)]
+pub struct CheckedListener {
+    /// Its name.
+    pub name: String,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// HTTP versions spoken.
+    pub protocol: ListenerProtocol,
+    /// Its routes, in order.
+    pub routes: Vec<CheckedRoute>,
+}
+
+/// A checked route.
+#[derive(Debug, Clone)]
+pub struct CheckedRoute {
+    /// Its name.
+    pub name: String,
+    /// What it takes.
+    pub matcher: RouteMatch,
+    /// Its cluster.
+    pub cluster: String,
+    /// Its whole filter chain: the listener's filters, then its own.
+    pub filters: Vec<String>,
+    /// Its timeout.
+    pub timeout: Duration,
+}
+
+/// A checked cluster.
+#[derive(Debug, Clone)]
+pub struct CheckedCluster {
+    /// Its name.
+    pub name: String,
+    /// Resolved endpoints.
+    pub endpoints: Vec<SocketAddr>,
+    /// The protocol.
+    pub protocol: UpstreamProtocol,
+    /// The connect timeout.
+    pub connect_timeout: Duration,
+    /// Idle connections kept per endpoint and worker.
+    pub max_idle_per_endpoint: usize,
+    /// Idle connections older than this are not reused.
+    pub idle_timeout: Duration,
+}
+
+/// A checked filter definition.
+#[derive(Debug, Clone)]
+pub struct CheckedFilter {
+    /// Its name.
+    pub name: String,
+    /// The component's path, resolved.
+    pub module: PathBuf,
+    /// Its configuration as JSON.
+    pub config_json: String,
+    /// The files it listed, read.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// What happens when it fails.
+    pub failure_policy: FailurePolicy,
+    /// The status a fail-closed failure answers with.
+    pub failure_status: StatusCode,
+    /// Longest single call.
+    pub timeout: Duration,
+    /// Memory cap per instance.
+    pub memory_limit: u64,
+    /// Its path in the configuration (for locating errors): `filters.<name>`.
+    pub field: String,
+}
+
+fn parse_addr(field: &str, text: &str) -> Result<SocketAddr, FieldError> {
+    text.parse().map_err(|_| {
+        FieldError::new(field, format!("invalid address {text:?}; write it as ip:port, for example 127.0.0.1:8080"))
+    })
+}
+
+fn resolve_endpoint(field: &str, text: &str) -> Result<SocketAddr, FieldError> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(FieldError::new(field, format!("endpoint {text:?} has no port; write it as host:port")));
+    }
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| FieldError::new(field, format!("cannot resolve endpoint {text:?}: {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| FieldError::new(field, format!("endpoint {text:?} resolves to no address")))
+}
+
+fn check_matcher(field: &str, m: &MatchConfig) -> Result<RouteMatch, FieldError> {
+    let host = match m.host.as_deref() {
+        None | Some("*") => HostMatch::Any,
+        Some(h) if h.starts_with("*.") && h.len() > 2 => HostMatch::Suffix(h[1..].to_ascii_lowercase()),
+        Some(h) if !h.is_empty() && !h.contains(['*', '/', ' ', ':']) => HostMatch::Exact(h.to_ascii_lowercase()),
+        Some(h) => {
+            return Err(FieldError::new(
+                format!("{field}.host"),
+                format!("invalid host {h:?}; write api.example.com, *.example.com or * (no port)"),
+            ))
+        }
+    };
+    let path = match (&m.prefix, &m.path) {
+        (Some(_), Some(_)) => {
+            return Err(FieldError::new(format!("{field}.path"), "give either prefix or path, not both"));
+        }
+        (Some(p), None) if p.starts_with('/') => PathMatch::Prefix(p.clone()),
+        (None, Some(p)) if p.starts_with('/') => PathMatch::Exact(p.clone()),
+        (Some(p), None) => return Err(FieldError::new(format!("{field}.prefix"), format!("{p:?} must start with /"))),
+        (None, Some(p)) => return Err(FieldError::new(format!("{field}.path"), format!("{p:?} must start with /"))),
+        (None, None) => PathMatch::Any,
+    };
+    let mut methods = Vec::new();
+    for (i, text) in m.methods.iter().enumerate() {
+        let method = Method::from_bytes(text.as_bytes())
+            .map_err(|_| FieldError::new(format!("{field}.methods[{i}]"), format!("invalid method {text:?}")))?;
+        methods.push(method);
+    }
+    let mut headers = Vec::new();
+    for (i, h) in m.headers.iter().enumerate() {
+        let hfield = format!("{field}.headers[{i}]");
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| FieldError::new(format!("{hfield}.name"), format!("invalid header name {:?}", h.name)))?;
+        let rule = match (&h.exact, &h.prefix, h.present) {
+            (Some(x), None, None) => HeaderRule::Exact(x.clone()),
+            (None, Some(x), None) => HeaderRule::Prefix(x.clone()),
+            (None, None, Some(p)) => HeaderRule::Present(p),
+            _ => return Err(FieldError::new(hfield, "give exactly one of exact, prefix or present")),
+        };
+        headers.push((name, rule));
+    }
+    Ok(RouteMatch { host, path, methods, headers })
+}
+
+fn positive(field: &str, d: Option<Duration>, default: Duration) -> Result<Duration, FieldError> {
+    match d {
+        None => Ok(default),
+        Some(d) if d.is_zero() => Err(FieldError::new(field, "must be more than 0")),
+        Some(d) => Ok(d),
+    }
+}
+
+/// Checks everything but the filter modules' contents: addresses, references between
+/// sections, names, matchers, limits, and that every referenced file exists.
+pub fn check(loaded: &LoadedConfig) -> Result<Checked, ConfigError> {
+    check_fields(loaded).map_err(|e| loaded.error(e))
+}
+
+fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
+    let cfg = &loaded.config;
+    let admin = cfg
+        .admin
+        .as_ref()
+        .map(|a| parse_addr("admin.address", &a.address))
+        .transpose()?;
+
+    let mut clusters = BTreeMap::new();
+    for (name, c) in &cfg.clusters {
+        let field = format!("clusters.{name}");
+        if c.endpoints.is_empty() {
+            return Err(FieldError::new(format!("{field}.endpoints"), "a cluster needs at least one endpoint"));
+        }
+        let endpoints = c
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| resolve_endpoint(&format!("{field}.endpoints[{i}]"), e))
+            .collect::<Result<Vec<_>, _>>()?;
+        clusters.insert(
+            name.clone(),
+            CheckedCluster {
+                name: name.clone(),
+                endpoints,
+                protocol: c.protocol,
+                connect_timeout: positive(&format!("{field}.connect_timeout"), c.connect_timeout, DEFAULT_CONNECT_TIMEOUT)?,
+                max_idle_per_endpoint: c.max_idle_per_endpoint.unwrap_or(64),
+                idle_timeout: positive(&format!("{field}.idle_timeout"), c.idle_timeout, Duration::from_secs(60))?,
+            },
+        );
+    }
+
+    let mut filters = BTreeMap::new();
+    for (name, f) in &cfg.filters {
+        let field = format!("filters.{name}");
+        let module = loaded.resolve(&f.module);
+        if !module.is_file() {
+            return Err(FieldError::new(
+                format!("{field}.module"),
+                format!("filter module {} not found (build it with `weft filter build`)", module.display()),
+            ));
+        }
+        let config_json = match &f.config {
+            None => "null".to_owned(),
+            Some(v) => serde_json::to_string(v)
+                .map_err(|e| FieldError::new(format!("{field}.config"), format!("cannot be expressed as JSON: {e}")))?,
+        };
+        let mut files = Vec::new();
+        for (fname, path) in &f.files {
+            let resolved = loaded.resolve(path);
+            let bytes = std::fs::read(&resolved).map_err(|e| {
+                FieldError::new(format!("{field}.files.{fname}"), format!("cannot read {}: {e}", resolved.display()))
+            })?;
+            files.push((fname.clone(), bytes));
+        }
+        let failure_status = match f.failure_status {
+            None => StatusCode::SERVICE_UNAVAILABLE,
+            Some(s) => StatusCode::from_u16(s)
+                .ok()
+                .filter(|s| s.as_u16() >= 200)
+                .ok_or_else(|| FieldError::new(format!("{field}.failure_status"), format!("{s} is not a valid status")))?,
+        };
+        let memory_limit = f.memory_limit.unwrap_or(DEFAULT_FILTER_MEMORY);
+        if !(64 << 10..=MAX_FILTER_MEMORY).contains(&memory_limit) {
+            return Err(FieldError::new(format!("{field}.memory_limit"), "must be between 64KiB and 1GiB"));
+        }
+        filters.insert(
+            name.clone(),
+            CheckedFilter {
+                name: name.clone(),
+                module,
+                config_json,
+                files,
+                failure_policy: f.failure_policy,
+                failure_status,
+                timeout: positive(&format!("{field}.timeout"), f.timeout, DEFAULT_FILTER_TIMEOUT)?,
+                memory_limit,
+                field,
+            },
+        );
+    }
+
+    if cfg.listeners.is_empty() {
+        return Err(FieldError::new("listeners", "at least one listener is needed"));
+    }
+    let mut listener_names = HashSet::new();
+    let mut addresses = HashSet::new();
+    let mut listeners = Vec::new();
+    for (li, l) in cfg.listeners.iter().enumerate() {
+        let lfield = format!("listeners[{li}]");
+        if !listener_names.insert(l.name.as_str()) {
+            return Err(FieldError::new(format!("{lfield}.name"), format!("listener name {:?} is used twice", l.name)));
+        }
+        let address = parse_addr(&format!("{lfield}.address"), &l.address)?;
+        if address.port() != 0 && !addresses.insert(address) {
+            return Err(FieldError::new(format!("{lfield}.address"), format!("{address} is used by two listeners")));
+        }
+        if Some(address) == admin && address.port() != 0 {
+            return Err(FieldError::new(format!("{lfield}.address"), format!("{address} is the admin address")));
+        }
+        for (i, f) in l.filters.iter().enumerate() {
+            if !filters.contains_key(f) {
+                return Err(unknown_filter(&format!("{lfield}.filters[{i}]"), f, &filters));
+            }
+        }
+        let mut route_names = HashSet::new();
+        let mut routes = Vec::new();
+        for (ri, r) in l.routes.iter().enumerate() {
+            let rfield = format!("{lfield}.routes[{ri}]");
+            let name = r.name.clone().unwrap_or_else(|| format!("{}-{ri}", l.name));
+            if !route_names.insert(name.clone()) {
+                return Err(FieldError::new(format!("{rfield}.name"), format!("route name {name:?} is used twice")));
+            }
+            if !clusters.contains_key(&r.cluster) {
+                let known: Vec<&str> = clusters.keys().map(String::as_str).collect();
+                return Err(FieldError::new(
+                    format!("{rfield}.cluster"),
+                    format!("unknown cluster {:?} (clusters: {})", r.cluster, list_or_none(&known)),
+                ));
+            }
+            for (i, f) in r.filters.iter().enumerate() {
+                if !filters.contains_key(f) {
+                    return Err(unknown_filter(&format!("{rfield}.filters[{i}]"), f, &filters));
+                }
+            }
+            let chain: Vec<String> = l.filters.iter().chain(&r.filters).cloned().collect();
+            routes.push(CheckedRoute {
+                name,
+                matcher: check_matcher(&format!("{rfield}.match"), &r.matcher)?,
+                cluster: r.cluster.clone(),
+                filters: chain,
+                timeout: positive(&format!("{rfield}.timeout"), r.timeout, DEFAULT_ROUTE_TIMEOUT)?,
+            });
+        }
+        listeners.push(CheckedListener { name: l.name.clone(), address, protocol: l.protocol, routes });
+    }
+
+    let max_instances = cfg.filter_host.max_instances.unwrap_or(1000);
+    if max_instances == 0 {
+        return Err(FieldError::new("filter_host.max_instances", "must be more than 0"));
+    }
+    Ok(Checked {
+        admin,
+        listeners,
+        clusters,
+        filters,
+        cache_dir: cfg.filter_host.cache_dir.as_ref().map(|p| loaded.resolve(p)),
+        max_instances,
+    })
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none defined".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn unknown_filter(field: &str, name: &str, filters: &BTreeMap<String, CheckedFilter>) -> FieldError {
+    let known: Vec<&str> = filters.keys().map(String::as_str).collect();
+    FieldError::new(field, format!("unknown filter {name:?} (filters: {})", list_or_none(&known)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn check_src(src: &str) -> Result<Checked, ConfigError> {
+        let loaded = LoadedConfig::parse(Path::new("/nonexistent/t.yaml"), src.to_owned())?;
+        check(&loaded)
+    }
+
+    const BASE: &str = "\
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: { prefix: /api }
+        cluster: api
+      - cluster: web
+clusters:
+  api:
+    endpoints: [127.0.0.1:9000]
+  web:
+    endpoints: [localhost:9001]
+    protocol: http2
+";
+
+    #[test]
+    fn a_good_config_checks() {
+        let c = check_src(BASE).unwrap();
+        assert_eq!(c.listeners[0].routes.len(), 2);
+        assert_eq!(c.listeners[0].routes[1].name, "edge-1");
+        assert_eq!(c.clusters["web"].protocol, UpstreamProtocol::Http2);
+        assert_eq!(c.listeners[0].routes[0].timeout, DEFAULT_ROUTE_TIMEOUT);
+    }
+
+    #[test]
+    fn unknown_cluster_points_at_its_line() {
+        let err = check_src(&BASE.replace("cluster: web", "cluster: wbe")).unwrap_err();
+        assert_eq!(err.field, "listeners[0].routes[1].cluster");
+        assert_eq!(err.position.map(|p| p.0), Some(7));
+        assert!(err.message.contains("unknown cluster \"wbe\" (clusters: api, web)"), "{err}");
+    }
+
+    #[test]
+    fn bad_address_points_at_its_line() {
+        let err = check_src(&BASE.replace("127.0.0.1:0", "localhost")).unwrap_err();
+        assert_eq!(err.field, "listeners[0].address");
+        assert_eq!(err.position.map(|p| p.0), Some(3));
+        assert!(err.message.contains("invalid address"), "{err}");
+    }
+
+    #[test]
+    fn missing_filter_module_is_reported() {
+        let src = format!(
+            "{BASE}filters:\n  rid:\n    module: missing.wasm\n"
+        );
+        let err = check_src(&src).unwrap_err();
+        assert_eq!(err.field, "filters.rid.module");
+        assert_eq!(err.position.map(|p| p.0), Some(16));
+        assert!(err.message.contains("/nonexistent/missing.wasm not found"), "{err}");
+    }
+
+    #[test]
+    fn unknown_filter_in_a_route_is_reported() {
+        let src = BASE.replace("cluster: api\n", "cluster: api\n        filters: [nope]\n");
+        let err = check_src(&src).unwrap_err();
+        assert_eq!(err.field, "listeners[0].routes[0].filters[0]");
+        assert!(err.message.contains("unknown filter \"nope\" (filters: none defined)"), "{err}");
+    }
+
+    #[test]
+    fn matcher_errors_name_the_field() {
+        let err = check_src(&BASE.replace("prefix: /api", "prefix: api")).unwrap_err();
+        assert_eq!(err.field, "listeners[0].routes[0].match.prefix");
+        let err = check_src(&BASE.replace("{ prefix: /api }", "{ headers: [{ name: x }] }")).unwrap_err();
+        assert_eq!(err.field, "listeners[0].routes[0].match.headers[0]");
+    }
+
+    #[test]
+    fn endpoint_without_port_is_refused() {
+        let err = check_src(&BASE.replace("127.0.0.1:9000", "backend")).unwrap_err();
+        assert_eq!(err.field, "clusters.api.endpoints[0]");
+        assert!(err.message.contains("has no port"), "{err}");
+    }
+}

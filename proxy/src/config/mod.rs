@@ -1,0 +1,14 @@
+//! The configuration: a YAML document, parsed into typed structs and checked as a
+//! whole before anything uses it. Every problem is reported with its file, line and
+//! field.
+
+mod check;
+mod error;
+mod load;
+mod locate;
+pub mod model;
+
+pub use check::{check, Checked, DEFAULT_FILTER_TIMEOUT, MAX_FILTER_MEMORY, CheckedCluster, CheckedFilter, CheckedListener, CheckedRoute};
+pub use error::{ConfigError, FieldError};
+pub use load::LoadedConfig;
+pub use locate::Locations;

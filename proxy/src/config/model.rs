@@ -1,0 +1,283 @@
+//! The configuration document, as YAML maps onto it. Every struct refuses unknown
+//! fields, so a typo is an error with its line, never a silently ignored setting.
+//!
+//! The README's configuration reference documents each field; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The admin listener (metrics, live config, filter state).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Where the proxy accepts traffic.
+    pub listeners: Vec<ListenerConfig>,
+    /// Named groups of upstream endpoints.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    /// Named filters: a module and its configuration. Routes refer to them by name.
+    #[serde(default)]
+    pub filters: BTreeMap<String, FilterConfig>,
+    /// Settings of the WebAssembly filter host.
+    #[serde(default)]
+    pub filter_host: FilterHostConfig,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `ip:port` to listen on (port 0 picks a free port).
+    pub address: String,
+}
+
+/// Which HTTP versions a listener speaks.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    /// HTTP/1.1, and HTTP/2 for clients that open with its preface (prior knowledge).
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only (prior knowledge, cleartext).
+    Http2,
+}
+
+/// A listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Its name, in logs, metrics and the filters' `request.listener()`.
+    pub name: String,
+    /// `ip:port` to listen on (port 0 picks a free port).
+    pub address: String,
+    /// HTTP versions spoken.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+    /// Filters run for every route of this listener, before the route's own.
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Routes, tried in order; the first that matches serves the request.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// A route.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Its name; `<listener>-<index>` when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What requests it takes; every request when absent.
+    #[serde(default, rename = "match")]
+    pub matcher: MatchConfig,
+    /// The cluster it sends to.
+    pub cluster: String,
+    /// Filters run for this route, after the listener's.
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Time from the request's arrival to the upstream's response head, retries
+    /// included. Default 15s.
+    #[serde(default, with = "duration_opt")]
+    pub timeout: Option<Duration>,
+}
+
+/// What a route takes. All given conditions must hold.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// The host (authority without port): exact (`api.example.com`), a suffix wildcard
+    /// (`*.example.com`) or `*`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix, as Envoy's `prefix`: `/api` matches `/api`, `/api/x` and `/apix`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Exact path (the query string is ignored).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Methods; any method when absent.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Header conditions.
+    #[serde(default)]
+    pub headers: Vec<HeaderMatchConfig>,
+}
+
+/// A header condition: give `exact`, `prefix` or `present`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatchConfig {
+    /// The header name.
+    pub name: String,
+    /// The value must equal this.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// The value must start with this.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The header must be present (true) or absent (false).
+    #[serde(default)]
+    pub present: Option<bool>,
+}
+
+/// How the proxy talks to a cluster's endpoints.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with a pool of kept-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 cleartext (prior knowledge), one multiplexed connection per endpoint and
+    /// worker.
+    Http2,
+}
+
+/// A cluster.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `host:port` of each endpoint; names are resolved when the configuration loads.
+    pub endpoints: Vec<String>,
+    /// The protocol spoken to the endpoints.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Limit for establishing a connection. Default 5s.
+    #[serde(default, with = "duration_opt")]
+    pub connect_timeout: Option<Duration>,
+    /// Idle kept-alive connections kept per endpoint and worker (HTTP/1.1). Default 64.
+    #[serde(default)]
+    pub max_idle_per_endpoint: Option<usize>,
+    /// An idle connection older than this is closed instead of reused. Default 60s.
+    #[serde(default, with = "duration_opt")]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What the proxy does when a filter traps, overruns its deadline or its memory.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Answer the request with `failure_status` (default 503).
+    #[default]
+    FailClosed,
+    /// Go on as if the filter had answered `continue`.
+    FailOpen,
+}
+
+/// A filter: a module and its configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Path of the component (`.wasm`), relative to the configuration file.
+    pub module: PathBuf,
+    /// The filter's own configuration, handed to it as JSON.
+    #[serde(default)]
+    pub config: Option<serde_yaml::Value>,
+    /// Files the filter may read at start (for example a JWKS), by name; paths are
+    /// relative to the configuration file.
+    #[serde(default)]
+    pub files: BTreeMap<String, PathBuf>,
+    /// What happens when the filter fails. Default `fail_closed`.
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+    /// The status a fail-closed failure answers with. Default 503.
+    #[serde(default)]
+    pub failure_status: Option<u16>,
+    /// Longest a single call into the filter may run. Default 50ms.
+    #[serde(default, with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    /// Most linear memory an instance may use, in bytes or with a unit (`16MiB`).
+    /// Default 32MiB.
+    #[serde(default, deserialize_with = "bytes_opt")]
+    pub memory_limit: Option<u64>,
+}
+
+/// Settings of the WebAssembly filter host.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FilterHostConfig {
+    /// Where compiled filters are cached. Default `$WEFT_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/weft`, else `~/.cache/weft`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Most filter instances alive at once, over all filters. Default 1000.
+    #[serde(default)]
+    pub max_instances: Option<u32>,
+}
+
+/// `humantime` durations (`250ms`, `5s`, `1m 30s`), optional.
+mod duration_opt {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| {
+            humantime::parse_duration(&s)
+                .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write it as 250ms, 5s or 1m")))
+        })
+        .transpose()
+    }
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// Sizes: a number of bytes, or a number with a unit (`512KiB`, `16MiB`, `1GiB`, `10MB`).
+fn bytes_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Option::<Size>::deserialize(d)? {
+        None => Ok(None),
+        Some(Size::Bytes(n)) => Ok(Some(n)),
+        Some(Size::Text(s)) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses `16MiB`, `512 KiB`, `10MB` or `4096`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}; write it as 4096, 512KiB or 16MiB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}; use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert!(parse_size("10 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("lots").is_err());
+    }
+}

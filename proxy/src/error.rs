@@ -1,0 +1,237 @@
+//! Errors of the data plane, tagged with who caused them, and the one place where they
+//! become HTTP responses.
+//!
+//! Every failure on the request path ends as a [`ProxyError`]; [`ProxyError::to_response`]
+//! is the only code that turns one into what the client sees. A response made here
+//! carries `x-weft-error` naming the cause, as linkerd's `l5d-proxy-error` does, so an
+//! operator can tell the proxy's answers from the upstream's.
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::ProxyBody;
+
+/// Who caused a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The client sent something the proxy cannot serve.
+    Downstream,
+    /// The upstream failed or could not be reached.
+    Upstream,
+    /// A filter failed or gave an answer the proxy cannot follow.
+    Filter,
+    /// The configuration cannot serve this request (no route, unknown cluster).
+    Config,
+    /// A bug or resource exhaustion in the proxy itself.
+    Internal,
+}
+
+impl Source {
+    /// The label used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Downstream => "downstream",
+            Source::Upstream => "upstream",
+            Source::Filter => "filter",
+            Source::Config => "config",
+            Source::Internal => "internal",
+        }
+    }
+}
+
+/// Why the upstream exchange failed; mirrors the WIT `upstream-failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamFailure {
+    /// No endpoint accepted the connection.
+    ConnectFailure,
+    /// Connecting took longer than the cluster's connect timeout.
+    ConnectTimeout,
+    /// The connection closed or was reset before a complete response head.
+    Reset,
+    /// No response head within the request's timeout or per-try timeout.
+    Timeout,
+    /// The upstream sent something that is not valid HTTP.
+    ProtocolError,
+    /// The cluster has no endpoint to send to.
+    NoEndpoints,
+    /// The request named a cluster the proxy does not know.
+    UnknownCluster,
+}
+
+impl UpstreamFailure {
+    /// The short name used in metrics and in `x-weft-error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamFailure::ConnectFailure => "connect-failure",
+            UpstreamFailure::ConnectTimeout => "connect-timeout",
+            UpstreamFailure::Reset => "reset",
+            UpstreamFailure::Timeout => "timeout",
+            UpstreamFailure::ProtocolError => "protocol-error",
+            UpstreamFailure::NoEndpoints => "no-endpoints",
+            UpstreamFailure::UnknownCluster => "unknown-cluster",
+        }
+    }
+
+    /// The status a client sees: 503 when there is nothing to send to, 504 when the
+    /// upstream was too slow, 502 when it failed.
+    pub fn status(self) -> StatusCode {
+        match self {
+            UpstreamFailure::NoEndpoints | UpstreamFailure::UnknownCluster => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamFailure::ConnectFailure | UpstreamFailure::Reset | UpstreamFailure::ProtocolError => {
+                StatusCode::BAD_GATEWAY
+            }
+        }
+    }
+}
+
+/// A failure on the request path.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No route of the listener matches the request.
+    #[error("no route matches {authority}{path}")]
+    NoRoute {
+        /// The request's authority.
+        authority: String,
+        /// The request's path.
+        path: String,
+    },
+    /// The request is malformed in a way hyper let through.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The request body is larger than a filter's buffer allows.
+    #[error("request body larger than {limit} bytes, the most filter {filter} buffers")]
+    RequestBodyTooLarge {
+        /// The filter that asked for the whole body.
+        filter: String,
+        /// Its buffer limit.
+        limit: u64,
+    },
+    /// The upstream exchange failed.
+    #[error("upstream {failure}: {detail}", failure = .failure.as_str())]
+    Upstream {
+        /// How.
+        failure: UpstreamFailure,
+        /// What the proxy saw.
+        detail: String,
+    },
+    /// The response body is larger than a filter's buffer allows.
+    #[error("response body larger than {limit} bytes, the most filter {filter} buffers")]
+    ResponseBodyTooLarge {
+        /// The filter that asked for the whole body.
+        filter: String,
+        /// Its buffer limit.
+        limit: u64,
+    },
+    /// A fail-closed filter failed.
+    #[error("filter {filter} failed: {reason}")]
+    FilterFailed {
+        /// The filter's name.
+        filter: String,
+        /// Trap, deadline, memory, or a refused action.
+        reason: String,
+        /// The status its configuration answers with.
+        status: StatusCode,
+    },
+    /// A bug or exhaustion inside the proxy.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    /// Who caused it.
+    pub fn source_of(&self) -> Source {
+        match self {
+            ProxyError::NoRoute { .. } => Source::Config,
+            ProxyError::Upstream { failure: UpstreamFailure::UnknownCluster, .. } => Source::Config,
+            ProxyError::BadRequest(_) | ProxyError::RequestBodyTooLarge { .. } => Source::Downstream,
+            ProxyError::Upstream { .. } | ProxyError::ResponseBodyTooLarge { .. } => Source::Upstream,
+            ProxyError::FilterFailed { .. } => Source::Filter,
+            ProxyError::Internal(_) => Source::Internal,
+        }
+    }
+
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Upstream { failure, .. } => failure.status(),
+            ProxyError::ResponseBodyTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::FilterFailed { status, .. } => *status,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The short cause put in `x-weft-error`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. } => "no-route",
+            ProxyError::BadRequest(_) => "bad-request",
+            ProxyError::RequestBodyTooLarge { .. } => "request-body-too-large",
+            ProxyError::Upstream { failure, .. } => failure.as_str(),
+            ProxyError::ResponseBodyTooLarge { .. } => "response-body-too-large",
+            ProxyError::FilterFailed { .. } => "filter-failed",
+            ProxyError::Internal(_) => "internal",
+        }
+    }
+
+    /// The upstream failure, if this is one.
+    pub fn upstream_failure(&self) -> Option<UpstreamFailure> {
+        match self {
+            ProxyError::Upstream { failure, .. } => Some(*failure),
+            _ => None,
+        }
+    }
+
+    /// The response the client sees: the status, `x-weft-error` with the cause, and a
+    /// one-line plain-text body.
+    pub fn to_response(&self) -> Response<ProxyBody> {
+        let body = format!("{self}\n");
+        let mut resp = Response::new(ProxyBody::full(Bytes::from(body)));
+        *resp.status_mut() = self.status();
+        let headers = resp.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert("x-weft-error", HeaderValue::from_static(self.code()));
+        resp
+    }
+}
+
+/// A plain-text response made by the proxy itself (admin and demo endpoints).
+pub fn text_response(status: StatusCode, body: impl fmt::Display) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_map_to_gateway_statuses() {
+        assert_eq!(UpstreamFailure::ConnectFailure.status(), 502);
+        assert_eq!(UpstreamFailure::Reset.status(), 502);
+        assert_eq!(UpstreamFailure::ProtocolError.status(), 502);
+        assert_eq!(UpstreamFailure::NoEndpoints.status(), 503);
+        assert_eq!(UpstreamFailure::Timeout.status(), 504);
+        assert_eq!(UpstreamFailure::ConnectTimeout.status(), 504);
+    }
+
+    #[test]
+    fn responses_name_their_cause() {
+        let e = ProxyError::Upstream { failure: UpstreamFailure::ConnectFailure, detail: "refused".into() };
+        let resp = e.to_response();
+        assert_eq!(resp.status(), 502);
+        assert_eq!(resp.headers()["x-weft-error"], "connect-failure");
+        assert_eq!(e.source_of(), Source::Upstream);
+        let e = ProxyError::NoRoute { authority: "a".into(), path: "/".into() };
+        assert_eq!(e.to_response().status(), 404);
+        assert_eq!(e.source_of(), Source::Config);
+    }
+}

@@ -1,0 +1,3 @@
+//! One request, in phases.
+
+pub mod route;

@@ -1,0 +1,132 @@
+//! What filters answer, in the core's own types (the exchange never sees bindings).
+
+use std::time::Duration;
+
+use super::bindings::weft::filter::types as wit;
+
+/// A response a filter sends instead of the upstream's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// A filter's answer in a headers phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Go on.
+    Continue,
+    /// Answer with this response.
+    Respond(LocalResponse),
+    /// Wait, then go on.
+    Delay(Duration),
+    /// Send to this cluster.
+    RouteTo(String),
+    /// Send again after this backoff.
+    Retry(Duration),
+}
+
+/// A filter's answer in a body phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyAction {
+    /// Pass the chunk on.
+    Continue,
+    /// Pass these bytes on instead.
+    Replace(Vec<u8>),
+    /// Answer with this response.
+    Respond(LocalResponse),
+}
+
+/// How a filter wants a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// Not at all.
+    None,
+    /// Chunk by chunk.
+    Stream,
+    /// Whole, up to this many bytes.
+    Buffer(u64),
+}
+
+/// The phases a filter implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Phases {
+    /// Request headers.
+    pub request_headers: bool,
+    /// Request body.
+    pub request_body: bool,
+    /// Response headers.
+    pub response_headers: bool,
+    /// Response body.
+    pub response_body: bool,
+    /// Log.
+    pub log: bool,
+}
+
+/// What a filter declared at `init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterInfo {
+    /// Its phases.
+    pub phases: Phases,
+    /// How it wants request bodies.
+    pub request_body: BodyMode,
+    /// How it wants response bodies.
+    pub response_body: BodyMode,
+}
+
+fn local(r: wit::LocalResponse) -> LocalResponse {
+    LocalResponse { status: r.status, headers: r.headers, body: r.body }
+}
+
+impl From<wit::Action> for Action {
+    fn from(a: wit::Action) -> Self {
+        match a {
+            wit::Action::Continue => Action::Continue,
+            wit::Action::Respond(r) => Action::Respond(local(r)),
+            wit::Action::Delay(ms) => Action::Delay(Duration::from_millis(ms.into())),
+            wit::Action::RouteTo(c) => Action::RouteTo(c),
+            wit::Action::Retry(ms) => Action::Retry(Duration::from_millis(ms.into())),
+        }
+    }
+}
+
+impl From<wit::BodyAction> for BodyAction {
+    fn from(a: wit::BodyAction) -> Self {
+        match a {
+            wit::BodyAction::Continue => BodyAction::Continue,
+            wit::BodyAction::Replace(b) => BodyAction::Replace(b),
+            wit::BodyAction::Respond(r) => BodyAction::Respond(local(r)),
+        }
+    }
+}
+
+impl From<wit::BodyMode> for BodyMode {
+    fn from(m: wit::BodyMode) -> Self {
+        match m {
+            wit::BodyMode::None => BodyMode::None,
+            wit::BodyMode::Stream => BodyMode::Stream,
+            wit::BodyMode::Buffer(n) => BodyMode::Buffer(n),
+        }
+    }
+}
+
+impl From<wit::FilterInfo> for FilterInfo {
+    fn from(i: wit::FilterInfo) -> Self {
+        let p = i.phases;
+        let phases = Phases {
+            request_headers: p.contains(wit::Phases::REQUEST_HEADERS),
+            request_body: p.contains(wit::Phases::REQUEST_BODY),
+            response_headers: p.contains(wit::Phases::RESPONSE_HEADERS),
+            response_body: p.contains(wit::Phases::RESPONSE_BODY),
+            log: p.contains(wit::Phases::LOG),
+        };
+        // A body mode without its phase means nothing; a phase without a mode gets none.
+        let request_body = if phases.request_body { i.request_body.into() } else { BodyMode::None };
+        let response_body = if phases.response_body { i.response_body.into() } else { BodyMode::None };
+        FilterInfo { phases, request_body, response_body }
+    }
+}

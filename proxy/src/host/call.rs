@@ -1,0 +1,84 @@
+//! What a filter call can see: the request and response heads lent to it through the
+//! `request` and `response` resources.
+//!
+//! The exchange owns a [`RequestCtx`] (and, in response phases, a [`ResponseCtx`]) and
+//! moves it into the instance's store for the length of one call, then takes it back.
+//! The resources handed to the guest are borrows with fixed representations (0 for the
+//! request, 1 for the response): nothing is allocated per call.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method};
+
+use crate::error::UpstreamFailure;
+
+/// The WIT `request` resource's host type. Never constructed: the guest only ever
+/// holds borrowed handles.
+pub enum RequestRes {}
+/// The WIT `response` resource's host type. Never constructed.
+pub enum ResponseRes {}
+
+/// The request as the chain sees and changes it.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// The method.
+    pub method: Method,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Host and optional port, from `:authority` or `Host`.
+    pub authority: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, without `Host` (see `authority`) and without hop-by-hop headers.
+    pub headers: HeaderMap,
+    /// The client's address.
+    pub client_addr: SocketAddr,
+    /// The client's verified identity (mTLS), if any.
+    pub peer_identity: Option<String>,
+    /// The listener's name.
+    pub listener: Arc<str>,
+    /// The route's name.
+    pub route: Arc<str>,
+    /// The cluster the request goes to.
+    pub cluster: Arc<str>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Per-request values shared by the chain's filters.
+    pub properties: Vec<(String, String)>,
+    /// How much body to keep for replay, as a filter asked.
+    pub replay_limit: Option<u64>,
+    /// Whether the request can be sent again.
+    pub body_replayable: bool,
+    /// A filter's override of the route timeout.
+    pub timeout: Option<Duration>,
+    /// A filter's per-attempt timeout.
+    pub try_timeout: Option<Duration>,
+}
+
+impl RequestCtx {
+    /// The value of a property.
+    pub fn property(&self, key: &str) -> Option<&str> {
+        self.properties.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Sets a property.
+    pub fn set_property(&mut self, key: &str, value: &str) {
+        match self.properties.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value.to_owned(),
+            None => self.properties.push((key.to_owned(), value.to_owned())),
+        }
+    }
+}
+
+/// The response head as the chain sees and changes it.
+#[derive(Debug)]
+pub struct ResponseCtx {
+    /// The upstream's head, or the one the proxy made.
+    pub head: http::response::Parts,
+    /// Set when the proxy made this response because the upstream exchange failed.
+    pub upstream_failure: Option<UpstreamFailure>,
+    /// The endpoint that answered or failed.
+    pub upstream_addr: Option<SocketAddr>,
+}

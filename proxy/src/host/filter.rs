@@ -1,0 +1,217 @@
+//! A configured filter: a module, its configuration, its limits and failure policy, and
+//! a pool of idle instances that calls reuse.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use parking_lot::Mutex;
+
+use super::action::FilterInfo;
+use super::bindings::weft::filter::types as wit;
+use super::call::{RequestCtx, ResponseCtx};
+use super::failure::FilterFailure;
+use super::instance::{FilterInstance, PhaseCall, PhaseResult};
+use super::module::FilterModule;
+use super::services::{HostServices, Outbound};
+use super::state::{FilterIdentity, HostState};
+use crate::config::model::FailurePolicy;
+use crate::config::CheckedFilter;
+use crate::metrics::Counter;
+
+/// Idle instances kept per filter; more are dropped when returned.
+const MAX_IDLE: usize = 256;
+
+/// Counters of one filter.
+pub struct FilterStats {
+    /// Calls made.
+    pub calls: Arc<Counter>,
+    /// Instances made.
+    pub instances: Arc<Counter>,
+    failures: [Arc<Counter>; 5],
+}
+
+const REASONS: [&str; 5] = ["trap", "deadline", "memory", "instantiate", "invalid_action"];
+
+impl FilterStats {
+    fn new(services: &HostServices, name: &str) -> FilterStats {
+        let m = &services.metrics;
+        FilterStats {
+            calls: m.counter("weft_filter_calls_total", "Calls into each filter.", &[("filter", name)]),
+            instances: m.counter(
+                "weft_filter_instances_created_total",
+                "Filter instances made (a trapped instance is replaced).",
+                &[("filter", name)],
+            ),
+            failures: REASONS.map(|r| {
+                m.counter(
+                    "weft_filter_failures_total",
+                    "Filter calls that failed, by reason; the filter's failure policy applied.",
+                    &[("filter", name), ("reason", r)],
+                )
+            }),
+        }
+    }
+
+    /// Failures by reason.
+    pub fn failures(&self) -> Vec<(&'static str, u64)> {
+        REASONS.iter().zip(&self.failures).map(|(r, c)| (*r, c.get())).collect()
+    }
+}
+
+/// Why a filter could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterLoadError {
+    /// The module is unusable.
+    #[error(transparent)]
+    Module(#[from] super::module::ModuleError),
+    /// The filter refused its configuration.
+    #[error("filter configuration rejected: {0}")]
+    Rejected(String),
+    /// The first instance failed.
+    #[error("filter failed to start: {0}")]
+    Start(FilterFailure),
+}
+
+/// A configured filter.
+pub struct LoadedFilter {
+    /// Its name.
+    pub name: String,
+    /// Its module.
+    pub module: Arc<FilterModule>,
+    /// What it declared at `init`.
+    pub info: FilterInfo,
+    /// What happens when it fails.
+    pub policy: FailurePolicy,
+    /// The status a fail-closed failure answers with.
+    pub failure_status: StatusCode,
+    /// Longest single call.
+    pub timeout: Duration,
+    /// Counters.
+    pub stats: FilterStats,
+    config: wit::FilterConfig,
+    identity: Arc<FilterIdentity>,
+    services: Arc<HostServices>,
+    outbound: Arc<dyn Outbound>,
+    memory_limit: usize,
+    idle: Mutex<Vec<FilterInstance>>,
+}
+
+/// `init` may take longer than a request-path call: it parses configuration.
+fn init_timeout(call_timeout: Duration) -> Duration {
+    call_timeout.max(Duration::from_secs(2))
+}
+
+impl LoadedFilter {
+    /// Starts a filter: makes its first instance and runs `init`, which may refuse the
+    /// configuration.
+    pub async fn start(
+        module: Arc<FilterModule>,
+        checked: &CheckedFilter,
+        services: Arc<HostServices>,
+        outbound: Arc<dyn Outbound>,
+    ) -> Result<LoadedFilter, FilterLoadError> {
+        let identity = FilterIdentity::new(&checked.name);
+        let config = wit::FilterConfig {
+            name: checked.name.clone(),
+            config: checked.config_json.clone(),
+            files: checked.files.clone(),
+        };
+        let memory_limit = checked.memory_limit as usize;
+        let state = HostState::new(identity.clone(), services.clone(), outbound.clone(), memory_limit);
+        let (first, info) = match FilterInstance::create(&module, state, &config, init_timeout(checked.timeout)).await {
+            Ok(ok) => ok,
+            Err(FilterFailure::Instantiate(msg)) if msg.starts_with("configuration rejected: ") => {
+                return Err(FilterLoadError::Rejected(msg["configuration rejected: ".len()..].to_owned()));
+            }
+            Err(f) => return Err(FilterLoadError::Start(f)),
+        };
+        let stats = FilterStats::new(&services, &checked.name);
+        stats.instances.inc();
+        Ok(LoadedFilter {
+            name: checked.name.clone(),
+            module,
+            info,
+            policy: checked.failure_policy,
+            failure_status: checked.failure_status,
+            timeout: checked.timeout,
+            stats,
+            config,
+            identity,
+            services,
+            outbound,
+            memory_limit,
+            idle: Mutex::new(vec![first]),
+        })
+    }
+
+    /// Idle instances ready for calls.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().len()
+    }
+
+    async fn checkout(&self) -> Result<FilterInstance, FilterFailure> {
+        if let Some(instance) = self.idle.lock().pop() {
+            return Ok(instance);
+        }
+        let state = HostState::new(
+            self.identity.clone(),
+            self.services.clone(),
+            self.outbound.clone(),
+            self.memory_limit,
+        );
+        let (instance, _) = FilterInstance::create(&self.module, state, &self.config, init_timeout(self.timeout)).await?;
+        self.stats.instances.inc();
+        Ok(instance)
+    }
+
+    fn checkin(&self, instance: FilterInstance) {
+        let mut idle = self.idle.lock();
+        if idle.len() < MAX_IDLE {
+            idle.push(instance);
+        }
+    }
+
+    /// Counts and logs a failure. Every failure goes through here.
+    pub fn record_failure(&self, failure: &FilterFailure) {
+        if let Some(i) = REASONS.iter().position(|r| *r == failure.reason()) {
+            self.stats.failures[i].inc();
+        }
+        let policy = match self.policy {
+            FailurePolicy::FailOpen => "fail_open: continuing",
+            FailurePolicy::FailClosed => "fail_closed: answering the request",
+        };
+        tracing::warn!(filter = %self.name, reason = failure.reason(), "filter {failure}; {policy}");
+    }
+
+    /// Runs one phase on an instance from the pool. A failed call is counted, and an
+    /// instance that trapped is thrown away, never reused.
+    pub async fn call(
+        &self,
+        call: PhaseCall<'_>,
+        request: &mut Option<Box<RequestCtx>>,
+        response: &mut Option<Box<ResponseCtx>>,
+    ) -> Result<PhaseResult, FilterFailure> {
+        self.stats.calls.inc();
+        let mut instance = match self.checkout().await {
+            Ok(i) => i,
+            Err(f) => {
+                self.record_failure(&f);
+                return Err(f);
+            }
+        };
+        match instance.invoke(&call, request, response, self.timeout).await {
+            Ok(result) => {
+                self.checkin(instance);
+                Ok(result)
+            }
+            Err(f) => {
+                self.record_failure(&f);
+                if !f.poisons_instance() {
+                    self.checkin(instance);
+                }
+                Err(f)
+            }
+        }
+    }
+}

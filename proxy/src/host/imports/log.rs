@@ -1,0 +1,40 @@
+//! `weft:filter/log`: filter messages in the proxy's log, tagged with the filter.
+
+use crate::host::bindings::weft::filter::log::{Host, Level};
+use crate::host::state::HostState;
+
+/// Longest message kept; longer ones are cut, so a filter cannot flood the log.
+const MAX_MESSAGE: usize = 8 << 10;
+
+impl Host for HostState {
+    fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let mut message = message;
+        if message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("...");
+        }
+        let filter = self.identity.name.as_str();
+        match level {
+            Level::Trace => tracing::trace!(target: "weft::filter", filter, "{message}"),
+            Level::Debug => tracing::debug!(target: "weft::filter", filter, "{message}"),
+            Level::Info => tracing::info!(target: "weft::filter", filter, "{message}"),
+            Level::Warn => tracing::warn!(target: "weft::filter", filter, "{message}"),
+            Level::Error => tracing::error!(target: "weft::filter", filter, "{message}"),
+        }
+        Ok(())
+    }
+
+    fn enabled(&mut self, level: Level) -> wasmtime::Result<bool> {
+        Ok(match level {
+            Level::Trace => tracing::enabled!(target: "weft::filter", tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(target: "weft::filter", tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(target: "weft::filter", tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(target: "weft::filter", tracing::Level::WARN),
+            Level::Error => tracing::enabled!(target: "weft::filter", tracing::Level::ERROR),
+        })
+    }
+}

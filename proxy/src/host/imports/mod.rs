@@ -1,0 +1,10 @@
+//! The host side of each `weft:filter` import, one file per interface, all implemented
+//! on [`HostState`](super::state::HostState).
+
+mod clock;
+mod http_client;
+mod log;
+mod metrics;
+mod random;
+mod shared_state;
+mod types;

@@ -1,0 +1,337 @@
+//! `weft:filter/types`: the `request` and `response` resources, over the heads the
+//! exchange lends for a call.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode};
+use wasmtime::component::Resource;
+
+use crate::host::bindings::weft::filter::types::{
+    Host, HostRequest, HostResponse, Request, Response, UpstreamFailure as WitFailure,
+};
+use crate::host::call::{RequestCtx, ResponseCtx};
+use crate::host::state::HostState;
+
+/// Headers the proxy manages itself (connection framing). Filters may read them but
+/// not change them, or the message could no longer be framed correctly.
+const MANAGED: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn lossy(v: &HeaderValue) -> String {
+    match v.to_str() {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+    }
+}
+
+fn name_for_change(name: &str) -> Result<HeaderName, String> {
+    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
+    if MANAGED.contains(&n.as_str()) {
+        return Err(format!("header {n} is managed by the proxy and cannot be changed"));
+    }
+    Ok(n)
+}
+
+fn value(value: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(value).map_err(|_| format!("invalid header value {value:?}"))
+}
+
+fn get(map: &HeaderMap, name: &str) -> Option<String> {
+    map.get(name).map(lossy)
+}
+
+fn get_all(map: &HeaderMap, name: &str) -> Vec<String> {
+    map.get_all(name).iter().map(lossy).collect()
+}
+
+fn list(map: &HeaderMap) -> Vec<(String, String)> {
+    map.iter().map(|(k, v)| (k.as_str().to_owned(), lossy(v))).collect()
+}
+
+fn set(map: &mut HeaderMap, name: &str, v: &str) -> Result<(), String> {
+    let n = name_for_change(name)?;
+    map.insert(n, value(v)?);
+    Ok(())
+}
+
+fn append(map: &mut HeaderMap, name: &str, v: &str) -> Result<(), String> {
+    let n = name_for_change(name)?;
+    map.append(n, value(v)?);
+    Ok(())
+}
+
+fn remove(map: &mut HeaderMap, name: &str) {
+    if let Ok(n) = name_for_change(name) {
+        map.remove(n);
+    }
+}
+
+fn is_host(name: &str) -> bool {
+    name.eq_ignore_ascii_case("host")
+}
+
+fn valid_authority(a: &str) -> Result<(), String> {
+    match http::uri::Authority::from_str(a) {
+        Ok(parsed) if !a.is_empty() && !a.contains('@') && parsed.as_str() == a => Ok(()),
+        _ => Err(format!("invalid authority {a:?}")),
+    }
+}
+
+impl From<crate::error::UpstreamFailure> for WitFailure {
+    fn from(f: crate::error::UpstreamFailure) -> Self {
+        use crate::error::UpstreamFailure as F;
+        match f {
+            F::ConnectFailure => WitFailure::ConnectFailure,
+            F::ConnectTimeout => WitFailure::ConnectTimeout,
+            F::Reset => WitFailure::Reset,
+            F::Timeout => WitFailure::Timeout,
+            F::ProtocolError => WitFailure::ProtocolError,
+            F::NoEndpoints => WitFailure::NoEndpoints,
+            F::UnknownCluster => WitFailure::UnknownCluster,
+        }
+    }
+}
+
+impl HostState {
+    fn req(&mut self) -> wasmtime::Result<&mut RequestCtx> {
+        self.request
+            .as_deref_mut()
+            .ok_or_else(|| wasmtime::Error::msg("the request is only available during a call"))
+    }
+
+    fn resp(&mut self) -> wasmtime::Result<&mut ResponseCtx> {
+        self.response
+            .as_deref_mut()
+            .ok_or_else(|| wasmtime::Error::msg("the response is only available in response phases"))
+    }
+}
+
+impl Host for HostState {}
+
+impl HostRequest for HostState {
+    fn method(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+        Ok(self.req()?.method.as_str().to_owned())
+    }
+
+    fn scheme(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+        Ok(self.req()?.scheme.to_owned())
+    }
+
+    fn authority(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+        Ok(self.req()?.authority.clone())
+    }
+
+    fn set_authority(&mut self, _: Resource<Request>, authority: String) -> wasmtime::Result<Result<(), String>> {
+        let req = self.req()?;
+        Ok(valid_authority(&authority).map(|()| req.authority = authority))
+    }
+
+    fn path(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+        Ok(self.req()?.path.clone())
+    }
+
+    fn set_path(&mut self, _: Resource<Request>, path: String) -> wasmtime::Result<Result<(), String>> {
+        let req = self.req()?;
+        let ok = path.starts_with('/') && http::uri::PathAndQuery::from_str(&path).is_ok_and(|p| p.as_str() == path);
+        Ok(if ok {
+            req.path = path;
+            Ok(())
+        } else {
+            Err(format!("invalid path {path:?}: it must start with / and hold no spaces"))
+        })
+    }
+
+    fn header(&mut self, _: Resource<Request>, name: String) -> wasmtime::Result<Option<String>> {
+        let req = self.req()?;
+        if is_host(&name) {
+            return Ok(Some(req.authority.clone()));
+        }
+        Ok(get(&req.headers, &name))
+    }
+
+    fn header_all(&mut self, _: Resource<Request>, name: String) -> wasmtime::Result<Vec<String>> {
+        let req = self.req()?;
+        if is_host(&name) {
+            return Ok(vec![req.authority.clone()]);
+        }
+        Ok(get_all(&req.headers, &name))
+    }
+
+    fn headers(&mut self, _: Resource<Request>) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(list(&self.req()?.headers))
+    }
+
+    fn set_header(&mut self, _: Resource<Request>, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
+        let req = self.req()?;
+        if is_host(&name) {
+            return Ok(valid_authority(&value).map(|()| req.authority = value));
+        }
+        Ok(set(&mut req.headers, &name, &value))
+    }
+
+    fn append_header(&mut self, _: Resource<Request>, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
+        let req = self.req()?;
+        if is_host(&name) {
+            return Ok(Err("a request has one host; use set-authority".to_owned()));
+        }
+        Ok(append(&mut req.headers, &name, &value))
+    }
+
+    fn remove_header(&mut self, _: Resource<Request>, name: String) -> wasmtime::Result<()> {
+        let req = self.req()?;
+        if !is_host(&name) {
+            remove(&mut req.headers, &name);
+        }
+        Ok(())
+    }
+
+    fn client_address(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+        Ok(self.req()?.client_addr.to_string())
+    }
+
+    fn peer_identity(&mut self, _: Resource<Request>) -> wasmtime::Result<Option<String>> {
+        Ok(self.req()?.peer_identity.clone())
+    }
+
+    fn listener(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+        Ok(self.req()?.listener.to_string())
+    }
+
+    fn route(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+        Ok(self.req()?.route.to_string())
+    }
+
+    fn cluster(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+        Ok(self.req()?.cluster.to_string())
+    }
+
+    fn attempt(&mut self, _: Resource<Request>) -> wasmtime::Result<u32> {
+        Ok(self.req()?.attempt)
+    }
+
+    fn property(&mut self, _: Resource<Request>, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.req()?.property(&key).map(str::to_owned))
+    }
+
+    fn set_property(&mut self, _: Resource<Request>, key: String, value: String) -> wasmtime::Result<()> {
+        let req = self.req()?;
+        if req.properties.len() >= 256 && req.property(&key).is_none() {
+            return Err(wasmtime::Error::msg("more than 256 request properties"));
+        }
+        req.set_property(&key, &value);
+        Ok(())
+    }
+
+    fn set_replay_limit(&mut self, _: Resource<Request>, limit_bytes: u64) -> wasmtime::Result<()> {
+        let req = self.req()?;
+        req.replay_limit = Some(req.replay_limit.map_or(limit_bytes, |l| l.max(limit_bytes)));
+        Ok(())
+    }
+
+    fn body_replayable(&mut self, _: Resource<Request>) -> wasmtime::Result<bool> {
+        Ok(self.req()?.body_replayable)
+    }
+
+    fn set_timeout(&mut self, _: Resource<Request>, ms: u32) -> wasmtime::Result<()> {
+        self.req()?.timeout = Some(Duration::from_millis(ms.into()));
+        Ok(())
+    }
+
+    fn set_try_timeout(&mut self, _: Resource<Request>, ms: u32) -> wasmtime::Result<()> {
+        self.req()?.try_timeout = Some(Duration::from_millis(ms.into()));
+        Ok(())
+    }
+
+    fn drop(&mut self, _: Resource<Request>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl HostResponse for HostState {
+    fn status(&mut self, _: Resource<Response>) -> wasmtime::Result<u16> {
+        Ok(self.resp()?.head.status.as_u16())
+    }
+
+    fn set_status(&mut self, _: Resource<Response>, status: u16) -> wasmtime::Result<Result<(), String>> {
+        let resp = self.resp()?;
+        Ok(match StatusCode::from_u16(status) {
+            Ok(s) => {
+                resp.head.status = s;
+                Ok(())
+            }
+            Err(_) => Err(format!("invalid status {status}")),
+        })
+    }
+
+    fn header(&mut self, _: Resource<Response>, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(get(&self.resp()?.head.headers, &name))
+    }
+
+    fn header_all(&mut self, _: Resource<Response>, name: String) -> wasmtime::Result<Vec<String>> {
+        Ok(get_all(&self.resp()?.head.headers, &name))
+    }
+
+    fn headers(&mut self, _: Resource<Response>) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(list(&self.resp()?.head.headers))
+    }
+
+    fn set_header(&mut self, _: Resource<Response>, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
+        Ok(set(&mut self.resp()?.head.headers, &name, &value))
+    }
+
+    fn append_header(&mut self, _: Resource<Response>, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
+        Ok(append(&mut self.resp()?.head.headers, &name, &value))
+    }
+
+    fn remove_header(&mut self, _: Resource<Response>, name: String) -> wasmtime::Result<()> {
+        remove(&mut self.resp()?.head.headers, &name);
+        Ok(())
+    }
+
+    fn upstream_failure(&mut self, _: Resource<Response>) -> wasmtime::Result<Option<WitFailure>> {
+        Ok(self.resp()?.upstream_failure.map(Into::into))
+    }
+
+    fn upstream_address(&mut self, _: Resource<Response>) -> wasmtime::Result<Option<String>> {
+        Ok(self.resp()?.upstream_addr.map(|a| a.to_string()))
+    }
+
+    fn drop(&mut self, _: Resource<Response>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_headers_cannot_change() {
+        let mut m = HeaderMap::new();
+        assert!(set(&mut m, "Transfer-Encoding", "chunked").unwrap_err().contains("managed by the proxy"));
+        assert!(set(&mut m, "content-length", "1").is_err());
+        assert!(set(&mut m, "bad name", "x").unwrap_err().contains("invalid header name"));
+        assert!(set(&mut m, "x-ok", "line\nbreak").unwrap_err().contains("invalid header value"));
+        set(&mut m, "X-Ok", "1").unwrap();
+        append(&mut m, "x-ok", "2").unwrap();
+        assert_eq!(get_all(&m, "x-ok"), vec!["1", "2"]);
+    }
+
+    #[test]
+    fn authorities_are_checked() {
+        assert!(valid_authority("example.com:8080").is_ok());
+        assert!(valid_authority("user@example.com").is_err());
+        assert!(valid_authority("a b").is_err());
+        assert!(valid_authority("").is_err());
+    }
+}

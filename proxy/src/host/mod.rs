@@ -1,0 +1,120 @@
+//! The WebAssembly filter host.
+//!
+//! One [`FilterHost`] per process owns the engine, the linker with every
+//! `weft:filter` import, the compiled-module cache and the epoch ticker. Modules are
+//! compiled once per content digest (on disk across restarts, in memory across
+//! reloads) and pre-instantiated; each configured filter ([`LoadedFilter`]) keeps a
+//! pool of idle instances, each with its own store, reused call after call. A call
+//! runs under a deadline (epoch interruption) and a memory cap; an instance that traps
+//! is dropped, and the filter's failure policy decides what the request sees.
+//!
+//! Filters that never import `http-client` are called synchronously (no fiber, no
+//! allocation per call); those that do are called with `call_async`, so a filter
+//! waiting on an outbound call does not block its worker.
+
+pub mod action;
+pub mod bindings;
+pub mod cache;
+pub mod call;
+pub mod engine;
+pub mod failure;
+pub mod filter;
+mod imports;
+pub mod instance;
+pub mod module;
+pub mod services;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::Engine;
+
+pub use action::{Action, BodyAction, BodyMode, FilterInfo, LocalResponse, Phases};
+pub use call::{RequestCtx, ResponseCtx};
+pub use failure::FilterFailure;
+pub use filter::{FilterLoadError, LoadedFilter};
+pub use instance::{PhaseCall, PhaseResult};
+pub use module::{FilterModule, ModuleError};
+pub use services::{HostServices, Outbound};
+
+use bindings::{Filter, FilterPre};
+use cache::DiskCache;
+use engine::EpochTicker;
+use state::HostState;
+
+use crate::config::CheckedFilter;
+
+/// The filter host.
+pub struct FilterHost {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: DiskCache,
+    modules: Mutex<HashMap<String, Weak<FilterModule>>>,
+    /// Services every filter shares.
+    pub services: Arc<HostServices>,
+    _ticker: EpochTicker,
+}
+
+impl FilterHost {
+    /// Starts the host: builds the engine (with room for `max_instances` live
+    /// instances), links the imports, starts the epoch ticker.
+    pub fn new(cache_dir: Option<PathBuf>, max_instances: u32, services: Arc<HostServices>) -> anyhow::Result<FilterHost> {
+        let engine = engine::build(max_instances).map_err(|e| anyhow::anyhow!("cannot start the filter engine: {e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link the filter imports: {e:#}"))?;
+        let cache = DiskCache::new(cache_dir.or_else(cache::default_dir), &engine);
+        let ticker = EpochTicker::start(engine.clone())?;
+        Ok(FilterHost { engine, linker, cache, modules: Mutex::new(HashMap::new()), services, _ticker: ticker })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a component file: reuses an already-loaded module with the same digest,
+    /// else compiles it (or reads it from the disk cache) and links it.
+    pub fn load_module(&self, path: &Path) -> Result<Arc<FilterModule>, ModuleError> {
+        let bytes = std::fs::read(path).map_err(|source| ModuleError::Read { path: path.to_owned(), source })?;
+        module::classify(path, &bytes)?;
+        let digest = module::digest(&bytes);
+        if let Some(m) = self.modules.lock().get(&digest).and_then(Weak::upgrade) {
+            return Ok(m);
+        }
+        let (component, from_cache) = self
+            .cache
+            .get_or_compile(&self.engine, &digest, &bytes)
+            .map_err(|e| ModuleError::Invalid { path: path.to_owned(), reason: format!("{e:#}") })?;
+        let link_err = |e: wasmtime::Error| ModuleError::Link { path: path.to_owned(), reason: format!("{e:#}") };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = FilterPre::new(instance_pre).map_err(link_err)?;
+        let module = Arc::new(FilterModule {
+            path: path.to_owned(),
+            digest: digest.clone(),
+            size: bytes.len(),
+            from_cache,
+            needs_async: FilterModule::imports_http_client(&component, &self.engine),
+            pre,
+        });
+        let mut modules = self.modules.lock();
+        modules.retain(|_, m| m.strong_count() > 0);
+        modules.insert(digest, Arc::downgrade(&module));
+        tracing::debug!(module = %path.display(), digest = %module.digest, from_cache, "filter module loaded");
+        Ok(module)
+    }
+
+    /// Loads and starts a configured filter.
+    pub async fn load_filter(
+        &self,
+        checked: &CheckedFilter,
+        outbound: Arc<dyn Outbound>,
+    ) -> Result<LoadedFilter, FilterLoadError> {
+        let module = self.load_module(&checked.module)?;
+        LoadedFilter::start(module, checked, self.services.clone(), outbound).await
+    }
+}

@@ -1,0 +1,106 @@
+//! A filter module: a component file, checked, compiled (or read from the cache) and
+//! pre-instantiated against the host's imports.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::bindings::FilterPre;
+use super::state::HostState;
+
+/// The import that makes a component need asynchronous calls.
+const HTTP_CLIENT: &str = "weft:filter/http-client";
+
+/// Why a module cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is a core WebAssembly module, not a component.
+    #[error("{0} is a core WebAssembly module, not a component; build filters with `weft filter build`")]
+    CoreModule(PathBuf),
+    /// The file is not WebAssembly at all.
+    #[error("{0} is not a WebAssembly component")]
+    NotWasm(PathBuf),
+    /// The component is invalid or cannot be compiled.
+    #[error("{path} is not a valid component: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What wasmtime said.
+        reason: String,
+    },
+    /// The component imports something the host does not provide (for example another
+    /// major version of `weft:filter`).
+    #[error("{path} does not fit this proxy's weft:filter@0.1 contract: {reason}")]
+    Link {
+        /// The file.
+        path: PathBuf,
+        /// What wasmtime said.
+        reason: String,
+    },
+}
+
+/// A compiled, linked filter module.
+pub struct FilterModule {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// sha256 of the component, hex.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: usize,
+    /// Whether it was read from the compiled cache.
+    pub from_cache: bool,
+    /// Whether it imports `http-client` (and so must be called asynchronously).
+    pub needs_async: bool,
+    /// Ready to instantiate.
+    pub pre: FilterPre<HostState>,
+}
+
+/// The sha256 of some bytes, hex.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What kind of WebAssembly binary the bytes are, from their header.
+pub fn classify(path: &Path, bytes: &[u8]) -> Result<(), ModuleError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(ModuleError::NotWasm(path.to_owned()));
+    }
+    // Core modules are version 1, layer 0; components carry layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(ModuleError::CoreModule(path.to_owned()));
+    }
+    Ok(())
+}
+
+impl FilterModule {
+    /// Whether a compiled component imports the outbound-call interface.
+    pub fn imports_http_client(component: &wasmtime::component::Component, engine: &wasmtime::Engine) -> bool {
+        component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| name.starts_with(HTTP_CLIENT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_tells_modules_from_components() {
+        let p = Path::new("x.wasm");
+        assert!(matches!(classify(p, b"\0asm\x01\0\0\0"), Err(ModuleError::CoreModule(_))));
+        assert!(classify(p, b"\0asm\x0d\0\x01\0").is_ok());
+        assert!(matches!(classify(p, b"hello world"), Err(ModuleError::NotWasm(_))));
+        assert!(matches!(classify(p, b""), Err(ModuleError::NotWasm(_))));
+    }
+}

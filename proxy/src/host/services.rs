@@ -1,0 +1,92 @@
+//! What the host offers every filter: shared state, metrics, a clock origin and
+//! outbound calls. One per proxy process, so state and metrics outlive configuration
+//! reloads.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use weft_shared_state::Store;
+
+use super::bindings::weft::filter::http_client::{CallError, OutboundRequest, OutboundResponse};
+use crate::metrics::Registry;
+
+/// How many locks the shared state is split over, so workers rarely wait on each other.
+const SHARDS: usize = 32;
+
+/// The shared state of every filter, correct across workers: each key lives in one
+/// shard behind one lock, so every operation on it is atomic.
+pub struct SharedStore {
+    shards: Vec<Mutex<Store>>,
+    origin: Instant,
+}
+
+impl SharedStore {
+    fn new(origin: Instant) -> Self {
+        SharedStore { shards: (0..SHARDS).map(|_| Mutex::new(Store::new())).collect(), origin }
+    }
+
+    /// Runs `f` on the shard holding `key`, with the current time in milliseconds.
+    pub fn with<R>(&self, key: &str, f: impl FnOnce(&mut Store, u64) -> R) -> R {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let now = self.origin.elapsed().as_millis() as u64;
+        f(&mut shard.lock(), now)
+    }
+
+    /// Entries held, over all shards.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A boxed future, for the outbound-call interface.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Outbound HTTP calls from filters to clusters, served by the data plane.
+pub trait Outbound: Send + Sync {
+    /// Sends `request` to `cluster` and reads the whole response.
+    fn send(&self, cluster: String, request: OutboundRequest) -> BoxFuture<Result<OutboundResponse, CallError>>;
+}
+
+/// Host services shared by all filters.
+pub struct HostServices {
+    /// Metrics.
+    pub metrics: Arc<Registry>,
+    /// Shared state.
+    pub state: SharedStore,
+    /// The start of the monotonic clock filters see.
+    pub origin: Instant,
+    /// Metric problems already logged, so a filter's bad metric warns once.
+    warned: Mutex<HashSet<String>>,
+}
+
+impl HostServices {
+    /// New services reporting into `metrics`.
+    pub fn new(metrics: Arc<Registry>) -> Arc<HostServices> {
+        let origin = Instant::now();
+        Arc::new(HostServices {
+            metrics,
+            state: SharedStore::new(origin),
+            origin,
+            warned: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Whether this is the first time `what` is reported (for warn-once logging).
+    pub fn first_warning(&self, what: String) -> bool {
+        let mut warned = self.warned.lock();
+        warned.len() < 10_000 && warned.insert(what)
+    }
+}

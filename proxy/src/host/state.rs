@@ -1,0 +1,93 @@
+//! The data each filter instance's store carries: who the filter is, what it may use,
+//! and what the current call lends it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::ResourceLimiter;
+
+use super::call::{RequestCtx, ResponseCtx};
+use super::services::{HostServices, Outbound};
+
+/// Who a filter is, for its logs, metrics and shared state.
+#[derive(Debug)]
+pub struct FilterIdentity {
+    /// The filter's name in the configuration.
+    pub name: String,
+    /// The prefix of its shared-state keys: its name and a NUL, so no two filters can
+    /// reach each other's keys.
+    pub state_prefix: String,
+}
+
+impl FilterIdentity {
+    /// The identity of the filter called `name`.
+    pub fn new(name: &str) -> Arc<FilterIdentity> {
+        Arc::new(FilterIdentity { name: name.to_owned(), state_prefix: format!("{name}\0") })
+    }
+}
+
+/// Caps an instance's linear memory and tables, and remembers whether the cap was hit
+/// (to tell an out-of-memory failure from other traps).
+#[derive(Debug)]
+pub struct MemoryCap {
+    /// Most bytes of linear memory.
+    pub limit: usize,
+    /// Set when a growth was refused.
+    pub hit: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A store's data.
+pub struct HostState {
+    /// The filter.
+    pub identity: Arc<FilterIdentity>,
+    /// Logging, metrics, shared state, outbound calls.
+    pub services: Arc<HostServices>,
+    /// Where outbound calls go (the clusters of the filter's configuration).
+    pub outbound: Arc<dyn Outbound>,
+    /// The memory cap.
+    pub memory: MemoryCap,
+    /// The request lent for the current call.
+    pub request: Option<Box<RequestCtx>>,
+    /// The response lent for the current call.
+    pub response: Option<Box<ResponseCtx>>,
+    /// When the current call must end.
+    pub deadline: Instant,
+    /// Time the current call spent waiting on the host (outbound calls), which does not
+    /// count against its deadline.
+    pub waited: Duration,
+}
+
+impl HostState {
+    /// A fresh state for a new instance.
+    pub fn new(
+        identity: Arc<FilterIdentity>,
+        services: Arc<HostServices>,
+        outbound: Arc<dyn Outbound>,
+        memory_limit: usize,
+    ) -> Self {
+        HostState {
+            identity,
+            services,
+            outbound,
+            memory: MemoryCap { limit: memory_limit, hit: false },
+            request: None,
+            response: None,
+            deadline: Instant::now(),
+            waited: Duration::ZERO,
+        }
+    }
+}

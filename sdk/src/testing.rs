@@ -1,0 +1,573 @@
+//! A native test harness: run a filter's logic with `cargo test`, without wasm.
+//!
+//! [`Harness`] builds a filter from its configuration exactly as the proxy does (same
+//! JSON, same `null`-as-`{}` rule) and calls only the phases the filter implements, as
+//! the proxy does. Host capabilities come from a [`TestHost`]: a manual clock, seeded
+//! randomness, captured logs and metrics, shared state with the proxy's own semantics,
+//! and clusters that a test mocks for [`crate::http::send`].
+//!
+//! ```
+//! use weft_sdk::testing::{Harness, TestRequest};
+//! use weft_sdk::{Action, Filter, InitContext, Request};
+//!
+//! struct Deny;
+//!
+//! #[weft_sdk::filter]
+//! impl Filter for Deny {
+//!     type Config = ();
+//!     fn new(_: (), _: &InitContext) -> Result<Self, String> {
+//!         Ok(Deny)
+//!     }
+//!     fn on_request_headers(&self, req: &mut Request) -> Action {
+//!         match req.header("authorization") {
+//!             Some(_) => Action::Continue,
+//!             None => Action::respond(401, "who are you?"),
+//!         }
+//!     }
+//! }
+//!
+//! let h = Harness::<Deny>::new("null").unwrap();
+//! let action = h.on_request_headers(&mut TestRequest::get("/"));
+//! assert!(matches!(action, Action::Respond(r) if r.status == 401));
+//! let action = h.on_request_headers(&mut TestRequest::get("/").header("authorization", "x"));
+//! assert_eq!(action, Action::Continue);
+//! ```
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::cell::{Cell, RefCell, RefMut};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::backend::{RequestHandle, ResponseHandle};
+use crate::filter::parse_config;
+use crate::http::{CallError, OutboundRequest, OutboundResponse};
+use crate::log::Level;
+use crate::{Action, BodyAction, BodyMode, ExchangeSummary, Filter, InitContext, Phases, Request, Response, UpstreamFailure};
+
+/// 2026-01-01T00:00:00Z, where every test clock starts.
+const TEST_EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// A request under test: build it, pass it through [`Harness`] phases, then read what
+/// the filter changed.
+#[derive(Debug, Clone)]
+pub struct TestRequest {
+    pub(crate) method: String,
+    pub(crate) scheme: String,
+    pub(crate) authority: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) client_address: String,
+    pub(crate) peer_identity: Option<String>,
+    pub(crate) listener: String,
+    pub(crate) route: String,
+    pub(crate) cluster: String,
+    pub(crate) attempt: u32,
+    pub(crate) properties: BTreeMap<String, String>,
+    pub(crate) replay_limit: Option<u64>,
+    pub(crate) body_replayable: bool,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) try_timeout: Option<Duration>,
+}
+
+impl TestRequest {
+    /// A request with a method and a path (with query), from client `127.0.0.1:40000`
+    /// for `example.com`, on listener `test`, route `test`, cluster `test`.
+    pub fn new(method: &str, path: &str) -> Self {
+        TestRequest {
+            method: method.to_owned(),
+            scheme: "http".to_owned(),
+            authority: "example.com".to_owned(),
+            path: path.to_owned(),
+            headers: Vec::new(),
+            client_address: "127.0.0.1:40000".to_owned(),
+            peer_identity: None,
+            listener: "test".to_owned(),
+            route: "test".to_owned(),
+            cluster: "test".to_owned(),
+            attempt: 1,
+            properties: BTreeMap::new(),
+            replay_limit: None,
+            body_replayable: true,
+            timeout: None,
+            try_timeout: None,
+        }
+    }
+
+    /// A `GET` request.
+    pub fn get(path: &str) -> Self {
+        Self::new("GET", path)
+    }
+
+    /// A `POST` request.
+    pub fn post(path: &str) -> Self {
+        Self::new("POST", path)
+    }
+
+    /// Adds a header (the name is stored in lower case).
+    ///
+    /// # Panics
+    /// If the name or value is not valid HTTP: a test's own input should be.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        RequestHandle(&mut self).append_header(name, value).expect("valid test header");
+        self
+    }
+
+    /// Sets the authority.
+    pub fn authority(mut self, authority: &str) -> Self {
+        self.authority = authority.to_owned();
+        self
+    }
+
+    /// Sets the scheme (`http` or `https`).
+    pub fn scheme(mut self, scheme: &str) -> Self {
+        self.scheme = scheme.to_owned();
+        self
+    }
+
+    /// Sets the client address (`ip:port`).
+    pub fn client_address(mut self, address: &str) -> Self {
+        self.client_address = address.to_owned();
+        self
+    }
+
+    /// Sets the client's verified identity.
+    pub fn peer_identity(mut self, identity: &str) -> Self {
+        self.peer_identity = Some(identity.to_owned());
+        self
+    }
+
+    /// Sets the listener, route and cluster names.
+    pub fn routed(mut self, listener: &str, route: &str, cluster: &str) -> Self {
+        self.listener = listener.to_owned();
+        self.route = route.to_owned();
+        self.cluster = cluster.to_owned();
+        self
+    }
+
+    /// Sets the attempt number (1 for the first).
+    pub fn attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Sets a request property, as an earlier filter would.
+    pub fn property(mut self, key: &str, value: &str) -> Self {
+        self.properties.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Sets whether the body can be replayed (true by default).
+    pub fn body_replayable(mut self, replayable: bool) -> Self {
+        self.body_replayable = replayable;
+        self
+    }
+
+    /// Moves on to the next attempt, as the proxy does before a retry.
+    pub fn next_attempt(&mut self) {
+        self.attempt += 1;
+    }
+
+    /// The method now.
+    pub fn method_now(&self) -> &str {
+        &self.method
+    }
+
+    /// The path now.
+    pub fn path_now(&self) -> &str {
+        &self.path
+    }
+
+    /// The authority now.
+    pub fn authority_now(&self) -> &str {
+        &self.authority
+    }
+
+    /// The first value of a header now.
+    pub fn header_now(&self, name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+    }
+
+    /// Every header now.
+    pub fn headers_now(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// A property now.
+    pub fn property_now(&self, key: &str) -> Option<&str> {
+        self.properties.get(key).map(String::as_str)
+    }
+
+    /// The replay limit a filter asked for.
+    pub fn replay_limit(&self) -> Option<u64> {
+        self.replay_limit
+    }
+
+    /// The timeout a filter set for the whole request.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The per-attempt timeout a filter set.
+    pub fn try_timeout(&self) -> Option<Duration> {
+        self.try_timeout
+    }
+}
+
+/// A response under test.
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) upstream_failure: Option<UpstreamFailure>,
+    pub(crate) upstream_address: Option<String>,
+}
+
+impl TestResponse {
+    /// An upstream response with a status, from `127.0.0.1:8080`.
+    pub fn new(status: u16) -> Self {
+        TestResponse {
+            status,
+            headers: Vec::new(),
+            upstream_failure: None,
+            upstream_address: Some("127.0.0.1:8080".to_owned()),
+        }
+    }
+
+    /// The response the proxy makes when the upstream exchange fails: 503 for
+    /// `NoEndpoints` and `UnknownCluster`, 504 for timeouts, 502 otherwise.
+    pub fn failed(failure: UpstreamFailure) -> Self {
+        let status = match failure {
+            UpstreamFailure::NoEndpoints | UpstreamFailure::UnknownCluster => 503,
+            UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout => 504,
+            _ => 502,
+        };
+        TestResponse { status, headers: Vec::new(), upstream_failure: Some(failure), upstream_address: None }
+    }
+
+    /// Adds a header.
+    ///
+    /// # Panics
+    /// If the name or value is not valid HTTP.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        ResponseHandle(&mut self).append_header(name, value).expect("valid test header");
+        self
+    }
+
+    /// The status now.
+    pub fn status_now(&self) -> u16 {
+        self.status
+    }
+
+    /// The first value of a header now.
+    pub fn header_now(&self, name: &str) -> Option<String> {
+        ResponseHandle(&mut self.clone()).header(name)
+    }
+
+    /// Every header now.
+    pub fn headers_now(&self) -> &[(String, String)] {
+        &self.headers
+    }
+}
+
+/// A handler standing in for a cluster in tests.
+type ClusterMock = Box<dyn FnMut(&OutboundRequest) -> Result<OutboundResponse, CallError>>;
+
+/// Labels as a sorted, owned key for a metric series.
+type SeriesKey = (String, Vec<(String, String)>);
+
+fn series(name: &str, labels: &[(&str, &str)]) -> SeriesKey {
+    let mut l: Vec<(String, String)> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    l.sort();
+    (name.to_owned(), l)
+}
+
+/// What the host gives a filter under test. Share one between harnesses (with
+/// [`Harness::with_host`]) to test state shared across instances.
+pub struct TestHost {
+    now_ms: Cell<u64>,
+    monotonic_ns: Cell<u64>,
+    rng: Cell<u64>,
+    store: RefCell<weft_shared_state::Store>,
+    values: RefCell<BTreeMap<SeriesKey, f64>>,
+    observations: RefCell<BTreeMap<SeriesKey, Vec<f64>>>,
+    help: RefCell<BTreeMap<String, String>>,
+    logs: RefCell<Vec<(Level, String)>>,
+    clusters: RefCell<HashMap<String, ClusterMock>>,
+    calls: RefCell<Vec<(String, OutboundRequest)>>,
+}
+
+impl Default for TestHost {
+    fn default() -> Self {
+        TestHost {
+            now_ms: Cell::new(TEST_EPOCH_MS),
+            monotonic_ns: Cell::new(1_000_000_000),
+            rng: Cell::new(0x5eed),
+            store: RefCell::new(weft_shared_state::Store::new()),
+            values: RefCell::default(),
+            observations: RefCell::default(),
+            help: RefCell::default(),
+            logs: RefCell::default(),
+            clusters: RefCell::default(),
+            calls: RefCell::default(),
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Rc<TestHost>> = RefCell::new(Rc::new(TestHost::default()));
+}
+
+/// The host that SDK calls on this thread go to.
+pub(crate) fn current_host() -> Rc<TestHost> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+fn install(host: &Rc<TestHost>) {
+    CURRENT.with(|c| *c.borrow_mut() = host.clone());
+}
+
+impl TestHost {
+    /// A host at 2026-01-01T00:00:00Z with a fixed random seed.
+    pub fn new() -> Rc<TestHost> {
+        Rc::new(TestHost::default())
+    }
+
+    /// Moves both clocks forward.
+    pub fn advance(&self, by: Duration) {
+        self.now_ms.set(self.now_ms.get() + by.as_millis() as u64);
+        self.monotonic_ns.set(self.monotonic_ns.get() + by.as_nanos() as u64);
+    }
+
+    /// Sets the wall clock (milliseconds since the Unix epoch).
+    pub fn set_now_ms(&self, now_ms: u64) {
+        self.now_ms.set(now_ms);
+    }
+
+    /// Restarts the random sequence from a seed.
+    pub fn seed(&self, seed: u64) {
+        self.rng.set(seed);
+    }
+
+    /// Answers [`crate::http::send`] calls to `cluster` with `handler`.
+    pub fn mock_cluster(
+        &self,
+        cluster: &str,
+        handler: impl FnMut(&OutboundRequest) -> Result<OutboundResponse, CallError> + 'static,
+    ) {
+        self.clusters.borrow_mut().insert(cluster.to_owned(), Box::new(handler));
+    }
+
+    /// Every call the filter made, with its cluster, in order.
+    pub fn calls(&self) -> Vec<(String, OutboundRequest)> {
+        self.calls.borrow().clone()
+    }
+
+    /// A counter's or gauge's value for exactly these labels (0 if never touched).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.values.borrow().get(&series(name, labels)).copied().unwrap_or(0.0)
+    }
+
+    /// A counter's or gauge's total over every label set.
+    pub fn metric_total(&self, name: &str) -> f64 {
+        self.values.borrow().iter().filter(|((n, _), _)| n == name).map(|(_, v)| v).sum()
+    }
+
+    /// A histogram's observations for exactly these labels.
+    pub fn observations(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+        self.observations.borrow().get(&series(name, labels)).cloned().unwrap_or_default()
+    }
+
+    /// The help text a filter gave a metric.
+    pub fn help(&self, name: &str) -> Option<String> {
+        self.help.borrow().get(name).cloned()
+    }
+
+    /// Every message the filter logged, in order.
+    pub fn logs(&self) -> Vec<(Level, String)> {
+        self.logs.borrow().clone()
+    }
+
+    pub(crate) fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_owned()));
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+
+    pub(crate) fn monotonic_ns(&self) -> u64 {
+        self.monotonic_ns.get()
+    }
+
+    pub(crate) fn monotonic_ms(&self) -> u64 {
+        self.monotonic_ns.get() / 1_000_000
+    }
+
+    /// splitmix64: small, fast and good enough for tests.
+    pub(crate) fn next_random(&self) -> u64 {
+        let mut z = self.rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.rng.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn store(&self) -> RefMut<'_, weft_shared_state::Store> {
+        self.store.borrow_mut()
+    }
+
+    pub(crate) fn describe(&self, name: &str, help: &str, _buckets: Option<&[f64]>) {
+        self.help.borrow_mut().insert(name.to_owned(), help.to_owned());
+    }
+
+    pub(crate) fn metric_add(&self, name: &str, labels: &[(&str, &str)], delta: f64) {
+        *self.values.borrow_mut().entry(series(name, labels)).or_default() += delta;
+    }
+
+    pub(crate) fn metric_set(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.values.borrow_mut().insert(series(name, labels), value);
+    }
+
+    pub(crate) fn observe(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.observations.borrow_mut().entry(series(name, labels)).or_default().push(value);
+    }
+
+    pub(crate) fn http_send(&self, cluster: &str, request: &OutboundRequest) -> Result<OutboundResponse, CallError> {
+        self.calls.borrow_mut().push((cluster.to_owned(), request.clone()));
+        // Take the mock out while it runs so it may itself use the host.
+        let mock = self.clusters.borrow_mut().remove(cluster);
+        let Some(mut mock) = mock else {
+            return Err(CallError::UnknownCluster(cluster.to_owned()));
+        };
+        let result = mock(request);
+        self.clusters.borrow_mut().entry(cluster.to_owned()).or_insert(mock);
+        result
+    }
+}
+
+/// Runs one filter natively, as the proxy would.
+pub struct Harness<F: Filter> {
+    filter: F,
+    host: Rc<TestHost>,
+}
+
+impl<F: Filter> Harness<F> {
+    /// Builds the filter from its configuration as JSON (`"null"` for none), named
+    /// `test`, with a fresh [`TestHost`]. The error is the one the proxy would report.
+    pub fn new(config_json: &str) -> Result<Self, String> {
+        Self::with_host(config_json, TestHost::new())
+    }
+
+    /// Builds the filter on a given host, for example one shared with other harnesses.
+    pub fn with_host(config_json: &str, host: Rc<TestHost>) -> Result<Self, String> {
+        Self::with_context(config_json, "test", BTreeMap::new(), host)
+    }
+
+    /// Builds the filter with a name and the files its configuration lists.
+    pub fn with_context(
+        config_json: &str,
+        name: &str,
+        files: BTreeMap<String, Vec<u8>>,
+        host: Rc<TestHost>,
+    ) -> Result<Self, String> {
+        install(&host);
+        let config = parse_config::<F::Config>(config_json)?;
+        let ctx = InitContext { name: name.to_owned(), files };
+        let filter = F::new(config, &ctx)?;
+        Ok(Harness { filter, host })
+    }
+
+    /// The filter.
+    pub fn filter(&self) -> &F {
+        &self.filter
+    }
+
+    /// The host the filter runs on.
+    pub fn host(&self) -> &TestHost {
+        &self.host
+    }
+
+    /// The phases the filter implements (the proxy calls only these).
+    pub fn phases(&self) -> Phases {
+        F::__PHASES
+    }
+
+    /// How the filter wants request bodies ([`BodyMode::None`] if it has no
+    /// `on_request_body`).
+    pub fn request_body_mode(&self) -> BodyMode {
+        if F::__PHASES.request_body {
+            self.filter.request_body_mode()
+        } else {
+            BodyMode::None
+        }
+    }
+
+    /// How the filter wants response bodies.
+    pub fn response_body_mode(&self) -> BodyMode {
+        if F::__PHASES.response_body {
+            self.filter.response_body_mode()
+        } else {
+            BodyMode::None
+        }
+    }
+
+    /// Runs the request-headers phase.
+    pub fn on_request_headers(&self, req: &mut TestRequest) -> Action {
+        install(&self.host);
+        if !F::__PHASES.request_headers {
+            return Action::Continue;
+        }
+        self.filter.on_request_headers(&mut Request { raw: RequestHandle(req) })
+    }
+
+    /// Runs the request-body phase with one chunk.
+    pub fn on_request_body(&self, req: &mut TestRequest, body: &[u8], end_of_stream: bool) -> BodyAction {
+        install(&self.host);
+        if !F::__PHASES.request_body {
+            return BodyAction::Continue;
+        }
+        self.filter.on_request_body(&mut Request { raw: RequestHandle(req) }, body, end_of_stream)
+    }
+
+    /// Runs the response-headers phase.
+    pub fn on_response_headers(&self, req: &mut TestRequest, resp: &mut TestResponse) -> Action {
+        install(&self.host);
+        if !F::__PHASES.response_headers {
+            return Action::Continue;
+        }
+        self.filter.on_response_headers(
+            &mut Request { raw: RequestHandle(req) },
+            &mut Response { raw: ResponseHandle(resp) },
+        )
+    }
+
+    /// Runs the response-body phase with one chunk.
+    pub fn on_response_body(
+        &self,
+        req: &mut TestRequest,
+        resp: &mut TestResponse,
+        body: &[u8],
+        end_of_stream: bool,
+    ) -> BodyAction {
+        install(&self.host);
+        if !F::__PHASES.response_body {
+            return BodyAction::Continue;
+        }
+        self.filter.on_response_body(
+            &mut Request { raw: RequestHandle(req) },
+            &mut Response { raw: ResponseHandle(resp) },
+            body,
+            end_of_stream,
+        )
+    }
+
+    /// Runs the log phase.
+    pub fn on_log(&self, req: &mut TestRequest, summary: &ExchangeSummary) {
+        install(&self.host);
+        if F::__PHASES.log {
+            self.filter.on_log(&Request { raw: RequestHandle(req) }, summary)
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The filter host with real components: phases, instance reuse, traps, deadlines,
+//! memory caps, configuration refusal and bad modules.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, Method, StatusCode};
+use weft::config::model::FailurePolicy;
+use weft::config::CheckedFilter;
+use weft::host::bindings::weft::filter::http_client::{CallError, OutboundRequest, OutboundResponse};
+use weft::host::services::BoxFuture;
+use weft::host::{
+    Action, FilterFailure, FilterHost, FilterLoadError, HostServices, LoadedFilter, ModuleError, Outbound, PhaseCall,
+    PhaseResult, RequestCtx, ResponseCtx,
+};
+use weft::metrics::Registry;
+
+struct NoOutbound;
+
+impl Outbound for NoOutbound {
+    fn send(&self, cluster: String, _: OutboundRequest) -> BoxFuture<Result<OutboundResponse, CallError>> {
+        Box::pin(async move { Err(CallError::UnknownCluster(cluster)) })
+    }
+}
+
+fn host(cache: &Path) -> FilterHost {
+    FilterHost::new(Some(cache.to_owned()), 64, HostServices::new(Registry::new())).expect("host")
+}
+
+fn checked(name: &str, module: &Path, config: &str) -> CheckedFilter {
+    CheckedFilter {
+        name: name.to_owned(),
+        module: module.to_owned(),
+        config_json: config.to_owned(),
+        files: vec![],
+        failure_policy: FailurePolicy::FailClosed,
+        failure_status: StatusCode::SERVICE_UNAVAILABLE,
+        timeout: Duration::from_millis(50),
+        memory_limit: 8 << 20,
+        field: format!("filters.{name}"),
+    }
+}
+
+fn request(headers: &[(&str, &str)]) -> Option<Box<RequestCtx>> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    Some(Box::new(RequestCtx {
+        method: Method::GET,
+        scheme: "http",
+        authority: "example.com".into(),
+        path: "/x".into(),
+        headers: map,
+        client_addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
+        peer_identity: None,
+        listener: "l".into(),
+        route: "r".into(),
+        cluster: "c".into(),
+        attempt: 1,
+        properties: vec![],
+        replay_limit: None,
+        body_replayable: true,
+        timeout: None,
+        try_timeout: None,
+    }))
+}
+
+fn response() -> Option<Box<ResponseCtx>> {
+    let (head, ()) = http::Response::new(()).into_parts();
+    Some(Box::new(ResponseCtx { head, upstream_failure: None, upstream_addr: None }))
+}
+
+async fn load(host: &FilterHost, name: &str, module: &str, config: &str) -> Result<LoadedFilter, FilterLoadError> {
+    host.load_filter(&checked(name, &support::filters::component(module), config), Arc::new(NoOutbound))
+        .await
+}
+
+async fn request_headers(f: &LoadedFilter, req: &mut Option<Box<RequestCtx>>) -> Result<Action, FilterFailure> {
+    match f.call(PhaseCall::RequestHeaders, req, &mut None).await? {
+        PhaseResult::Action(a) => Ok(a),
+        _ => panic!("a headers phase answers an action"),
+    }
+}
+
+#[tokio::test]
+async fn request_id_runs_both_phases_and_declares_them() {
+    let dir = tempdir();
+    let host = host(&dir);
+    let f = load(&host, "rid", "request-id", "null").await.unwrap();
+    assert!(f.info.phases.request_headers && f.info.phases.response_headers);
+    assert!(!f.info.phases.request_body && !f.info.phases.log, "undefined phases are not declared");
+
+    let mut req = request(&[]);
+    assert_eq!(request_headers(&f, &mut req).await.unwrap(), Action::Continue);
+    let id = req.as_ref().unwrap().headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36);
+    assert_eq!(req.as_ref().unwrap().property("request_id"), Some(id.as_str()));
+
+    let mut resp = response();
+    f.call(PhaseCall::ResponseHeaders, &mut req, &mut resp).await.unwrap();
+    assert_eq!(resp.unwrap().head.headers["x-request-id"], id.as_str());
+    let generated = host.services.metrics.value("weft_filter_request_ids_total", &[("filter", "rid"), ("source", "generated")]);
+    assert_eq!(generated, Some(1.0));
+}
+
+#[tokio::test]
+async fn instances_are_reused_and_a_trapped_one_is_replaced() {
+    let dir = tempdir();
+    let host = host(&dir);
+    let f = load(&host, "mis", "misbehave", "null").await.unwrap();
+    let calls = |resp: Option<Box<ResponseCtx>>| resp.unwrap().head.headers["x-misbehave-calls"].to_str().unwrap().to_owned();
+
+    for expected in ["1", "2", "3"] {
+        let mut req = request(&[]);
+        request_headers(&f, &mut req).await.unwrap();
+        let mut resp = response();
+        f.call(PhaseCall::ResponseHeaders, &mut req, &mut resp).await.unwrap();
+        assert_eq!(calls(resp), expected, "the same instance serves call after call");
+    }
+
+    let mut req = request(&[("x-misbehave", "trap")]);
+    let err = request_headers(&f, &mut req).await.unwrap_err();
+    assert!(matches!(err, FilterFailure::Trap(_)), "{err:?}");
+    assert!(req.is_some(), "the request survives the trap");
+
+    let mut req = request(&[]);
+    request_headers(&f, &mut req).await.unwrap();
+    let mut resp = response();
+    f.call(PhaseCall::ResponseHeaders, &mut req, &mut resp).await.unwrap();
+    assert_eq!(calls(resp), "1", "a fresh instance replaced the trapped one");
+    assert_eq!(f.stats.failures().iter().find(|(r, _)| *r == "trap").unwrap().1, 1);
+    assert_eq!(f.stats.instances.get(), 2);
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_cut_off_at_its_deadline() {
+    let dir = tempdir();
+    let host = host(&dir);
+    let f = load(&host, "mis", "misbehave", "null").await.unwrap();
+    let started = Instant::now();
+    let mut req = request(&[("x-misbehave", "loop")]);
+    let err = request_headers(&f, &mut req).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err, FilterFailure::Deadline);
+    assert!(took >= Duration::from_millis(50), "not before the 50ms deadline: {took:?}");
+    assert!(took < Duration::from_millis(500), "soon after the deadline: {took:?}");
+    // The next call works.
+    assert_eq!(request_headers(&f, &mut request(&[])).await.unwrap(), Action::Continue);
+}
+
+#[tokio::test]
+async fn memory_beyond_the_cap_is_refused_and_counted() {
+    let dir = tempdir();
+    let host = host(&dir);
+    let f = load(&host, "mis", "misbehave", "null").await.unwrap();
+    let err = request_headers(&f, &mut request(&[("x-misbehave", "oom")])).await.unwrap_err();
+    assert_eq!(err, FilterFailure::Memory);
+    assert_eq!(f.stats.failures().iter().find(|(r, _)| *r == "memory").unwrap().1, 1);
+    assert_eq!(request_headers(&f, &mut request(&[])).await.unwrap(), Action::Continue);
+}
+
+#[tokio::test]
+async fn a_refused_configuration_is_reported_with_the_filters_reason() {
+    let dir = tempdir();
+    let host = host(&dir);
+    let err = load(&host, "mis", "misbehave", r#"{"reject": "threshold must be positive"}"#).await.err().unwrap();
+    assert!(matches!(&err, FilterLoadError::Rejected(m) if m == "threshold must be positive"), "{err}");
+    let err = load(&host, "rid", "request-id", r#"{"hedaer": 1}"#).await.err().unwrap();
+    assert!(err.to_string().contains("unknown field `hedaer`"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_modules_are_refused_with_a_reason() {
+    let dir = tempdir();
+    let host = host(&dir);
+    let core = dir.join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    assert!(matches!(host.load_module(&core), Err(ModuleError::CoreModule(_))));
+    let junk = dir.join("junk.wasm");
+    std::fs::write(&junk, b"not wasm at all").unwrap();
+    assert!(matches!(host.load_module(&junk), Err(ModuleError::NotWasm(_))));
+    let broken = dir.join("broken.wasm");
+    std::fs::write(&broken, b"\0asm\x0d\0\x01\0garbage").unwrap();
+    let err = host.load_module(&broken).err().unwrap();
+    assert!(matches!(err, ModuleError::Invalid { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn compiled_modules_are_cached_on_disk_by_digest() {
+    let dir = tempdir();
+    let module = support::filters::component("noop");
+    let first = host(&dir).load_module(&module).unwrap();
+    assert!(!first.from_cache);
+    let cached = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count();
+    assert_eq!(cached, 1);
+    // A new host (as after a restart) reads it instead of compiling.
+    let second = host(&dir).load_module(&module).unwrap();
+    assert!(second.from_cache);
+    assert_eq!(first.digest, second.digest);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("weft-host-test-{}-{}", std::process::id(), fastrand::u64(..)));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
