@@ -8,3 +8,8 @@ pub mod host;
 pub mod metrics;
 pub mod build;
 pub mod cli;
+pub mod upstream;
+pub mod snapshot;
+pub mod server;
+pub mod admin;
+pub mod app;

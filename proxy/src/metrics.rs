@@ -94,7 +94,7 @@ impl Histogram {
 }
 
 /// What kind a metric family is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// [`Counter`].
     Counter,
@@ -112,6 +112,17 @@ impl Kind {
             Kind::Histogram => "histogram",
         }
     }
+}
+
+/// A handle on one series, as filters hold them.
+#[derive(Debug, Clone)]
+pub enum SeriesRef {
+    /// A counter.
+    Counter(Arc<Counter>),
+    /// A gauge.
+    Gauge(Arc<Gauge>),
+    /// A histogram.
+    Histogram(Arc<Histogram>),
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +149,9 @@ pub enum MetricError {
     /// A label name is not valid.
     #[error("invalid label name {0:?}")]
     InvalidLabel(String),
+    /// The filter resolved too many series.
+    #[error("more than {0} metric series")]
+    TooManySeries(usize),
     /// The name is already used by a metric of another kind.
     #[error("metric {name:?} is a {existing}, not a {wanted}")]
     KindConflict {
@@ -273,32 +287,14 @@ impl Registry {
         Ok(())
     }
 
-    /// Adds to a filter's counter.
-    pub fn filter_counter_add(&self, name: &str, labels: Labels, v: u64) -> Result<(), MetricError> {
-        if let Series::Counter(c) = self.series(name, "", Kind::Counter, labels)? {
-            c.add(v);
-        }
-        Ok(())
-    }
-
-    /// Sets or adds to a filter's gauge.
-    pub fn filter_gauge(&self, name: &str, labels: Labels, v: f64, add: bool) -> Result<(), MetricError> {
-        if let Series::Gauge(g) = self.series(name, "", Kind::Gauge, labels)? {
-            if add {
-                g.add(v)
-            } else {
-                g.set(v)
-            }
-        }
-        Ok(())
-    }
-
-    /// Records an observation in a filter's histogram.
-    pub fn filter_observe(&self, name: &str, labels: Labels, v: f64) -> Result<(), MetricError> {
-        if let Series::Histogram(h) = self.series(name, "", Kind::Histogram, labels)? {
-            h.observe(v);
-        }
-        Ok(())
+    /// A filter's series of the given kind, created on first use. Filter input is
+    /// checked: a bad name, label or kind is an error, never a panic.
+    pub fn filter_series(&self, name: &str, kind: Kind, labels: Labels) -> Result<SeriesRef, MetricError> {
+        Ok(match self.series(name, "", kind, labels)? {
+            Series::Counter(c) => SeriesRef::Counter(c),
+            Series::Gauge(g) => SeriesRef::Gauge(g),
+            Series::Histogram(h) => SeriesRef::Histogram(h),
+        })
     }
 
     /// The value of a counter or gauge series, if it exists (for tests and the admin
@@ -403,11 +399,12 @@ mod tests {
     #[test]
     fn filter_metrics_are_checked() {
         let r = Registry::new();
-        assert!(r.filter_counter_add("ok_total", vec![], 1).is_ok());
-        assert!(matches!(r.filter_counter_add("bad name", vec![], 1), Err(MetricError::InvalidName(_))));
+        let Ok(SeriesRef::Counter(c)) = r.filter_series("ok_total", Kind::Counter, vec![]) else { panic!() };
+        c.inc();
+        assert!(matches!(r.filter_series("bad name", Kind::Counter, vec![]), Err(MetricError::InvalidName(_))));
         let bad_label = vec![("0x".to_owned(), "v".to_owned())];
-        assert!(matches!(r.filter_counter_add("ok_total", bad_label, 1), Err(MetricError::InvalidLabel(_))));
-        assert!(matches!(r.filter_gauge("ok_total", vec![], 1.0, false), Err(MetricError::KindConflict { .. })));
+        assert!(matches!(r.filter_series("ok_total", Kind::Counter, bad_label), Err(MetricError::InvalidLabel(_))));
+        assert!(matches!(r.filter_series("ok_total", Kind::Gauge, vec![]), Err(MetricError::KindConflict { .. })));
         assert_eq!(r.value("ok_total", &[]), Some(1.0));
     }
 
@@ -415,7 +412,8 @@ mod tests {
     fn described_buckets_apply() {
         let r = Registry::new();
         r.describe("sizes", "Sizes.", Some(vec![10.0, 1.0, 100.0])).unwrap();
-        r.filter_observe("sizes", vec![], 5.0).unwrap();
+        let Ok(SeriesRef::Histogram(h)) = r.filter_series("sizes", Kind::Histogram, vec![]) else { panic!() };
+        h.observe(5.0);
         let text = r.render();
         assert!(text.contains("# HELP sizes Sizes."), "{text}");
         assert!(text.contains("sizes_bucket{le=\"1\"} 0\nsizes_bucket{le=\"10\"} 1"), "{text}");

@@ -37,7 +37,7 @@
 //! let mut req = weft_sdk::testing::TestRequest::get("/");
 //! let mut resp = weft_sdk::testing::TestResponse::new(200);
 //! harness.on_response_headers(&mut req, &mut resp);
-//! assert_eq!(resp.header("x-via").as_deref(), Some("weft"));
+//! assert_eq!(resp.header_now("x-via").as_deref(), Some("weft"));
 //! ```
 //!
 //! Build the component with `weft filter build` (it picks the wasm toolchain the machine

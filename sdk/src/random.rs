@@ -1,17 +1,66 @@
-//! Randomness from the host; a filter has no entropy of its own.
+//! Randomness. A filter has no entropy of its own: the host provides it.
 //!
-//! Under the native test harness the sequence is seeded and repeatable; see
+//! [`u64`], [`f64`], [`chance`], [`below`] and [`bytes`] draw from a fast generator
+//! (xoshiro256\*\*) inside the filter, seeded once per instance from the host's entropy,
+//! so they cost no call into the proxy: right for sampling, load balancing, jitter and
+//! request ids. For secrets (keys, nonces) use [`secure_bytes`], which asks the host's
+//! cryptographically secure source every time.
+//!
+//! Under the native test harness the host's source is seeded and repeatable; see
 //! [`TestHost::seed`](crate::testing::TestHost::seed).
+
+use std::cell::Cell;
 
 use crate::backend::host;
 
-/// A uniformly random 64-bit number.
-pub fn u64() -> u64 {
-    host::random_u64()
+thread_local! {
+    static STATE: Cell<Option<[u64; 4]>> = const { Cell::new(None) };
 }
 
-/// `len` random bytes.
+fn seeded() -> [u64; 4] {
+    let mut s = [host::random_u64(), host::random_u64(), host::random_u64(), host::random_u64()];
+    if s == [0; 4] {
+        s[0] = 1; // xoshiro must not start all-zero
+    }
+    s
+}
+
+/// Forgets the generator's state, so the next draw seeds again from the host (the
+/// native test harness does this when it switches hosts).
+pub(crate) fn reseed() {
+    STATE.with(|c| c.set(None));
+}
+
+/// A uniformly random 64-bit number.
+pub fn u64() -> u64 {
+    STATE.with(|cell| {
+        let mut s = cell.get().unwrap_or_else(seeded);
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        cell.set(Some(s));
+        result
+    })
+}
+
+/// `len` random bytes from the fast generator.
 pub fn bytes(len: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len as usize);
+    while out.len() < len as usize {
+        out.extend_from_slice(&u64().to_le_bytes());
+    }
+    out.truncate(len as usize);
+    out
+}
+
+/// `len` bytes from the host's cryptographically secure source (one call into the
+/// proxy each time).
+pub fn secure_bytes(len: u32) -> Vec<u8> {
     host::random_fill(len)
 }
 
@@ -40,4 +89,21 @@ pub fn below(n: u64) -> u64 {
     }
     // Widening multiply: unbiased enough for load balancing and sampling.
     ((u64() as u128 * n as u128) >> 64) as u64
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_are_spread_and_bounded() {
+        reseed();
+        let n = 20_000;
+        let hits = (0..n).filter(|_| chance(10.0)).count();
+        assert!((1_600..2_400).contains(&hits), "10% of {n}: {hits}");
+        assert!((0..1000).all(|_| below(7) < 7));
+        assert!((0..1000).map(|_| f64()).all(|x| (0.0..1.0).contains(&x)));
+        assert_eq!(bytes(13).len(), 13);
+        assert!(!chance(0.0) && chance(100.0));
+    }
 }

@@ -68,6 +68,7 @@ pub struct TestRequest {
     pub(crate) body_replayable: bool,
     pub(crate) timeout: Option<Duration>,
     pub(crate) try_timeout: Option<Duration>,
+    pub(crate) response_headers: Vec<(String, String)>,
 }
 
 impl TestRequest {
@@ -91,6 +92,7 @@ impl TestRequest {
             body_replayable: true,
             timeout: None,
             try_timeout: None,
+            response_headers: Vec::new(),
         }
     }
 
@@ -199,6 +201,18 @@ impl TestRequest {
         self.properties.get(key).map(String::as_str)
     }
 
+    /// The headers filters asked to add to the client's response
+    /// ([`Request::add_response_header`](crate::Request::add_response_header)).
+    pub fn response_headers_now(&self) -> &[(String, String)] {
+        &self.response_headers
+    }
+
+    /// The first value of a header filters asked to add to the client's response.
+    pub fn response_header_now(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.response_headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
     /// The replay limit a filter asked for.
     pub fn replay_limit(&self) -> Option<u64> {
         self.replay_limit
@@ -290,6 +304,7 @@ pub struct TestHost {
     monotonic_ns: Cell<u64>,
     rng: Cell<u64>,
     store: RefCell<weft_shared_state::Store>,
+    series: RefCell<Vec<(crate::metrics::Kind, SeriesKey)>>,
     values: RefCell<BTreeMap<SeriesKey, f64>>,
     observations: RefCell<BTreeMap<SeriesKey, Vec<f64>>>,
     help: RefCell<BTreeMap<String, String>>,
@@ -305,6 +320,7 @@ impl Default for TestHost {
             monotonic_ns: Cell::new(1_000_000_000),
             rng: Cell::new(0x5eed),
             store: RefCell::new(weft_shared_state::Store::new()),
+            series: RefCell::default(),
             values: RefCell::default(),
             observations: RefCell::default(),
             help: RefCell::default(),
@@ -325,7 +341,16 @@ pub(crate) fn current_host() -> Rc<TestHost> {
 }
 
 fn install(host: &Rc<TestHost>) {
-    CURRENT.with(|c| *c.borrow_mut() = host.clone());
+    let changed = CURRENT.with(|c| {
+        let mut current = c.borrow_mut();
+        let changed = !Rc::ptr_eq(&current, host);
+        *current = host.clone();
+        changed
+    });
+    if changed {
+        // Draws follow the new host's seed, as a new instance would.
+        crate::random::reseed();
+    }
 }
 
 impl TestHost {
@@ -345,9 +370,10 @@ impl TestHost {
         self.now_ms.set(now_ms);
     }
 
-    /// Restarts the random sequence from a seed.
+    /// Restarts the random sequence from a seed (for the filter's next draws too).
     pub fn seed(&self, seed: u64) {
         self.rng.set(seed);
+        crate::random::reseed();
     }
 
     /// Answers [`crate::http::send`] calls to `cluster` with `handler`.
@@ -422,16 +448,38 @@ impl TestHost {
         self.help.borrow_mut().insert(name.to_owned(), help.to_owned());
     }
 
-    pub(crate) fn metric_add(&self, name: &str, labels: &[(&str, &str)], delta: f64) {
-        *self.values.borrow_mut().entry(series(name, labels)).or_default() += delta;
+    /// Resolves a series to a handle, as the proxy does (same inputs, same handle).
+    pub(crate) fn resolve(&self, kind: crate::metrics::Kind, name: &str, labels: &[(&str, &str)]) -> u32 {
+        let key = series(name, labels);
+        let mut all = self.series.borrow_mut();
+        if let Some(i) = all.iter().position(|(k, s)| *k == kind && *s == key) {
+            return i as u32 + 1;
+        }
+        all.push((kind, key));
+        all.len() as u32
     }
 
-    pub(crate) fn metric_set(&self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.values.borrow_mut().insert(series(name, labels), value);
+    fn key_of(&self, id: u32) -> Option<SeriesKey> {
+        let i = (id as usize).checked_sub(1)?;
+        self.series.borrow().get(i).map(|(_, k)| k.clone())
     }
 
-    pub(crate) fn observe(&self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.observations.borrow_mut().entry(series(name, labels)).or_default().push(value);
+    pub(crate) fn metric_add(&self, id: u32, delta: f64) {
+        if let Some(key) = self.key_of(id) {
+            *self.values.borrow_mut().entry(key).or_default() += delta;
+        }
+    }
+
+    pub(crate) fn metric_set(&self, id: u32, value: f64) {
+        if let Some(key) = self.key_of(id) {
+            self.values.borrow_mut().insert(key, value);
+        }
+    }
+
+    pub(crate) fn observe(&self, id: u32, value: f64) {
+        if let Some(key) = self.key_of(id) {
+            self.observations.borrow_mut().entry(key).or_default().push(value);
+        }
     }
 
     pub(crate) fn http_send(&self, cluster: &str, request: &OutboundRequest) -> Result<OutboundResponse, CallError> {

@@ -3,8 +3,9 @@
 //! - In the request phase it keeps a well-formed id the client sent (unless
 //!   `trust_incoming: false`), or makes a random UUID (version 4), and sets it on the
 //!   request header the upstream sees.
-//! - In the response phase it copies the id to the same header on the response, so the
-//!   client can quote it when something goes wrong.
+//! - It asks the proxy to put the same header on the response, whatever answers (the
+//!   upstream, another filter, or the proxy on a failure), so the client can quote it
+//!   when something goes wrong. That takes no response phase: one call per request.
 //! - It counts generated and reused ids in `weft_filter_request_ids_total{source}`.
 //!
 //! Configuration (all optional):
@@ -17,7 +18,8 @@
 //! ```
 
 use serde::Deserialize;
-use weft_sdk::{metrics, random, Action, Filter, InitContext, Request, Response};
+use weft_sdk::metrics::{self, Counter};
+use weft_sdk::{random, Action, Filter, InitContext, Request};
 
 /// The filter's configuration, from the `config:` section of its entry in the proxy's
 /// YAML.
@@ -43,23 +45,33 @@ pub struct RequestId {
     header: String,
     trust_incoming: bool,
     echo: bool,
+    generated: Counter,
+    incoming: Counter,
 }
-
-/// The property that carries the id from the request phase to the response phase.
-const ID_PROPERTY: &str = "request_id";
 
 /// An id from a client is kept only if it is short and plain.
 fn well_formed(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// A random (version 4) UUID in its usual text form.
+/// A random (version 4) UUID in its usual text form. Written by hand rather than with
+/// `format!`: formatting machinery is slow in wasm, and this runs on every request.
 fn uuid_v4() -> String {
-    let mut b = random::bytes(16);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b = (random::u64() as u128) << 64 | random::u64() as u128;
+    b = (b & !(0xf << 76)) | (0x4 << 76); // version 4
+    b = (b & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
+    let mut out = [0u8; 36];
+    let mut nibble = 32;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *slot = b'-';
+        } else {
+            nibble -= 1;
+            *slot = HEX[((b >> (nibble * 4)) & 0xf) as usize];
+        }
+    }
+    out.iter().map(|&c| c as char).collect()
 }
 
 #[weft_sdk::filter]
@@ -75,29 +87,32 @@ impl Filter for RequestId {
             header: config.header.to_ascii_lowercase(),
             trust_incoming: config.trust_incoming,
             echo: config.echo,
+            // Resolved once: counting on the request path is then one cheap call.
+            generated: Counter::new("request_ids_total", &[("source", "generated")]),
+            incoming: Counter::new("request_ids_total", &[("source", "incoming")]),
         })
     }
 
     fn on_request_headers(&self, req: &mut Request) -> Action {
         let incoming = req.header(&self.header).filter(|id| self.trust_incoming && well_formed(id));
-        let (id, source) = match incoming {
-            Some(id) => (id, "incoming"),
-            None => (uuid_v4(), "generated"),
-        };
-        if let Err(e) = req.set_header(&self.header, &id) {
-            // Cannot happen with a checked name and a generated id; say so if it does.
-            weft_sdk::log::warn(&format!("could not set {}: {e}", self.header));
-        }
-        req.set_property(ID_PROPERTY, &id);
-        metrics::counter_inc("request_ids_total", &[("source", source)]);
-        Action::Continue
-    }
-
-    fn on_response_headers(&self, req: &mut Request, resp: &mut Response) -> Action {
-        if self.echo {
-            if let Some(id) = req.property(ID_PROPERTY) {
-                resp.set_header(&self.header, &id).ok();
+        let id = match incoming {
+            // Already on the request as the upstream will see it.
+            Some(id) => {
+                self.incoming.inc();
+                id
             }
+            None => {
+                let id = uuid_v4();
+                if let Err(e) = req.set_header(&self.header, &id) {
+                    // Cannot happen with a checked name and a generated id; say so if it does.
+                    weft_sdk::log::warn(&format!("could not set {}: {e}", self.header));
+                }
+                self.generated.inc();
+                id
+            }
+        };
+        if self.echo {
+            req.add_response_header(&self.header, &id).ok();
         }
         Action::Continue
     }
@@ -106,23 +121,26 @@ impl Filter for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_sdk::testing::{Harness, TestRequest, TestResponse};
+    use weft_sdk::testing::{Harness, TestRequest};
 
-    fn exchange(h: &Harness<RequestId>, mut req: TestRequest) -> (TestRequest, TestResponse) {
+    /// Runs the filter on a request; returns it and the id the client's response gets.
+    fn exchange(h: &Harness<RequestId>, mut req: TestRequest) -> (TestRequest, Option<String>) {
         assert_eq!(h.on_request_headers(&mut req), Action::Continue);
-        let mut resp = TestResponse::new(200);
-        assert_eq!(h.on_response_headers(&mut req, &mut resp), Action::Continue);
-        (req, resp)
+        assert!(!h.phases().response_headers, "echoing takes no response phase");
+        let echoed = req.response_header_now(&h.filter().header).map(str::to_owned);
+        (req, echoed)
     }
 
     #[test]
     fn generates_a_uuid_and_echoes_it() {
         let h = Harness::<RequestId>::new("null").unwrap();
-        let (req, resp) = exchange(&h, TestRequest::get("/"));
+        let (req, echoed) = exchange(&h, TestRequest::get("/"));
         let id = req.header_now("x-request-id").expect("id set upstream");
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4", "version 4 UUID: {id}");
-        assert_eq!(resp.header_now("x-request-id"), Some(id));
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "RFC 4122 variant: {id}");
+        assert_eq!(id.matches('-').count(), 4);
+        assert_eq!(echoed, Some(id));
         assert_eq!(h.host().metric("request_ids_total", &[("source", "generated")]), 1.0);
     }
 
@@ -137,13 +155,13 @@ mod tests {
     #[test]
     fn keeps_a_well_formed_incoming_id_unless_told_not_to() {
         let h = Harness::<RequestId>::new("null").unwrap();
-        let (_, resp) = exchange(&h, TestRequest::get("/").header("X-Request-Id", "abc-123"));
-        assert_eq!(resp.header_now("x-request-id").as_deref(), Some("abc-123"));
+        let (_, echoed) = exchange(&h, TestRequest::get("/").header("X-Request-Id", "abc-123"));
+        assert_eq!(echoed.as_deref(), Some("abc-123"));
         assert_eq!(h.host().metric("request_ids_total", &[("source", "incoming")]), 1.0);
 
         let h = Harness::<RequestId>::new(r#"{"trust_incoming": false}"#).unwrap();
-        let (_, resp) = exchange(&h, TestRequest::get("/").header("x-request-id", "abc-123"));
-        assert_ne!(resp.header_now("x-request-id").as_deref(), Some("abc-123"));
+        let (_, echoed) = exchange(&h, TestRequest::get("/").header("x-request-id", "abc-123"));
+        assert_ne!(echoed.as_deref(), Some("abc-123"));
     }
 
     #[test]
@@ -156,9 +174,9 @@ mod tests {
     #[test]
     fn custom_header_and_no_echo() {
         let h = Harness::<RequestId>::new(r#"{"header": "X-Trace", "echo": false}"#).unwrap();
-        let (req, resp) = exchange(&h, TestRequest::get("/"));
+        let (req, echoed) = exchange(&h, TestRequest::get("/"));
         assert!(req.header_now("x-trace").is_some());
-        assert_eq!(resp.header_now("x-trace"), None);
+        assert_eq!(echoed, None);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The `weft` command line: one variant per subcommand, each with its `run`.
 
+pub mod echo;
 pub mod filter;
+pub mod run;
+pub mod validate;
 
 use clap::{Parser, Subcommand};
 
@@ -16,16 +19,25 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the proxy.
+    Run(run::RunArgs),
+    /// Check a configuration completely (filters included) without serving it.
+    Validate(validate::ValidateArgs),
     /// Work on filter crates: create one, build components.
     #[command(subcommand)]
     Filter(filter::FilterCommand),
+    /// Run a small upstream that echoes requests, to try weft out.
+    Echo(echo::EchoArgs),
 }
 
 impl Command {
     /// Runs the subcommand.
     pub fn run(self) -> anyhow::Result<()> {
         match self {
+            Command::Run(a) => a.run(),
+            Command::Validate(a) => a.run(),
             Command::Filter(f) => f.run(),
+            Command::Echo(a) => a.run(),
         }
     }
 }

@@ -1,3 +1,132 @@
 //! One request, in phases.
+//!
+//! [`serve`] is the whole story of a request, in order:
+//! route → request headers → request body → upstream (with the response-headers phase
+//! deciding on retries) → response body → log. Each phase lives in its own module;
+//! every error becomes a response in one place, [`ProxyError::to_response`].
 
+pub mod chain;
+pub mod headers;
+pub mod log;
+pub mod request;
+pub mod response;
 pub mod route;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::host::RequestCtx;
+use crate::snapshot::{Route, Snapshot};
+
+/// What a connection knows about itself.
+pub struct ConnInfo {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The listener's position in the snapshot.
+    pub listener: usize,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The client's verified identity (mTLS).
+    pub peer_identity: Option<String>,
+}
+
+/// The state of one request as it goes through the phases.
+pub struct Exchange {
+    /// The snapshot the request started on; it finishes on it.
+    pub snapshot: Arc<Snapshot>,
+    /// The route that took it.
+    pub route: Arc<Route>,
+    /// The request as the filters see it; lent to each filter call.
+    pub request: Option<Box<RequestCtx>>,
+    /// How many filters' request phase ran (the response phase runs on those).
+    pub request_ran: usize,
+    /// When it arrived.
+    pub start: Instant,
+    /// A response a streaming request-body filter gave instead of the upstream's.
+    pub body_verdict: Option<tokio::sync::oneshot::Receiver<crate::host::LocalResponse>>,
+    /// What happened upstream, for the log phase.
+    pub outcome: upstream::Outcome,
+    /// Request body bytes read from the client (counted only for the log phase).
+    pub request_bytes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Exchange {
+    /// The request. It is only ever absent while lent to a filter call.
+    pub fn req(&self) -> &RequestCtx {
+        self.request.as_deref().expect("request is back after every filter call")
+    }
+
+    /// The request, to change.
+    pub fn req_mut(&mut self) -> &mut RequestCtx {
+        self.request.as_deref_mut().expect("request is back after every filter call")
+    }
+}
+
+/// Serves one request on the snapshot current when it arrived.
+pub async fn serve(snapshot: Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let (parts, body) = req.into_parts();
+    let listener = &snapshot.listeners[conn.listener];
+
+    // Route.
+    let (route, request) = match request::admit(listener, conn, parts) {
+        Ok(admitted) => admitted,
+        Err(e) => return e.to_response(),
+    };
+    let route = route.clone();
+    let mut ex = Exchange {
+        snapshot: snapshot.clone(),
+        route,
+        request: Some(request),
+        request_ran: 0,
+        start,
+        body_verdict: None,
+        outcome: upstream::Outcome::default(),
+        request_bytes: Arc::default(),
+    };
+
+    let response = match run(&mut ex, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(route = %ex.route.name, source = e.source_of().as_str(), "{e}");
+            e.to_response()
+        }
+    };
+    let mut response = response;
+    if let Some(req) = ex.request.as_deref_mut() {
+        for (name, value) in req.response_headers.drain(..) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    ex.route.stats.count(response.status());
+    ex.route.stats.latency.observe(start.elapsed().as_secs_f64());
+    log::attach(ex, response)
+}
+
+/// The phases after routing.
+async fn run(ex: &mut Exchange, body: Incoming) -> Result<Response<ProxyBody>, ProxyError> {
+    // Phase 1: request headers.
+    if let chain::RequestDecision::Respond(local) = chain::request_headers(ex).await? {
+        return response::local(ex, local).await;
+    }
+    // Phase 2: request body (streams straight through unless a filter asked for it).
+    let body = match request::body(ex, body).await? {
+        request::BodyOutcome::Forward(body) => body,
+        request::BodyOutcome::Respond(local) => return response::local(ex, local).await,
+    };
+    // Upstream, with phase 3 (response headers) deciding whether to retry.
+    let forwarded = upstream::forward(ex, body).await;
+    if let Some(local) = ex.body_verdict.as_mut().and_then(|v| v.try_recv().ok()) {
+        return response::local(ex, local).await;
+    }
+    let (head, body) = forwarded?;
+    // Phase 4: response body.
+    response::body(ex, head, body).await
+}

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
 use crate::error::UpstreamFailure;
@@ -55,6 +56,8 @@ pub struct RequestCtx {
     pub timeout: Option<Duration>,
     /// A filter's per-attempt timeout.
     pub try_timeout: Option<Duration>,
+    /// Headers filters asked to add to whatever response the client gets.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl RequestCtx {

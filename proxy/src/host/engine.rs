@@ -33,8 +33,12 @@ pub fn build(max_instances: u32) -> wasmtime::Result<Engine> {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .cranelift_opt_level(OptLevel::Speed)
-        .max_wasm_stack(512 << 10)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        .max_wasm_stack(512 << 10);
+    // The pool reserves address space up front (about 4 GiB per slot). Tools that cannot
+    // map such reservations, valgrind among them, run with WEFT_FILTER_POOLING=off.
+    if std::env::var("WEFT_FILTER_POOLING").as_deref() != Ok("off") {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
     Engine::new(&config)
 }
 

@@ -1,13 +1,21 @@
 //! The data each filter instance's store carries: who the filter is, what it may use,
 //! and what the current call lends it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::ResourceLimiter;
 
 use super::call::{RequestCtx, ResponseCtx};
 use super::services::{HostServices, Outbound};
+use crate::metrics::{Kind, Labels, MetricError, SeriesRef};
+
+/// Most metric series one filter may resolve; beyond, resolution answers the dropped
+/// handle 0, so a filter labelling by an unbounded value cannot exhaust memory.
+pub const MAX_SERIES: usize = 10_000;
 
 /// Who a filter is, for its logs, metrics and shared state.
 #[derive(Debug)]
@@ -17,12 +25,48 @@ pub struct FilterIdentity {
     /// The prefix of its shared-state keys: its name and a NUL, so no two filters can
     /// reach each other's keys.
     pub state_prefix: String,
+    /// The metric series the filter resolved; handle `n` is entry `n - 1`.
+    series: RwLock<Vec<SeriesRef>>,
+    /// Handles by what they were resolved from, so every instance gets the same one.
+    series_index: Mutex<HashMap<(Kind, String, Labels), u32>>,
 }
 
 impl FilterIdentity {
     /// The identity of the filter called `name`.
     pub fn new(name: &str) -> Arc<FilterIdentity> {
-        Arc::new(FilterIdentity { name: name.to_owned(), state_prefix: format!("{name}\0") })
+        Arc::new(FilterIdentity {
+            name: name.to_owned(),
+            state_prefix: format!("{name}\0"),
+            series: RwLock::new(Vec::new()),
+            series_index: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The handle of a series, resolving it through `make` the first time.
+    pub fn resolve(
+        &self,
+        key: (Kind, String, Labels),
+        make: impl FnOnce() -> Result<SeriesRef, MetricError>,
+    ) -> Result<u32, MetricError> {
+        let mut index = self.series_index.lock();
+        if let Some(id) = index.get(&key) {
+            return Ok(*id);
+        }
+        if index.len() >= MAX_SERIES {
+            return Err(MetricError::TooManySeries(MAX_SERIES));
+        }
+        let series = make()?;
+        let mut table = self.series.write();
+        table.push(series);
+        let id = table.len() as u32;
+        index.insert(key, id);
+        Ok(id)
+    }
+
+    /// The series behind a handle.
+    pub fn series(&self, id: u32) -> Option<SeriesRef> {
+        let i = (id as usize).checked_sub(1)?;
+        self.series.read().get(i).cloned()
     }
 }
 
@@ -69,6 +113,8 @@ pub struct HostState {
     /// Time the current call spent waiting on the host (outbound calls), which does not
     /// count against its deadline.
     pub waited: Duration,
+    /// This instance's copy of the series it used, by handle, so updates take no lock.
+    pub series: Vec<Option<SeriesRef>>,
 }
 
 impl HostState {
@@ -88,6 +134,7 @@ impl HostState {
             response: None,
             deadline: Instant::now(),
             waited: Duration::ZERO,
+            series: Vec::new(),
         }
     }
 }

@@ -87,6 +87,9 @@ impl RequestHandle<'_> {
     pub(crate) fn remove_header(&mut self, name: &str) {
         remove(&mut self.0.headers, name)
     }
+    pub(crate) fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), String> {
+        append(&mut self.0.response_headers, name, value)
+    }
     pub(crate) fn client_address(&self) -> String {
         self.0.client_address.clone()
     }
@@ -196,27 +199,32 @@ pub(crate) mod host {
     pub(crate) fn metrics_describe(name: &str, help: &str, buckets: Option<&[f64]>) {
         current_host().describe(name, help, buckets)
     }
-    pub(crate) fn metrics_counter_add(name: &str, labels: &[(&str, &str)], value: u64) {
-        current_host().metric_add(name, labels, value as f64)
+    pub(crate) fn metrics_resolve(kind: crate::metrics::Kind, name: &str, labels: &[(&str, &str)]) -> u32 {
+        current_host().resolve(kind, name, labels)
     }
-    pub(crate) fn metrics_gauge_set(name: &str, labels: &[(&str, &str)], value: f64) {
-        current_host().metric_set(name, labels, value)
+    pub(crate) fn metrics_counter_add(id: u32, value: u64) {
+        current_host().metric_add(id, value as f64)
     }
-    pub(crate) fn metrics_gauge_add(name: &str, labels: &[(&str, &str)], delta: f64) {
-        current_host().metric_add(name, labels, delta)
+    pub(crate) fn metrics_gauge_set(id: u32, value: f64) {
+        current_host().metric_set(id, value)
     }
-    pub(crate) fn metrics_histogram_record(name: &str, labels: &[(&str, &str)], value: f64) {
-        current_host().observe(name, labels, value)
+    pub(crate) fn metrics_gauge_add(id: u32, delta: f64) {
+        current_host().metric_add(id, delta)
+    }
+    pub(crate) fn metrics_histogram_record(id: u32, value: f64) {
+        current_host().observe(id, value)
     }
     pub(crate) fn state_counter_add(key: &str, delta: i64, ttl_ms: Option<u64>) -> i64 {
         let host = current_host();
         let now = host.monotonic_ms();
-        host.store().counter_add(key, delta, ttl_ms, now)
+        let result = host.store().counter_add(key, delta, ttl_ms, now);
+        result
     }
     pub(crate) fn state_counter_get(key: &str) -> i64 {
         let host = current_host();
         let now = host.monotonic_ms();
-        host.store().counter_get(key, now)
+        let result = host.store().counter_get(key, now);
+        result
     }
     pub(crate) fn state_token_bucket_take(
         key: &str,
@@ -228,27 +236,32 @@ pub(crate) mod host {
         let host = current_host();
         let now = host.monotonic_ms();
         let bucket = weft_shared_state::Bucket { capacity, refill_tokens, refill_interval_ms };
-        host.store().token_bucket_take(key, bucket, tokens, now)
+        let result = host.store().token_bucket_take(key, bucket, tokens, now);
+        result
     }
     pub(crate) fn state_kv_get(key: &str) -> Option<Vec<u8>> {
         let host = current_host();
         let now = host.monotonic_ms();
-        host.store().kv_get(key, now).map(<[u8]>::to_vec)
+        let result = host.store().kv_get(key, now).map(<[u8]>::to_vec);
+        result
     }
     pub(crate) fn state_kv_set(key: &str, value: &[u8], ttl_ms: Option<u64>) {
         let host = current_host();
         let now = host.monotonic_ms();
-        host.store().kv_set(key, value.to_vec(), ttl_ms, now)
+        let result = host.store().kv_set(key, value.to_vec(), ttl_ms, now);
+        result
     }
     pub(crate) fn state_kv_set_if_absent(key: &str, value: &[u8], ttl_ms: Option<u64>) -> bool {
         let host = current_host();
         let now = host.monotonic_ms();
-        host.store().kv_set_if_absent(key, value.to_vec(), ttl_ms, now)
+        let result = host.store().kv_set_if_absent(key, value.to_vec(), ttl_ms, now);
+        result
     }
     pub(crate) fn state_kv_delete(key: &str) -> bool {
         let host = current_host();
         let now = host.monotonic_ms();
-        host.store().kv_delete(key, now)
+        let result = host.store().kv_delete(key, now);
+        result
     }
     pub(crate) fn http_send(cluster: &str, request: &OutboundRequest) -> Result<OutboundResponse, CallError> {
         current_host().http_send(cluster, request)

@@ -73,6 +73,9 @@ impl RequestHandle<'_> {
     pub(crate) fn remove_header(&mut self, name: &str) {
         self.0.remove_header(name)
     }
+    pub(crate) fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), String> {
+        self.0.add_response_header(name, value)
+    }
     pub(crate) fn client_address(&self) -> String {
         self.0.client_address()
     }
@@ -186,17 +189,26 @@ pub(crate) mod host {
     pub(crate) fn metrics_describe(name: &str, help: &str, buckets: Option<&[f64]>) {
         raw::metrics::describe(name, help, buckets)
     }
-    pub(crate) fn metrics_counter_add(name: &str, l: &[(&str, &str)], value: u64) {
-        raw::metrics::counter_add(name, &labels(l), value)
+    pub(crate) fn metrics_resolve(kind: crate::metrics::Kind, name: &str, l: &[(&str, &str)]) -> u32 {
+        use crate::metrics::Kind;
+        let labels = labels(l);
+        match kind {
+            Kind::Counter => raw::metrics::counter(name, &labels),
+            Kind::Gauge => raw::metrics::gauge(name, &labels),
+            Kind::Histogram => raw::metrics::histogram(name, &labels),
+        }
     }
-    pub(crate) fn metrics_gauge_set(name: &str, l: &[(&str, &str)], value: f64) {
-        raw::metrics::gauge_set(name, &labels(l), value)
+    pub(crate) fn metrics_counter_add(id: u32, value: u64) {
+        raw::metrics::counter_add(id, value)
     }
-    pub(crate) fn metrics_gauge_add(name: &str, l: &[(&str, &str)], delta: f64) {
-        raw::metrics::gauge_add(name, &labels(l), delta)
+    pub(crate) fn metrics_gauge_set(id: u32, value: f64) {
+        raw::metrics::gauge_set(id, value)
     }
-    pub(crate) fn metrics_histogram_record(name: &str, l: &[(&str, &str)], value: f64) {
-        raw::metrics::histogram_record(name, &labels(l), value)
+    pub(crate) fn metrics_gauge_add(id: u32, delta: f64) {
+        raw::metrics::gauge_add(id, delta)
+    }
+    pub(crate) fn metrics_histogram_record(id: u32, value: f64) {
+        raw::metrics::histogram_record(id, value)
     }
     pub(crate) fn state_counter_add(key: &str, delta: i64, ttl_ms: Option<u64>) -> i64 {
         raw::shared_state::counter_add(key, delta, ttl_ms)

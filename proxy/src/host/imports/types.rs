@@ -195,6 +195,19 @@ impl HostRequest for HostState {
         Ok(())
     }
 
+    fn add_response_header(
+        &mut self,
+        _: Resource<Request>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let req = self.req()?;
+        if req.response_headers.len() >= 64 {
+            return Ok(Err("at most 64 response headers can be added".to_owned()));
+        }
+        Ok(name_for_change(&name).and_then(|n| Ok(req.response_headers.push((n, self::value(&value)?)))))
+    }
+
     fn client_address(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
         Ok(self.req()?.client_addr.to_string())
     }

@@ -1,0 +1,146 @@
+//! The admin endpoint: metrics, readiness, the live configuration and filter state.
+//!
+//! - `GET /metrics`: Prometheus text format.
+//! - `GET /ready`: 200 while serving.
+//! - `GET /config`: the configuration the proxy runs, as written.
+//! - `GET /filters`: each filter's module, digest, phases, policy and counters (JSON).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::ProxyBody;
+use crate::error::text_response;
+use crate::host::BodyMode;
+use crate::metrics::Registry;
+use crate::snapshot::SnapshotHandle;
+
+/// The running admin endpoint.
+pub struct AdminServer {
+    /// Where it listens.
+    pub address: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn json_response(value: serde_json::Value) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(value.to_string()));
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn mode(m: BodyMode) -> serde_json::Value {
+    match m {
+        BodyMode::None => json!("none"),
+        BodyMode::Stream => json!("stream"),
+        BodyMode::Buffer(n) => json!({ "buffer": n }),
+    }
+}
+
+fn filters(handle: &SnapshotHandle) -> serde_json::Value {
+    let snapshot = handle.load();
+    let list: Vec<_> = snapshot
+        .filters
+        .values()
+        .map(|f| {
+            let p = f.info.phases;
+            let failures: serde_json::Map<String, serde_json::Value> =
+                f.stats.failures().into_iter().map(|(r, n)| (r.to_owned(), json!(n))).collect();
+            json!({
+                "name": f.name,
+                "module": f.module.path.display().to_string(),
+                "sha256": f.module.digest,
+                "size": f.module.size,
+                "phases": {
+                    "request_headers": p.request_headers,
+                    "request_body": mode(f.info.request_body),
+                    "response_headers": p.response_headers,
+                    "response_body": mode(f.info.response_body),
+                    "log": p.log,
+                },
+                "failure_policy": format!("{:?}", f.policy),
+                "timeout_ms": f.timeout.as_millis() as u64,
+                "calls": f.stats.calls.get(),
+                "instances_created": f.stats.instances.get(),
+                "idle_instances": f.idle_instances(),
+                "failures": failures,
+            })
+        })
+        .collect();
+    json!({ "filters": list })
+}
+
+async fn route(req: Request<Incoming>, handle: SnapshotHandle, metrics: Arc<Registry>) -> Response<ProxyBody> {
+    if req.method() != Method::GET {
+        return text_response(StatusCode::METHOD_NOT_ALLOWED, "the admin endpoint answers GET only\n");
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let mut r = Response::new(ProxyBody::full(metrics.render()));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/ready" => text_response(StatusCode::OK, "ready\n"),
+        "/config" => text_response(StatusCode::OK, handle.load().source.to_string()),
+        "/filters" => json_response(filters(&handle)),
+        "/" => text_response(StatusCode::OK, "weft admin: /metrics /ready /config /filters\n"),
+        _ => text_response(StatusCode::NOT_FOUND, "not found; try /metrics /ready /config /filters\n"),
+    }
+}
+
+impl AdminServer {
+    /// Starts the admin endpoint on its own thread.
+    pub fn start(addr: SocketAddr, handle: SnapshotHandle, metrics: Arc<Registry>) -> std::io::Result<AdminServer> {
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let address = std_listener.local_addr()?;
+        let (shutdown, mut rx) = watch::channel(false);
+        let thread = std::thread::Builder::new().name("weft-admin".into()).spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                tracing::error!("cannot start the admin runtime");
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(listener) = TcpListener::from_std(std_listener) else { return };
+                loop {
+                    let (stream, _) = tokio::select! {
+                        a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                        _ = rx.changed() => return,
+                    };
+                    let handle = handle.clone();
+                    let metrics = metrics.clone();
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let (h, m) = (handle.clone(), metrics.clone());
+                            async move { Ok::<_, Infallible>(route(req, h, m).await) }
+                        });
+                        let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                    });
+                }
+            });
+        })?;
+        Ok(AdminServer { address, shutdown, thread: Some(thread) })
+    }
+
+    /// Stops it.
+    pub fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The request's way in: admission (routing, the request as filters see it) and phase
+//! 2, the request body.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::chain::on_failure;
+use super::headers::for_upstream;
+use super::route::request_host;
+use super::{ConnInfo, Exchange};
+use crate::body::{channel, BodySender, ObservedBody, ProxyBody, ReplaySource};
+use crate::error::ProxyError;
+use crate::host::{BodyAction, BodyMode, LoadedFilter, LocalResponse, PhaseCall, PhaseResult, RequestCtx};
+use crate::snapshot::{ListenerSnap, Route};
+
+/// Finds the route and builds the request filters will see. Malformed requests hyper
+/// let through are refused here with 400.
+pub fn admit<'a>(
+    listener: &'a ListenerSnap,
+    conn: &ConnInfo,
+    parts: http::request::Parts,
+) -> Result<(&'a Arc<Route>, Box<RequestCtx>), ProxyError> {
+    if parts.method == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not supported".into()));
+    }
+    let authority = match parts.uri.authority() {
+        Some(a) => a.as_str().to_owned(),
+        None => parts
+            .headers
+            .get(http::header::HOST)
+            .map(|h| h.to_str().map(str::to_owned))
+            .transpose()
+            .map_err(|_| ProxyError::BadRequest("the Host header is not text".into()))?
+            .unwrap_or_default(),
+    };
+    if authority.is_empty() && parts.version >= Version::HTTP_11 {
+        return Err(ProxyError::BadRequest("missing Host".into()));
+    }
+    let host = request_host(&parts.uri, &parts.headers);
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let Some(route) = listener.route_for(&parts.method, &host, path, &parts.headers) else {
+        listener.no_route.inc();
+        return Err(ProxyError::NoRoute { authority, path: path.to_owned() });
+    };
+    let path = path.to_owned();
+    let mut headers = parts.headers;
+    for_upstream(&mut headers, conn.client, conn.scheme);
+    let request = Box::new(RequestCtx {
+        method: parts.method,
+        scheme: conn.scheme,
+        authority,
+        path,
+        headers,
+        client_addr: conn.client,
+        peer_identity: conn.peer_identity.clone(),
+        listener: listener.name.clone(),
+        route: route.name.clone(),
+        cluster: route.cluster.clone(),
+        attempt: 1,
+        properties: Vec::new(),
+        replay_limit: None,
+        body_replayable: true,
+        timeout: None,
+        try_timeout: None,
+        response_headers: Vec::new(),
+    });
+    Ok((route, request))
+}
+
+/// A request body as attempts need it.
+pub enum RequestBody {
+    /// No body: every attempt can be sent.
+    Empty,
+    /// A body that can be sent once.
+    Once(Option<ProxyBody>),
+    /// A body recorded for replay (a filter set a replay limit).
+    Replay(ReplaySource),
+}
+
+impl RequestBody {
+    /// The body for the next attempt, if it can still be sent.
+    pub fn take(&mut self) -> Option<ProxyBody> {
+        match self {
+            RequestBody::Empty => Some(ProxyBody::Empty),
+            RequestBody::Once(b) => b.take(),
+            RequestBody::Replay(r) => r.body(),
+        }
+    }
+
+    /// Whether another attempt can be sent.
+    pub fn replayable(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Once(b) => b.is_some(),
+            RequestBody::Replay(r) => r.replayable(),
+        }
+    }
+}
+
+/// What phase 2 decided.
+pub enum BodyOutcome {
+    /// Send upstream with this body.
+    Forward(RequestBody),
+    /// Answer with this response.
+    Respond(LocalResponse),
+}
+
+/// Phase 2. The body streams past untouched unless a filter asked for it: filters in
+/// `buffer` mode get it whole first (then every body filter sees the whole body, once);
+/// otherwise filters in `stream` mode see each chunk as it passes on to the upstream.
+pub async fn body(ex: &mut Exchange, incoming: Incoming) -> Result<BodyOutcome, ProxyError> {
+    let mut body = if incoming.is_end_stream() { ProxyBody::Empty } else { ProxyBody::Incoming(incoming) };
+    if ex.route.needs.log && !body.is_end_stream() {
+        let counter = ex.request_bytes.clone();
+        body = ObservedBody::wrap(body, move |end| counter.store(end.bytes, Ordering::Relaxed));
+    }
+    if ex.route.needs.request_body && !body.is_end_stream() {
+        let filters: Vec<Arc<LoadedFilter>> = ex.route.chain[..ex.request_ran]
+            .iter()
+            .filter(|f| f.info.phases.request_body)
+            .cloned()
+            .collect();
+        let buffer_limit = filters
+            .iter()
+            .filter_map(|f| match f.info.request_body {
+                BodyMode::Buffer(n) => Some((n, f.name.clone())),
+                _ => None,
+            })
+            .min();
+        if !filters.is_empty() {
+            // The length is the proxy's to set again once filters may change the body.
+            ex.req_mut().headers.remove(http::header::CONTENT_LENGTH);
+            body = match buffer_limit {
+                Some((limit, name)) => {
+                    let whole = collect_limited(body, limit)
+                        .await?
+                        .ok_or(ProxyError::RequestBodyTooLarge { filter: name, limit })?;
+                    match buffered(ex, &filters, whole).await? {
+                        Ok(bytes) => ProxyBody::full(bytes),
+                        Err(local) => return Ok(BodyOutcome::Respond(local)),
+                    }
+                }
+                None => streamed(ex, filters, body),
+            };
+        }
+    }
+    let body = match (body.is_end_stream(), ex.req().replay_limit) {
+        (true, _) => RequestBody::Empty,
+        (false, Some(limit)) => RequestBody::Replay(ReplaySource::new(body, limit)),
+        (false, None) => RequestBody::Once(Some(body)),
+    };
+    Ok(BodyOutcome::Forward(body))
+}
+
+/// Reads a body whole if it fits in `limit` bytes; `None` if it does not.
+pub async fn collect_limited(mut body: ProxyBody, limit: u64) -> Result<Option<Bytes>, ProxyError> {
+    let mut all = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ProxyError::BadRequest(format!("reading the body: {e}")))?;
+        if let Some(d) = frame.data_ref() {
+            if (all.len() + d.len()) as u64 > limit {
+                return Ok(None);
+            }
+            all.extend_from_slice(d);
+        }
+    }
+    Ok(Some(all.freeze()))
+}
+
+/// Every body filter, in order, on the whole body.
+async fn buffered(ex: &mut Exchange, filters: &[Arc<LoadedFilter>], mut bytes: Bytes) -> Result<Result<Bytes, LocalResponse>, ProxyError> {
+    for f in filters {
+        match f.call(PhaseCall::RequestBody(&bytes, true), &mut ex.request, &mut None).await {
+            Ok(PhaseResult::Body(BodyAction::Replace(b))) => bytes = Bytes::from(b),
+            Ok(PhaseResult::Body(BodyAction::Respond(local))) => return Ok(Err(local)),
+            Ok(_) => {}
+            Err(failure) => on_failure(f, failure)?,
+        }
+    }
+    Ok(Ok(bytes))
+}
+
+/// Streams the body through the filters in a task. A filter answering `respond` (or
+/// failing closed) ends the upstream body with an error and leaves its response in
+/// `ex.body_verdict`, which wins over whatever the upstream says.
+fn streamed(ex: &mut Exchange, filters: Vec<Arc<LoadedFilter>>, mut source: ProxyBody) -> ProxyBody {
+    let (tx, out) = channel(2);
+    let (verdict_tx, verdict_rx) = oneshot::channel();
+    ex.body_verdict = Some(verdict_rx);
+    // Header changes are no longer possible once the body streams: filters get a copy.
+    let mut request = ex.request.clone();
+    tokio::spawn(async move {
+        let outcome = pump(&filters, &mut request, &mut source, &tx).await;
+        if let Err(local) = outcome {
+            let _ = verdict_tx.send(local);
+            let _ = tx.send(Err("a request-body filter answered instead".into())).await;
+        }
+    });
+    ProxyBody::Channel(out)
+}
+
+async fn pump(
+    filters: &[Arc<LoadedFilter>],
+    request: &mut Option<Box<RequestCtx>>,
+    source: &mut ProxyBody,
+    tx: &BodySender,
+) -> Result<(), LocalResponse> {
+    let mut saw_end = false;
+    loop {
+        let frame = match source.frame().await {
+            None if saw_end => return Ok(()),
+            None => {
+                // The end came without data: filters still get their end-of-stream call.
+                let data = run_chunk(filters, request, Bytes::new(), true).await?;
+                if !data.is_empty() {
+                    let _ = tx.send(Ok(http_body::Frame::data(data))).await;
+                }
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                let _ = tx.send(Err(e)).await;
+                return Ok(());
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                let eos = source.is_end_stream();
+                saw_end |= eos;
+                http_body::Frame::data(run_chunk(filters, request, data, eos).await?)
+            }
+            Err(other) => other,
+        };
+        if tx.send(Ok(frame)).await.is_err() {
+            return Ok(()); // The upstream no longer reads.
+        }
+    }
+}
+
+/// Runs every stream-mode filter on one chunk, in order.
+async fn run_chunk(
+    filters: &[Arc<LoadedFilter>],
+    request: &mut Option<Box<RequestCtx>>,
+    mut data: Bytes,
+    eos: bool,
+) -> Result<Bytes, LocalResponse> {
+    for f in filters {
+        match f.call(PhaseCall::RequestBody(&data, eos), request, &mut None).await {
+            Ok(PhaseResult::Body(BodyAction::Replace(b))) => data = Bytes::from(b),
+            Ok(PhaseResult::Body(BodyAction::Respond(local))) => return Err(local),
+            Ok(_) => {}
+            Err(failure) => {
+                if let Err(e) = on_failure(f, failure) {
+                    return Err(super::response::local_from_error(&e));
+                }
+            }
+        }
+    }
+    Ok(data)
+}

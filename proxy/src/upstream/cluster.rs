@@ -1,0 +1,132 @@
+//! A cluster: named endpoints and how to reach them, with round-robin choice.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::model::UpstreamProtocol;
+use crate::config::CheckedCluster;
+use crate::error::UpstreamFailure;
+use crate::metrics::{Counter, Registry};
+
+/// Clusters by name.
+pub type Clusters = HashMap<String, Arc<Cluster>>;
+
+/// Counters of one cluster.
+pub struct ClusterStats {
+    /// Attempts sent.
+    pub attempts: Arc<Counter>,
+    /// Connections opened.
+    pub connects: Arc<Counter>,
+    failures: Vec<(UpstreamFailure, Arc<Counter>)>,
+}
+
+const FAILURES: [UpstreamFailure; 6] = [
+    UpstreamFailure::ConnectFailure,
+    UpstreamFailure::ConnectTimeout,
+    UpstreamFailure::Reset,
+    UpstreamFailure::Timeout,
+    UpstreamFailure::ProtocolError,
+    UpstreamFailure::NoEndpoints,
+];
+
+impl ClusterStats {
+    fn new(metrics: &Registry, name: &str) -> ClusterStats {
+        ClusterStats {
+            attempts: metrics.counter("weft_upstream_attempts_total", "Attempts sent to each cluster.", &[("cluster", name)]),
+            connects: metrics.counter(
+                "weft_upstream_connections_total",
+                "Connections opened to each cluster's endpoints.",
+                &[("cluster", name)],
+            ),
+            failures: FAILURES
+                .iter()
+                .map(|f| {
+                    let c = metrics.counter(
+                        "weft_upstream_failures_total",
+                        "Attempts that failed, by cluster and kind.",
+                        &[("cluster", name), ("kind", f.as_str())],
+                    );
+                    (*f, c)
+                })
+                .collect(),
+        }
+    }
+
+    /// Counts a failure.
+    pub fn failed(&self, failure: UpstreamFailure) {
+        if let Some((_, c)) = self.failures.iter().find(|(f, _)| *f == failure) {
+            c.inc();
+        }
+    }
+}
+
+/// A cluster.
+pub struct Cluster {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Its endpoints.
+    pub endpoints: Vec<SocketAddr>,
+    /// How to talk to them.
+    pub protocol: UpstreamProtocol,
+    /// Limit for opening a connection.
+    pub connect_timeout: Duration,
+    /// Idle connections kept per endpoint and worker.
+    pub max_idle: usize,
+    /// Idle connections older than this are not reused.
+    pub idle_timeout: Duration,
+    /// Counters.
+    pub stats: ClusterStats,
+    next: AtomicUsize,
+}
+
+impl Cluster {
+    /// A cluster from its checked configuration.
+    pub fn new(c: &CheckedCluster, metrics: &Registry) -> Cluster {
+        Cluster {
+            name: c.name.as_str().into(),
+            endpoints: c.endpoints.clone(),
+            protocol: c.protocol,
+            connect_timeout: c.connect_timeout,
+            max_idle: c.max_idle_per_endpoint,
+            idle_timeout: c.idle_timeout,
+            stats: ClusterStats::new(metrics, &c.name),
+            next: AtomicUsize::new(fastrand::usize(..)),
+        }
+    }
+
+    /// The next endpoint, round-robin.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(self.endpoints[i % self.endpoints.len()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_visits_every_endpoint_evenly() {
+        let checked = CheckedCluster {
+            name: "c".into(),
+            endpoints: vec!["127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap(), "127.0.0.1:3".parse().unwrap()],
+            protocol: UpstreamProtocol::Http1,
+            connect_timeout: Duration::from_secs(1),
+            max_idle_per_endpoint: 1,
+            idle_timeout: Duration::from_secs(1),
+        };
+        let c = Cluster::new(&checked, &Registry::default());
+        let mut seen = HashMap::new();
+        for _ in 0..300 {
+            *seen.entry(c.pick().unwrap()).or_insert(0) += 1;
+        }
+        assert_eq!(seen.len(), 3);
+        assert!(seen.values().all(|n| *n == 100), "{seen:?}");
+    }
+}

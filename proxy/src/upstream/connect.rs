@@ -1,0 +1,61 @@
+//! Opening a connection to an endpoint and starting HTTP on it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::body::ProxyBody;
+use crate::config::model::UpstreamProtocol;
+use crate::error::UpstreamFailure;
+
+/// A connection ready to send requests on.
+pub enum Conn {
+    /// HTTP/1.1: one request at a time.
+    H1(http1::SendRequest<ProxyBody>),
+    /// HTTP/2: many at once.
+    H2(http2::SendRequest<ProxyBody>),
+}
+
+/// Connects to `addr` within `timeout` and performs the HTTP handshake.
+pub async fn connect(
+    addr: SocketAddr,
+    protocol: UpstreamProtocol,
+    timeout: Duration,
+) -> Result<Conn, (UpstreamFailure, String)> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err((UpstreamFailure::ConnectTimeout, format!("connecting to {addr} took over {timeout:?}"))),
+        Ok(Err(e)) => return Err((UpstreamFailure::ConnectFailure, format!("connecting to {addr}: {e}"))),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(stream);
+    let handshake_failed = |e: hyper::Error| (UpstreamFailure::ConnectFailure, format!("HTTP handshake with {addr}: {e}"));
+    match protocol {
+        UpstreamProtocol::Http1 => {
+            let (send, conn) = http1::Builder::new().handshake(io).await.map_err(handshake_failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%addr, "upstream connection ended: {e}");
+                }
+            });
+            Ok(Conn::H1(send))
+        }
+        UpstreamProtocol::Http2 => {
+            let (send, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Duration::from_secs(30))
+                .handshake(io)
+                .await
+                .map_err(handshake_failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%addr, "upstream connection ended: {e}");
+                }
+            });
+            Ok(Conn::H2(send))
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Upstreams: clusters of endpoints, the connections to them, and sending one attempt.
+
+pub mod cluster;
+pub mod connect;
+pub mod outbound;
+pub mod pool;
+pub mod send;
+
+pub use cluster::{Cluster, Clusters};
+pub use send::{send, AttemptError, RequestHead, UpstreamResponse};

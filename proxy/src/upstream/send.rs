@@ -1,0 +1,200 @@
+//! Sending one attempt of a request to a cluster.
+
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
+use hyper::client::conn::{http1, http2};
+
+use super::cluster::Cluster;
+use super::connect::{connect, Conn};
+use super::pool::{self, UpstreamBody};
+use crate::body::ProxyBody;
+use crate::config::model::UpstreamProtocol;
+use crate::error::UpstreamFailure;
+
+/// The head of a request to send upstream.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// The method.
+    pub method: Method,
+    /// Host and optional port.
+    pub authority: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, without `Host` and hop-by-hop headers.
+    pub headers: HeaderMap,
+}
+
+/// The upstream's answer: its head, a body streaming from it, and who answered.
+pub struct UpstreamResponse {
+    /// The response head.
+    pub head: http::response::Parts,
+    /// The body, giving its connection back to the pool at its end.
+    pub body: ProxyBody,
+    /// The endpoint.
+    pub addr: SocketAddr,
+}
+
+/// An attempt that failed before a response head arrived.
+#[derive(Debug)]
+pub struct AttemptError {
+    /// How it failed.
+    pub failure: UpstreamFailure,
+    /// What the proxy saw.
+    pub detail: String,
+    /// The endpoint tried, if one was chosen.
+    pub addr: Option<SocketAddr>,
+}
+
+impl AttemptError {
+    fn new(failure: UpstreamFailure, detail: impl Into<String>, addr: Option<SocketAddr>) -> Self {
+        AttemptError { failure, detail: detail.into(), addr }
+    }
+}
+
+fn classify(e: &hyper::Error) -> UpstreamFailure {
+    if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        UpstreamFailure::ProtocolError
+    } else if e.is_timeout() {
+        UpstreamFailure::Timeout
+    } else {
+        UpstreamFailure::Reset
+    }
+}
+
+fn build(head: RequestHead, protocol: UpstreamProtocol, body: ProxyBody, addr: SocketAddr) -> Result<Request<ProxyBody>, AttemptError> {
+    let bad = |what: &str| AttemptError::new(UpstreamFailure::ProtocolError, format!("cannot build the upstream request: {what}"), Some(addr));
+    let (uri, version) = match protocol {
+        UpstreamProtocol::Http1 => (head.path.parse::<Uri>(), Version::HTTP_11),
+        UpstreamProtocol::Http2 => (format!("http://{}{}", head.authority, head.path).parse::<Uri>(), Version::HTTP_2),
+    };
+    let uri = uri.map_err(|_| bad("invalid path or authority"))?;
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = version;
+    *req.headers_mut() = head.headers;
+    if protocol == UpstreamProtocol::Http1 {
+        let host = HeaderValue::from_str(&head.authority).map_err(|_| bad("invalid authority"))?;
+        req.headers_mut().insert(http::header::HOST, host);
+    }
+    Ok(req)
+}
+
+/// Sends one attempt to the next endpoint of `cluster` and waits for the response
+/// head. A kept-alive connection that turns out to be closed before the request left is
+/// replaced by a new one, transparently.
+pub async fn send(cluster: &Cluster, head: RequestHead, body: ProxyBody) -> Result<UpstreamResponse, AttemptError> {
+    let Some(addr) = cluster.pick() else {
+        cluster.stats.failed(UpstreamFailure::NoEndpoints);
+        return Err(AttemptError::new(UpstreamFailure::NoEndpoints, format!("cluster {} has no endpoints", cluster.name), None));
+    };
+    cluster.stats.attempts.inc();
+    let req = build(head, cluster.protocol, body, addr)?;
+    let result = match cluster.protocol {
+        UpstreamProtocol::Http1 => send_h1(cluster, addr, req).await,
+        UpstreamProtocol::Http2 => send_h2(cluster, addr, req).await,
+    };
+    if let Err(e) = &result {
+        cluster.stats.failed(e.failure);
+    }
+    result
+}
+
+async fn new_conn(cluster: &Cluster, addr: SocketAddr) -> Result<Conn, AttemptError> {
+    cluster.stats.connects.inc();
+    connect(addr, cluster.protocol, cluster.connect_timeout)
+        .await
+        .map_err(|(failure, detail)| AttemptError::new(failure, detail, Some(addr)))
+}
+
+async fn fresh_h1(cluster: &Cluster, addr: SocketAddr) -> Result<http1::SendRequest<ProxyBody>, AttemptError> {
+    match new_conn(cluster, addr).await? {
+        Conn::H1(s) => Ok(s),
+        Conn::H2(_) => Err(AttemptError::new(UpstreamFailure::ProtocolError, "expected HTTP/1.1", Some(addr))),
+    }
+}
+
+async fn send_h1(cluster: &Cluster, addr: SocketAddr, mut req: Request<ProxyBody>) -> Result<UpstreamResponse, AttemptError> {
+    let (mut send, mut reused) = match pool::take_h1(addr, cluster.idle_timeout) {
+        Some(s) => (s, true),
+        None => (fresh_h1(cluster, addr).await?, false),
+    };
+    loop {
+        if let Err(e) = send.ready().await {
+            if reused {
+                send = fresh_h1(cluster, addr).await?;
+                reused = false;
+                continue;
+            }
+            return Err(AttemptError::new(classify(&e), format!("{addr}: {e}"), Some(addr)));
+        }
+        match send.try_send_request(req).await {
+            Ok(resp) => {
+                let (head, incoming) = resp.into_parts();
+                let body = UpstreamBody::pooled(incoming, addr, send, cluster.max_idle);
+                return Ok(UpstreamResponse { head, body, addr });
+            }
+            Err(mut e) => match e.take_message() {
+                // Not sent: a kept-alive connection closed under us. Try a new one.
+                Some(unsent) if reused => {
+                    req = unsent;
+                    send = fresh_h1(cluster, addr).await?;
+                    reused = false;
+                }
+                _ => {
+                    let err = e.into_error();
+                    return Err(AttemptError::new(classify(&err), format!("{addr}: {err}"), Some(addr)));
+                }
+            },
+        }
+    }
+}
+
+async fn send_h2(cluster: &Cluster, addr: SocketAddr, mut req: Request<ProxyBody>) -> Result<UpstreamResponse, AttemptError> {
+    let mut reused = true;
+    let mut send = match pool::get_h2(addr) {
+        Some(s) => s,
+        None => {
+            reused = false;
+            fresh_h2(cluster, addr).await?
+        }
+    };
+    loop {
+        if let Err(e) = send.ready().await {
+            if reused {
+                send = fresh_h2(cluster, addr).await?;
+                reused = false;
+                continue;
+            }
+            return Err(AttemptError::new(classify(&e), format!("{addr}: {e}"), Some(addr)));
+        }
+        match send.try_send_request(req).await {
+            Ok(resp) => {
+                let (head, incoming) = resp.into_parts();
+                return Ok(UpstreamResponse { head, body: ProxyBody::Incoming(incoming), addr });
+            }
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if reused => {
+                    req = unsent;
+                    send = fresh_h2(cluster, addr).await?;
+                    reused = false;
+                }
+                _ => {
+                    let err = e.into_error();
+                    return Err(AttemptError::new(classify(&err), format!("{addr}: {err}"), Some(addr)));
+                }
+            },
+        }
+    }
+}
+
+async fn fresh_h2(cluster: &Cluster, addr: SocketAddr) -> Result<http2::SendRequest<ProxyBody>, AttemptError> {
+    match new_conn(cluster, addr).await? {
+        Conn::H2(s) => {
+            pool::set_h2(addr, s.clone());
+            Ok(s)
+        }
+        Conn::H1(_) => Err(AttemptError::new(UpstreamFailure::ProtocolError, "expected HTTP/2", Some(addr))),
+    }
+}
