@@ -16,15 +16,23 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, Method, StatusCode};
 use weft::config::model::FailurePolicy;
 use weft::config::CheckedFilter;
-use weft::host::bindings::weft::filter::http_client::{CallError, OutboundRequest, OutboundResponse};
+use weft::host::bindings::weft::filter::http_client::{
+    CallError, OutboundRequest, OutboundResponse,
+};
 use weft::host::services::BoxFuture;
-use weft::host::{FilterHost, HostServices, LoadedFilter, Outbound, PhaseCall, RequestCtx, ResponseCtx};
+use weft::host::{
+    FilterHost, HostServices, LoadedFilter, Outbound, PhaseCall, RequestCtx, ResponseCtx,
+};
 use weft::metrics::Registry;
 
 struct NoOutbound;
 
 impl Outbound for NoOutbound {
-    fn send(&self, cluster: String, _: OutboundRequest) -> BoxFuture<Result<OutboundResponse, CallError>> {
+    fn send(
+        &self,
+        cluster: String,
+        _: OutboundRequest,
+    ) -> BoxFuture<Result<OutboundResponse, CallError>> {
         Box::pin(async move { Err(CallError::UnknownCluster(cluster)) })
     }
 }
@@ -69,7 +77,7 @@ fn request() -> Box<RequestCtx> {
         method: Method::GET,
         scheme: "http",
         authority: "127.0.0.1:8080".into(),
-        path: "/api/items?limit=10".into(),
+        path: "/api/items?limit=10".parse().unwrap(),
         headers,
         client_addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
         peer_identity: None,
@@ -88,7 +96,11 @@ fn request() -> Box<RequestCtx> {
 
 fn response() -> Box<ResponseCtx> {
     let (head, ()) = http::Response::new(()).into_parts();
-    Box::new(ResponseCtx { head, upstream_failure: None, upstream_addr: None })
+    Box::new(ResponseCtx {
+        head,
+        upstream_failure: None,
+        upstream_addr: None,
+    })
 }
 
 /// The header phases of a chain, as the exchange runs them: each filter's declared
@@ -99,29 +111,45 @@ async fn exchange(chain: &[Arc<LoadedFilter>]) {
         let _ = f.call(PhaseCall::RequestHeaders, &mut req, &mut None).await;
     }
     let mut resp = Some(response());
-    for f in chain.iter().rev().filter(|f| f.info.phases.response_headers) {
-        let _ = f.call(PhaseCall::ResponseHeaders, &mut req, &mut resp).await;
+    for f in chain
+        .iter()
+        .rev()
+        .filter(|f| f.info.phases.response_headers)
+    {
+        let _ = f
+            .call(PhaseCall::ResponseHeaders, &mut req, &mut resp)
+            .await;
     }
     black_box((req, resp));
 }
 
 fn benches(c: &mut Criterion) {
     let dir = components();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let cache = std::env::temp_dir().join("weft-bench-cache");
     let host = FilterHost::new(Some(cache), 100, HostServices::new(Registry::new())).unwrap();
     let outbound: Arc<dyn Outbound> = Arc::new(NoOutbound);
     let load = |name: &str, file: &str| -> Arc<LoadedFilter> {
-        Arc::new(rt.block_on(host.load_filter(&checked(name, dir.join(file)), outbound.clone())).unwrap())
+        Arc::new(
+            rt.block_on(host.load_filter(&checked(name, dir.join(file)), outbound.clone()))
+                .unwrap(),
+        )
     };
-    let noops: Vec<Arc<LoadedFilter>> = (0..5).map(|i| load(&format!("noop{i}"), "noop.wasm")).collect();
+    let noops: Vec<Arc<LoadedFilter>> = (0..5)
+        .map(|i| load(&format!("noop{i}"), "noop.wasm"))
+        .collect();
     let request_id = load("request-id", "request-id.wasm");
 
     let mut g = c.benchmark_group("chain_per_request");
     g.bench_function("0_filters", |b| b.iter(|| rt.block_on(exchange(&[]))));
     g.bench_function("1_noop", |b| b.iter(|| rt.block_on(exchange(&noops[..1]))));
     g.bench_function("5_noop", |b| b.iter(|| rt.block_on(exchange(&noops))));
-    g.bench_function("request_id", |b| b.iter(|| rt.block_on(exchange(std::slice::from_ref(&request_id)))));
+    g.bench_function("request_id", |b| {
+        b.iter(|| rt.block_on(exchange(std::slice::from_ref(&request_id))))
+    });
     g.finish();
 
     let module = host.load_module(&dir.join("noop.wasm")).unwrap();
@@ -129,7 +157,12 @@ fn benches(c: &mut Criterion) {
     let services = host.services.clone();
     c.bench_function("instantiate_and_init_noop", |b| {
         b.iter(|| {
-            let f = rt.block_on(LoadedFilter::start(module.clone(), &noop_checked, services.clone(), outbound.clone()));
+            let f = rt.block_on(LoadedFilter::start(
+                module.clone(),
+                &noop_checked,
+                services.clone(),
+                outbound.clone(),
+            ));
             black_box(f.unwrap());
         })
     });

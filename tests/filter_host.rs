@@ -11,24 +11,35 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, Method, StatusCode};
 use weft::config::model::FailurePolicy;
 use weft::config::CheckedFilter;
-use weft::host::bindings::weft::filter::http_client::{CallError, OutboundRequest, OutboundResponse};
+use weft::host::bindings::weft::filter::http_client::{
+    CallError, OutboundRequest, OutboundResponse,
+};
 use weft::host::services::BoxFuture;
 use weft::host::{
-    Action, FilterFailure, FilterHost, FilterLoadError, HostServices, LoadedFilter, ModuleError, Outbound, PhaseCall,
-    PhaseResult, RequestCtx, ResponseCtx,
+    Action, FilterFailure, FilterHost, FilterLoadError, HostServices, LoadedFilter, ModuleError,
+    Outbound, PhaseCall, PhaseResult, RequestCtx, ResponseCtx,
 };
 use weft::metrics::Registry;
 
 struct NoOutbound;
 
 impl Outbound for NoOutbound {
-    fn send(&self, cluster: String, _: OutboundRequest) -> BoxFuture<Result<OutboundResponse, CallError>> {
+    fn send(
+        &self,
+        cluster: String,
+        _: OutboundRequest,
+    ) -> BoxFuture<Result<OutboundResponse, CallError>> {
         Box::pin(async move { Err(CallError::UnknownCluster(cluster)) })
     }
 }
 
 fn host(cache: &Path) -> FilterHost {
-    FilterHost::new(Some(cache.to_owned()), 64, HostServices::new(Registry::new())).expect("host")
+    FilterHost::new(
+        Some(cache.to_owned()),
+        64,
+        HostServices::new(Registry::new()),
+    )
+    .expect("host")
 }
 
 fn checked(name: &str, module: &Path, config: &str) -> CheckedFilter {
@@ -48,13 +59,16 @@ fn checked(name: &str, module: &Path, config: &str) -> CheckedFilter {
 fn request(headers: &[(&str, &str)]) -> Option<Box<RequestCtx>> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
-        map.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        map.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     Some(Box::new(RequestCtx {
         method: Method::GET,
         scheme: "http",
         authority: "example.com".into(),
-        path: "/x".into(),
+        path: "/x".parse().unwrap(),
         headers: map,
         client_addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
         peer_identity: None,
@@ -73,15 +87,30 @@ fn request(headers: &[(&str, &str)]) -> Option<Box<RequestCtx>> {
 
 fn response() -> Option<Box<ResponseCtx>> {
     let (head, ()) = http::Response::new(()).into_parts();
-    Some(Box::new(ResponseCtx { head, upstream_failure: None, upstream_addr: None }))
+    Some(Box::new(ResponseCtx {
+        head,
+        upstream_failure: None,
+        upstream_addr: None,
+    }))
 }
 
-async fn load(host: &FilterHost, name: &str, module: &str, config: &str) -> Result<LoadedFilter, FilterLoadError> {
-    host.load_filter(&checked(name, &support::filters::component(module), config), Arc::new(NoOutbound))
-        .await
+async fn load(
+    host: &FilterHost,
+    name: &str,
+    module: &str,
+    config: &str,
+) -> Result<LoadedFilter, FilterLoadError> {
+    host.load_filter(
+        &checked(name, &support::filters::component(module), config),
+        Arc::new(NoOutbound),
+    )
+    .await
 }
 
-async fn request_headers(f: &LoadedFilter, req: &mut Option<Box<RequestCtx>>) -> Result<Action, FilterFailure> {
+async fn request_headers(
+    f: &LoadedFilter,
+    req: &mut Option<Box<RequestCtx>>,
+) -> Result<Action, FilterFailure> {
     match f.call(PhaseCall::RequestHeaders, req, &mut None).await? {
         PhaseResult::Action(a) => Ok(a),
         _ => panic!("a headers phase answers an action"),
@@ -94,17 +123,26 @@ async fn request_id_sets_the_id_and_asks_for_it_on_the_response() {
     let host = host(&dir);
     let f = load(&host, "rid", "request-id", "null").await.unwrap();
     assert!(f.info.phases.request_headers);
-    assert!(!f.info.phases.response_headers && !f.info.phases.request_body && !f.info.phases.log, "undefined phases are not declared");
+    assert!(
+        !f.info.phases.response_headers && !f.info.phases.request_body && !f.info.phases.log,
+        "undefined phases are not declared"
+    );
 
     let mut req = request(&[]);
-    assert_eq!(request_headers(&f, &mut req).await.unwrap(), Action::Continue);
+    assert_eq!(
+        request_headers(&f, &mut req).await.unwrap(),
+        Action::Continue
+    );
     let req = req.unwrap();
     let id = req.headers["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36);
     assert_eq!(req.response_headers.len(), 1);
     assert_eq!(req.response_headers[0].0, "x-request-id");
     assert_eq!(req.response_headers[0].1, id.as_str());
-    let generated = host.services.metrics.value("weft_filter_request_ids_total", &[("filter", "rid"), ("source", "generated")]);
+    let generated = host.services.metrics.value(
+        "weft_filter_request_ids_total",
+        &[("filter", "rid"), ("source", "generated")],
+    );
     assert_eq!(generated, Some(1.0));
 }
 
@@ -113,14 +151,25 @@ async fn instances_are_reused_and_a_trapped_one_is_replaced() {
     let dir = tempdir();
     let host = host(&dir);
     let f = load(&host, "mis", "misbehave", "null").await.unwrap();
-    let calls = |resp: Option<Box<ResponseCtx>>| resp.unwrap().head.headers["x-misbehave-calls"].to_str().unwrap().to_owned();
+    let calls = |resp: Option<Box<ResponseCtx>>| {
+        resp.unwrap().head.headers["x-misbehave-calls"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
 
     for expected in ["1", "2", "3"] {
         let mut req = request(&[]);
         request_headers(&f, &mut req).await.unwrap();
         let mut resp = response();
-        f.call(PhaseCall::ResponseHeaders, &mut req, &mut resp).await.unwrap();
-        assert_eq!(calls(resp), expected, "the same instance serves call after call");
+        f.call(PhaseCall::ResponseHeaders, &mut req, &mut resp)
+            .await
+            .unwrap();
+        assert_eq!(
+            calls(resp),
+            expected,
+            "the same instance serves call after call"
+        );
     }
 
     let mut req = request(&[("x-misbehave", "trap")]);
@@ -131,9 +180,23 @@ async fn instances_are_reused_and_a_trapped_one_is_replaced() {
     let mut req = request(&[]);
     request_headers(&f, &mut req).await.unwrap();
     let mut resp = response();
-    f.call(PhaseCall::ResponseHeaders, &mut req, &mut resp).await.unwrap();
-    assert_eq!(calls(resp), "1", "a fresh instance replaced the trapped one");
-    assert_eq!(f.stats.failures().iter().find(|(r, _)| *r == "trap").unwrap().1, 1);
+    f.call(PhaseCall::ResponseHeaders, &mut req, &mut resp)
+        .await
+        .unwrap();
+    assert_eq!(
+        calls(resp),
+        "1",
+        "a fresh instance replaced the trapped one"
+    );
+    assert_eq!(
+        f.stats
+            .failures()
+            .iter()
+            .find(|(r, _)| *r == "trap")
+            .unwrap()
+            .1,
+        1
+    );
     assert_eq!(f.stats.instances.get(), 2);
 }
 
@@ -147,10 +210,19 @@ async fn an_endless_loop_is_cut_off_at_its_deadline() {
     let err = request_headers(&f, &mut req).await.unwrap_err();
     let took = started.elapsed();
     assert_eq!(err, FilterFailure::Deadline);
-    assert!(took >= Duration::from_millis(50), "not before the 50ms deadline: {took:?}");
-    assert!(took < Duration::from_millis(500), "soon after the deadline: {took:?}");
+    assert!(
+        took >= Duration::from_millis(50),
+        "not before the 50ms deadline: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "soon after the deadline: {took:?}"
+    );
     // The next call works.
-    assert_eq!(request_headers(&f, &mut request(&[])).await.unwrap(), Action::Continue);
+    assert_eq!(
+        request_headers(&f, &mut request(&[])).await.unwrap(),
+        Action::Continue
+    );
 }
 
 #[tokio::test]
@@ -158,19 +230,46 @@ async fn memory_beyond_the_cap_is_refused_and_counted() {
     let dir = tempdir();
     let host = host(&dir);
     let f = load(&host, "mis", "misbehave", "null").await.unwrap();
-    let err = request_headers(&f, &mut request(&[("x-misbehave", "oom")])).await.unwrap_err();
+    let err = request_headers(&f, &mut request(&[("x-misbehave", "oom")]))
+        .await
+        .unwrap_err();
     assert_eq!(err, FilterFailure::Memory);
-    assert_eq!(f.stats.failures().iter().find(|(r, _)| *r == "memory").unwrap().1, 1);
-    assert_eq!(request_headers(&f, &mut request(&[])).await.unwrap(), Action::Continue);
+    assert_eq!(
+        f.stats
+            .failures()
+            .iter()
+            .find(|(r, _)| *r == "memory")
+            .unwrap()
+            .1,
+        1
+    );
+    assert_eq!(
+        request_headers(&f, &mut request(&[])).await.unwrap(),
+        Action::Continue
+    );
 }
 
 #[tokio::test]
 async fn a_refused_configuration_is_reported_with_the_filters_reason() {
     let dir = tempdir();
     let host = host(&dir);
-    let err = load(&host, "mis", "misbehave", r#"{"reject": "threshold must be positive"}"#).await.err().unwrap();
-    assert!(matches!(&err, FilterLoadError::Rejected(m) if m == "threshold must be positive"), "{err}");
-    let err = load(&host, "rid", "request-id", r#"{"hedaer": 1}"#).await.err().unwrap();
+    let err = load(
+        &host,
+        "mis",
+        "misbehave",
+        r#"{"reject": "threshold must be positive"}"#,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&err, FilterLoadError::Rejected(m) if m == "threshold must be positive"),
+        "{err}"
+    );
+    let err = load(&host, "rid", "request-id", r#"{"hedaer": 1}"#)
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("unknown field `hedaer`"), "{err}");
 }
 
@@ -180,10 +279,16 @@ async fn bad_modules_are_refused_with_a_reason() {
     let host = host(&dir);
     let core = dir.join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
-    assert!(matches!(host.load_module(&core), Err(ModuleError::CoreModule(_))));
+    assert!(matches!(
+        host.load_module(&core),
+        Err(ModuleError::CoreModule(_))
+    ));
     let junk = dir.join("junk.wasm");
     std::fs::write(&junk, b"not wasm at all").unwrap();
-    assert!(matches!(host.load_module(&junk), Err(ModuleError::NotWasm(_))));
+    assert!(matches!(
+        host.load_module(&junk),
+        Err(ModuleError::NotWasm(_))
+    ));
     let broken = dir.join("broken.wasm");
     std::fs::write(&broken, b"\0asm\x0d\0\x01\0garbage").unwrap();
     let err = host.load_module(&broken).err().unwrap();
@@ -196,7 +301,11 @@ async fn compiled_modules_are_cached_on_disk_by_digest() {
     let module = support::filters::component("noop");
     let first = host(&dir).load_module(&module).unwrap();
     assert!(!first.from_cache);
-    let cached = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count();
+    let cached = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .count();
     assert_eq!(cached, 1);
     // A new host (as after a restart) reads it instead of compiling.
     let second = host(&dir).load_module(&module).unwrap();
@@ -205,7 +314,11 @@ async fn compiled_modules_are_cached_on_disk_by_digest() {
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("weft-host-test-{}-{}", std::process::id(), fastrand::u64(..)));
+    let d = std::env::temp_dir().join(format!(
+        "weft-host-test-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -35,8 +35,10 @@ pub struct AdminServer {
 
 fn json_response(value: serde_json::Value) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::full(value.to_string()));
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -55,8 +57,12 @@ fn filters(handle: &SnapshotHandle) -> serde_json::Value {
         .values()
         .map(|f| {
             let p = f.info.phases;
-            let failures: serde_json::Map<String, serde_json::Value> =
-                f.stats.failures().into_iter().map(|(r, n)| (r.to_owned(), json!(n))).collect();
+            let failures: serde_json::Map<String, serde_json::Value> = f
+                .stats
+                .failures()
+                .into_iter()
+                .map(|(r, n)| (r.to_owned(), json!(n)))
+                .collect();
             json!({
                 "name": f.name,
                 "module": f.module.path.display().to_string(),
@@ -81,9 +87,16 @@ fn filters(handle: &SnapshotHandle) -> serde_json::Value {
     json!({ "filters": list })
 }
 
-async fn route(req: Request<Incoming>, handle: SnapshotHandle, metrics: Arc<Registry>) -> Response<ProxyBody> {
+async fn route(
+    req: Request<Incoming>,
+    handle: SnapshotHandle,
+    metrics: Arc<Registry>,
+) -> Response<ProxyBody> {
     if req.method() != Method::GET {
-        return text_response(StatusCode::METHOD_NOT_ALLOWED, "the admin endpoint answers GET only\n");
+        return text_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the admin endpoint answers GET only\n",
+        );
     }
     match req.uri().path() {
         "/metrics" => {
@@ -97,43 +110,66 @@ async fn route(req: Request<Incoming>, handle: SnapshotHandle, metrics: Arc<Regi
         "/ready" => text_response(StatusCode::OK, "ready\n"),
         "/config" => text_response(StatusCode::OK, handle.load().source.to_string()),
         "/filters" => json_response(filters(&handle)),
-        "/" => text_response(StatusCode::OK, "weft admin: /metrics /ready /config /filters\n"),
-        _ => text_response(StatusCode::NOT_FOUND, "not found; try /metrics /ready /config /filters\n"),
+        "/" => text_response(
+            StatusCode::OK,
+            "weft admin: /metrics /ready /config /filters\n",
+        ),
+        _ => text_response(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics /ready /config /filters\n",
+        ),
     }
 }
 
 impl AdminServer {
     /// Starts the admin endpoint on its own thread.
-    pub fn start(addr: SocketAddr, handle: SnapshotHandle, metrics: Arc<Registry>) -> std::io::Result<AdminServer> {
+    pub fn start(
+        addr: SocketAddr,
+        handle: SnapshotHandle,
+        metrics: Arc<Registry>,
+    ) -> std::io::Result<AdminServer> {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let address = std_listener.local_addr()?;
         let (shutdown, mut rx) = watch::channel(false);
-        let thread = std::thread::Builder::new().name("weft-admin".into()).spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                tracing::error!("cannot start the admin runtime");
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(listener) = TcpListener::from_std(std_listener) else { return };
-                loop {
-                    let (stream, _) = tokio::select! {
-                        a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-                        _ = rx.changed() => return,
+        let thread = std::thread::Builder::new()
+            .name("weft-admin".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    tracing::error!("cannot start the admin runtime");
+                    return;
+                };
+                rt.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(std_listener) else {
+                        return;
                     };
-                    let handle = handle.clone();
-                    let metrics = metrics.clone();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let (h, m) = (handle.clone(), metrics.clone());
-                            async move { Ok::<_, Infallible>(route(req, h, m).await) }
+                    loop {
+                        let (stream, _) = tokio::select! {
+                            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                            _ = rx.changed() => return,
+                        };
+                        let handle = handle.clone();
+                        let metrics = metrics.clone();
+                        tokio::spawn(async move {
+                            let svc = service_fn(move |req| {
+                                let (h, m) = (handle.clone(), metrics.clone());
+                                async move { Ok::<_, Infallible>(route(req, h, m).await) }
+                            });
+                            let _ = auto::Builder::new(TokioExecutor::new())
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
                         });
-                        let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
-                    });
-                }
-            });
-        })?;
-        Ok(AdminServer { address, shutdown, thread: Some(thread) })
+                    }
+                });
+            })?;
+        Ok(AdminServer {
+            address,
+            shutdown,
+            thread: Some(thread),
+        })
     }
 
     /// Stops it.

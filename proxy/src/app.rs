@@ -24,18 +24,30 @@ pub struct Loaded {
 
 /// Reads, checks and builds a configuration with `host`'s filters. What `weft validate`
 /// and `weft run` share.
-pub async fn load(path: &Path, host: &FilterHost, metrics: &Registry) -> Result<Loaded, ConfigError> {
+pub async fn load(
+    path: &Path,
+    host: &FilterHost,
+    metrics: &Registry,
+) -> Result<Loaded, ConfigError> {
     let config = LoadedConfig::read(path)?;
     let checked = check(&config)?;
     let snapshot = Snapshot::build(&config, &checked, host, metrics).await?;
-    Ok(Loaded { config, checked, snapshot })
+    Ok(Loaded {
+        config,
+        checked,
+        snapshot,
+    })
 }
 
 /// Reads and checks a configuration, then starts a filter host sized by it.
 pub fn host_for(path: &Path, metrics: &Arc<Registry>) -> anyhow::Result<FilterHost> {
     let config = LoadedConfig::read(path)?;
     let checked = check(&config)?;
-    FilterHost::new(checked.cache_dir.clone(), checked.max_instances, HostServices::new(metrics.clone()))
+    FilterHost::new(
+        checked.cache_dir.clone(),
+        checked.max_instances,
+        HostServices::new(metrics.clone()),
+    )
 }
 
 /// A running proxy.
@@ -57,7 +69,9 @@ impl App {
     pub fn start(config: &Path, workers: usize) -> anyhow::Result<App> {
         let metrics = Registry::new();
         let host = Arc::new(host_for(config, &metrics)?);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let loaded = rt.block_on(load(config, &host, &metrics))?;
         let admin_addr = loaded.snapshot.admin;
         let snapshot: SnapshotHandle = Arc::new(ArcSwap::from_pointee(loaded.snapshot));
@@ -65,7 +79,13 @@ impl App {
         let admin = admin_addr
             .map(|addr| AdminServer::start(addr, snapshot.clone(), metrics.clone()))
             .transpose()?;
-        Ok(App { server, admin, snapshot, host, metrics })
+        Ok(App {
+            server,
+            admin,
+            snapshot,
+            host,
+            metrics,
+        })
     }
 
     /// Stops accepting, drains connections and stops.

@@ -78,11 +78,15 @@ impl UpstreamFailure {
     /// upstream was too slow, 502 when it failed.
     pub fn status(self) -> StatusCode {
         match self {
-            UpstreamFailure::NoEndpoints | UpstreamFailure::UnknownCluster => StatusCode::SERVICE_UNAVAILABLE,
-            UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamFailure::ConnectFailure | UpstreamFailure::Reset | UpstreamFailure::ProtocolError => {
-                StatusCode::BAD_GATEWAY
+            UpstreamFailure::NoEndpoints | UpstreamFailure::UnknownCluster => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
+            UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            UpstreamFailure::ConnectFailure
+            | UpstreamFailure::Reset
+            | UpstreamFailure::ProtocolError => StatusCode::BAD_GATEWAY,
         }
     }
 }
@@ -145,9 +149,16 @@ impl ProxyError {
     pub fn source_of(&self) -> Source {
         match self {
             ProxyError::NoRoute { .. } => Source::Config,
-            ProxyError::Upstream { failure: UpstreamFailure::UnknownCluster, .. } => Source::Config,
-            ProxyError::BadRequest(_) | ProxyError::RequestBodyTooLarge { .. } => Source::Downstream,
-            ProxyError::Upstream { .. } | ProxyError::ResponseBodyTooLarge { .. } => Source::Upstream,
+            ProxyError::Upstream {
+                failure: UpstreamFailure::UnknownCluster,
+                ..
+            } => Source::Config,
+            ProxyError::BadRequest(_) | ProxyError::RequestBodyTooLarge { .. } => {
+                Source::Downstream
+            }
+            ProxyError::Upstream { .. } | ProxyError::ResponseBodyTooLarge { .. } => {
+                Source::Upstream
+            }
             ProxyError::FilterFailed { .. } => Source::Filter,
             ProxyError::Internal(_) => Source::Internal,
         }
@@ -194,7 +205,10 @@ impl ProxyError {
         let mut resp = Response::new(ProxyBody::full(Bytes::from(body)));
         *resp.status_mut() = self.status();
         let headers = resp.headers_mut();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         headers.insert("x-weft-error", HeaderValue::from_static(self.code()));
         resp
     }
@@ -204,8 +218,10 @@ impl ProxyError {
 pub fn text_response(status: StatusCode, body: impl fmt::Display) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::full(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -225,12 +241,18 @@ mod tests {
 
     #[test]
     fn responses_name_their_cause() {
-        let e = ProxyError::Upstream { failure: UpstreamFailure::ConnectFailure, detail: "refused".into() };
+        let e = ProxyError::Upstream {
+            failure: UpstreamFailure::ConnectFailure,
+            detail: "refused".into(),
+        };
         let resp = e.to_response();
         assert_eq!(resp.status(), 502);
         assert_eq!(resp.headers()["x-weft-error"], "connect-failure");
         assert_eq!(e.source_of(), Source::Upstream);
-        let e = ProxyError::NoRoute { authority: "a".into(), path: "/".into() };
+        let e = ProxyError::NoRoute {
+            authority: "a".into(),
+            path: "/".into(),
+        };
         assert_eq!(e.to_response().status(), 404);
         assert_eq!(e.source_of(), Source::Config);
     }

@@ -51,7 +51,9 @@ impl Gauge {
     pub fn add(&self, d: f64) {
         let _ = self
             .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some((f64::from_bits(b) + d).to_bits()));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some((f64::from_bits(b) + d).to_bits())
+            });
     }
     /// The value.
     pub fn get(&self) -> f64 {
@@ -178,15 +180,21 @@ fn valid_label_name(name: &str) -> bool {
         && !name.starts_with("__")
 }
 
+/// A metric's help text and histogram buckets, as a filter described it.
+type Description = (String, Option<Vec<f64>>);
+
 /// All metrics of the process.
 #[derive(Debug, Default)]
 pub struct Registry {
     families: RwLock<BTreeMap<String, Family>>,
-    described: Mutex<HashMap<String, (String, Option<Vec<f64>>)>>,
+    described: Mutex<HashMap<String, Description>>,
 }
 
 fn sorted(labels: &[(&str, &str)]) -> Labels {
-    let mut l: Labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let mut l: Labels = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     l.sort();
     l
 }
@@ -197,7 +205,13 @@ impl Registry {
         Arc::new(Registry::default())
     }
 
-    fn series(&self, name: &str, help: &str, kind: Kind, labels: Labels) -> Result<Series, MetricError> {
+    fn series(
+        &self,
+        name: &str,
+        help: &str,
+        kind: Kind,
+        labels: Labels,
+    ) -> Result<Series, MetricError> {
         if let Some(f) = self.families.read().get(name) {
             if f.kind != kind {
                 return Err(MetricError::KindConflict {
@@ -273,7 +287,12 @@ impl Registry {
 
     /// Records a filter's description of a metric (help text, histogram buckets); it
     /// applies when the metric is first created.
-    pub fn describe(&self, name: &str, help: &str, buckets: Option<Vec<f64>>) -> Result<(), MetricError> {
+    pub fn describe(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Option<Vec<f64>>,
+    ) -> Result<(), MetricError> {
         if !valid_metric_name(name) {
             return Err(MetricError::InvalidName(name.to_owned()));
         }
@@ -283,13 +302,20 @@ impl Registry {
             b.dedup();
             b
         });
-        self.described.lock().insert(name.to_owned(), (help.to_owned(), buckets));
+        self.described
+            .lock()
+            .insert(name.to_owned(), (help.to_owned(), buckets));
         Ok(())
     }
 
     /// A filter's series of the given kind, created on first use. Filter input is
     /// checked: a bad name, label or kind is an error, never a panic.
-    pub fn filter_series(&self, name: &str, kind: Kind, labels: Labels) -> Result<SeriesRef, MetricError> {
+    pub fn filter_series(
+        &self,
+        name: &str,
+        kind: Kind,
+        labels: Labels,
+    ) -> Result<SeriesRef, MetricError> {
         Ok(match self.series(name, "", kind, labels)? {
             Series::Counter(c) => SeriesRef::Counter(c),
             Series::Gauge(g) => SeriesRef::Gauge(g),
@@ -327,11 +353,29 @@ impl Registry {
                         for (bound, count) in h.bounds.iter().zip(&h.counts) {
                             cumulative += count.load(Ordering::Relaxed);
                             let le = format_float(*bound);
-                            line(&mut out, &format!("{name}_bucket"), labels, Some(&le), cumulative as f64);
+                            line(
+                                &mut out,
+                                &format!("{name}_bucket"),
+                                labels,
+                                Some(&le),
+                                cumulative as f64,
+                            );
                         }
-                        line(&mut out, &format!("{name}_bucket"), labels, Some("+Inf"), h.count() as f64);
+                        line(
+                            &mut out,
+                            &format!("{name}_bucket"),
+                            labels,
+                            Some("+Inf"),
+                            h.count() as f64,
+                        );
                         line(&mut out, &format!("{name}_sum"), labels, None, h.sum.get());
-                        line(&mut out, &format!("{name}_count"), labels, None, h.count() as f64);
+                        line(
+                            &mut out,
+                            &format!("{name}_count"),
+                            labels,
+                            None,
+                            h.count() as f64,
+                        );
                     }
                 }
             }
@@ -345,7 +389,9 @@ fn escape_help(s: &str) -> String {
 }
 
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn format_float(v: f64) -> String {
@@ -386,36 +432,67 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let r = Registry::new();
-        r.counter("weft_requests_total", "Requests.", &[("route", "a")]).add(3);
-        r.histogram("weft_latency_seconds", "Latency.", &[]).observe(0.003);
+        r.counter("weft_requests_total", "Requests.", &[("route", "a")])
+            .add(3);
+        r.histogram("weft_latency_seconds", "Latency.", &[])
+            .observe(0.003);
         let text = r.render();
-        assert!(text.contains("# TYPE weft_requests_total counter"), "{text}");
-        assert!(text.contains("weft_requests_total{route=\"a\"} 3"), "{text}");
-        assert!(text.contains("weft_latency_seconds_bucket{le=\"0.0025\"} 0"), "{text}");
-        assert!(text.contains("weft_latency_seconds_bucket{le=\"0.005\"} 1"), "{text}");
+        assert!(
+            text.contains("# TYPE weft_requests_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("weft_requests_total{route=\"a\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("weft_latency_seconds_bucket{le=\"0.0025\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("weft_latency_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("weft_latency_seconds_count 1"), "{text}");
     }
 
     #[test]
     fn filter_metrics_are_checked() {
         let r = Registry::new();
-        let Ok(SeriesRef::Counter(c)) = r.filter_series("ok_total", Kind::Counter, vec![]) else { panic!() };
+        let Ok(SeriesRef::Counter(c)) = r.filter_series("ok_total", Kind::Counter, vec![]) else {
+            panic!()
+        };
         c.inc();
-        assert!(matches!(r.filter_series("bad name", Kind::Counter, vec![]), Err(MetricError::InvalidName(_))));
+        assert!(matches!(
+            r.filter_series("bad name", Kind::Counter, vec![]),
+            Err(MetricError::InvalidName(_))
+        ));
         let bad_label = vec![("0x".to_owned(), "v".to_owned())];
-        assert!(matches!(r.filter_series("ok_total", Kind::Counter, bad_label), Err(MetricError::InvalidLabel(_))));
-        assert!(matches!(r.filter_series("ok_total", Kind::Gauge, vec![]), Err(MetricError::KindConflict { .. })));
+        assert!(matches!(
+            r.filter_series("ok_total", Kind::Counter, bad_label),
+            Err(MetricError::InvalidLabel(_))
+        ));
+        assert!(matches!(
+            r.filter_series("ok_total", Kind::Gauge, vec![]),
+            Err(MetricError::KindConflict { .. })
+        ));
         assert_eq!(r.value("ok_total", &[]), Some(1.0));
     }
 
     #[test]
     fn described_buckets_apply() {
         let r = Registry::new();
-        r.describe("sizes", "Sizes.", Some(vec![10.0, 1.0, 100.0])).unwrap();
-        let Ok(SeriesRef::Histogram(h)) = r.filter_series("sizes", Kind::Histogram, vec![]) else { panic!() };
+        r.describe("sizes", "Sizes.", Some(vec![10.0, 1.0, 100.0]))
+            .unwrap();
+        let Ok(SeriesRef::Histogram(h)) = r.filter_series("sizes", Kind::Histogram, vec![]) else {
+            panic!()
+        };
         h.observe(5.0);
         let text = r.render();
         assert!(text.contains("# HELP sizes Sizes."), "{text}");
-        assert!(text.contains("sizes_bucket{le=\"1\"} 0\nsizes_bucket{le=\"10\"} 1"), "{text}");
+        assert!(
+            text.contains("sizes_bucket{le=\"1\"} 0\nsizes_bucket{le=\"10\"} 1"),
+            "{text}"
+        );
     }
 }

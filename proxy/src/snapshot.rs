@@ -61,7 +61,13 @@ impl RouteStats {
             )
         };
         RouteStats {
-            by_class: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
+            by_class: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
             latency: metrics.histogram(
                 "weft_request_duration_seconds",
                 "Time from a request's arrival to its response head, by listener and route.",
@@ -128,8 +134,16 @@ pub struct ListenerSnap {
 
 impl ListenerSnap {
     /// The first route that takes the request.
-    pub fn route_for(&self, method: &http::Method, host: &str, path: &str, headers: &http::HeaderMap) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matcher.matches(method, host, path, headers))
+    pub fn route_for(
+        &self,
+        method: &http::Method,
+        host: &str,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Option<&Arc<Route>> {
+        self.routes
+            .iter()
+            .find(|r| r.matcher.matches(method, host, path, headers))
     }
 }
 
@@ -166,8 +180,11 @@ impl Snapshot {
         );
         let outbound = ClusterOutbound::new(clusters.clone());
 
-        let used: std::collections::BTreeSet<&String> =
-            checked.listeners.iter().flat_map(|l| l.routes.iter().flat_map(|r| r.filters.iter())).collect();
+        let used: std::collections::BTreeSet<&String> = checked
+            .listeners
+            .iter()
+            .flat_map(|l| l.routes.iter().flat_map(|r| r.filters.iter()))
+            .collect();
         let mut filters = BTreeMap::new();
         for (name, f) in &checked.filters {
             if !used.contains(name) {
@@ -176,7 +193,9 @@ impl Snapshot {
             let started = host.load_filter(f, outbound.clone()).await.map_err(|e| {
                 let field = match &e {
                     FilterLoadError::Module(_) => format!("{}.module", f.field),
-                    FilterLoadError::Rejected(_) | FilterLoadError::Start(_) => format!("{}.config", f.field),
+                    FilterLoadError::Rejected(_) | FilterLoadError::Start(_) => {
+                        format!("{}.config", f.field)
+                    }
                 };
                 loaded.error(FieldError::new(field, e.to_string()))
             })?;
@@ -187,7 +206,8 @@ impl Snapshot {
         for l in &checked.listeners {
             let mut routes = Vec::new();
             for r in &l.routes {
-                let chain: Vec<Arc<LoadedFilter>> = r.filters.iter().map(|n| filters[n].clone()).collect();
+                let chain: Vec<Arc<LoadedFilter>> =
+                    r.filters.iter().map(|n| filters[n].clone()).collect();
                 let needs = ChainNeeds {
                     response_headers: chain.iter().any(|f| f.info.phases.response_headers),
                     request_body: chain.iter().any(|f| f.info.phases.request_body),
@@ -216,6 +236,12 @@ impl Snapshot {
                 ),
             });
         }
-        Ok(Snapshot { listeners, clusters, filters, admin: checked.admin, source: loaded.source.as_str().into() })
+        Ok(Snapshot {
+            listeners,
+            clusters,
+            filters,
+            admin: checked.admin,
+            source: loaded.source.as_str().into(),
+        })
     }
 }

@@ -3,9 +3,9 @@
 use std::cell::UnsafeCell;
 
 #[cfg(target_arch = "wasm32")]
-pub use crate::backend::glue;
-#[cfg(target_arch = "wasm32")]
 pub use crate::backend::bindings;
+#[cfg(target_arch = "wasm32")]
+pub use crate::backend::glue;
 #[cfg(target_arch = "wasm32")]
 pub use wit_bindgen;
 

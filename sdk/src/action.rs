@@ -16,7 +16,11 @@ pub struct LocalResponse {
 impl LocalResponse {
     /// A response with a status, no headers and no body.
     pub fn new(status: u16) -> Self {
-        LocalResponse { status, headers: Vec::new(), body: Vec::new() }
+        LocalResponse {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// Adds a header.

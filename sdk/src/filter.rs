@@ -117,7 +117,13 @@ pub trait Filter: Sized + 'static {
     }
 
     /// Response body data, as [`Filter::response_body_mode`] asks.
-    fn on_response_body(&self, req: &mut Request, resp: &mut Response, body: &[u8], end_of_stream: bool) -> BodyAction {
+    fn on_response_body(
+        &self,
+        req: &mut Request,
+        resp: &mut Response,
+        body: &[u8],
+        end_of_stream: bool,
+    ) -> BodyAction {
         let _ = (req, resp, body, end_of_stream);
         BodyAction::Continue
     }
@@ -135,7 +141,8 @@ pub trait Filter: Sized + 'static {
 
 /// Reads a filter's configuration from the JSON the proxy hands over.
 pub(crate) fn parse_config<C: DeserializeOwned>(json: &str) -> Result<C, String> {
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("configuration is not JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("configuration is not JSON: {e}"))?;
     if value.is_null() {
         if let Ok(config) = serde_json::from_value(serde_json::Value::Object(Default::default())) {
             return Ok(config);
@@ -161,7 +168,10 @@ mod tests {
 
     #[test]
     fn missing_config_reads_as_empty_object_when_possible() {
-        assert_eq!(parse_config::<WithDefaults>("null"), Ok(WithDefaults { n: 0 }));
+        assert_eq!(
+            parse_config::<WithDefaults>("null"),
+            Ok(WithDefaults { n: 0 })
+        );
         assert_eq!(parse_config::<()>("null"), Ok(()));
         let err = parse_config::<Required>("null").unwrap_err();
         assert!(err.contains("invalid type: null"), "{err}");

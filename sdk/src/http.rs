@@ -96,7 +96,11 @@ pub struct OutboundResponse {
 impl OutboundResponse {
     /// A response with a status, no headers and no body.
     pub fn new(status: u16) -> Self {
-        OutboundResponse { status, headers: Vec::new(), body: Vec::new() }
+        OutboundResponse {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// Adds a header.

@@ -110,14 +110,29 @@ fn cached(kind: Kind, name: &str, labels: &[(&str, &str)]) -> u32 {
         e.0 == kind
             && e.1 == name
             && e.2.len() == labels.len()
-            && e.2.iter().zip(labels).all(|((k, v), (k2, v2))| k == k2 && v == v2)
+            && e.2
+                .iter()
+                .zip(labels)
+                .all(|((k, v), (k2, v2))| k == k2 && v == v2)
     };
-    if let Some(id) = RESOLVED.with(|r| r.borrow().get(&hash).and_then(|v| v.iter().find(same).map(|e| e.3))) {
+    if let Some(id) = RESOLVED.with(|r| {
+        r.borrow()
+            .get(&hash)
+            .and_then(|v| v.iter().find(same).map(|e| e.3))
+    }) {
         return id;
     }
     let id = host::metrics_resolve(kind, name, labels);
-    let owned = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    RESOLVED.with(|r| r.borrow_mut().entry(hash).or_default().push((kind, name.to_owned(), owned, id)));
+    let owned = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    RESOLVED.with(|r| {
+        r.borrow_mut()
+            .entry(hash)
+            .or_default()
+            .push((kind, name.to_owned(), owned, id))
+    });
     id
 }
 

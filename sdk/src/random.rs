@@ -18,7 +18,12 @@ thread_local! {
 }
 
 fn seeded() -> [u64; 4] {
-    let mut s = [host::random_u64(), host::random_u64(), host::random_u64(), host::random_u64()];
+    let mut s = [
+        host::random_u64(),
+        host::random_u64(),
+        host::random_u64(),
+        host::random_u64(),
+    ];
     if s == [0; 4] {
         s[0] = 1; // xoshiro must not start all-zero
     }
@@ -27,6 +32,7 @@ fn seeded() -> [u64; 4] {
 
 /// Forgets the generator's state, so the next draw seeds again from the host (the
 /// native test harness does this when it switches hosts).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn reseed() {
     STATE.with(|c| c.set(None));
 }

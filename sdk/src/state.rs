@@ -54,12 +54,22 @@ pub struct TakeResult {
 impl TokenBucket {
     /// A bucket of `rate` tokens per `per`, holding at most `burst`.
     pub fn new(rate: u64, per: Duration, burst: u64) -> Self {
-        TokenBucket { capacity: burst, refill_tokens: rate, refill_interval: per }
+        TokenBucket {
+            capacity: burst,
+            refill_tokens: rate,
+            refill_interval: per,
+        }
     }
 
     /// Takes `tokens` from the bucket at `key` (created full), all or nothing.
     pub fn take(&self, key: &str, tokens: u64) -> TakeResult {
-        let r = host::state_token_bucket_take(key, self.capacity, self.refill_tokens, ms(self.refill_interval), tokens);
+        let r = host::state_token_bucket_take(
+            key,
+            self.capacity,
+            self.refill_tokens,
+            ms(self.refill_interval),
+            tokens,
+        );
         TakeResult {
             allowed: r.allowed,
             remaining: r.remaining,

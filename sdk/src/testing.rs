@@ -43,7 +43,10 @@ use crate::backend::{RequestHandle, ResponseHandle};
 use crate::filter::parse_config;
 use crate::http::{CallError, OutboundRequest, OutboundResponse};
 use crate::log::Level;
-use crate::{Action, BodyAction, BodyMode, ExchangeSummary, Filter, InitContext, Phases, Request, Response, UpstreamFailure};
+use crate::{
+    Action, BodyAction, BodyMode, ExchangeSummary, Filter, InitContext, Phases, Request, Response,
+    UpstreamFailure,
+};
 
 /// 2026-01-01T00:00:00Z, where every test clock starts.
 const TEST_EPOCH_MS: u64 = 1_767_225_600_000;
@@ -111,7 +114,9 @@ impl TestRequest {
     /// # Panics
     /// If the name or value is not valid HTTP: a test's own input should be.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        RequestHandle(&mut self).append_header(name, value).expect("valid test header");
+        RequestHandle(&mut self)
+            .append_header(name, value)
+            .expect("valid test header");
         self
     }
 
@@ -188,7 +193,10 @@ impl TestRequest {
     /// The first value of a header now.
     pub fn header_now(&self, name: &str) -> Option<String> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// Every header now.
@@ -210,7 +218,10 @@ impl TestRequest {
     /// The first value of a header filters asked to add to the client's response.
     pub fn response_header_now(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.response_headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.response_headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The replay limit a filter asked for.
@@ -257,7 +268,12 @@ impl TestResponse {
             UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout => 504,
             _ => 502,
         };
-        TestResponse { status, headers: Vec::new(), upstream_failure: Some(failure), upstream_address: None }
+        TestResponse {
+            status,
+            headers: Vec::new(),
+            upstream_failure: Some(failure),
+            upstream_address: None,
+        }
     }
 
     /// Adds a header.
@@ -265,7 +281,9 @@ impl TestResponse {
     /// # Panics
     /// If the name or value is not valid HTTP.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        ResponseHandle(&mut self).append_header(name, value).expect("valid test header");
+        ResponseHandle(&mut self)
+            .append_header(name, value)
+            .expect("valid test header");
         self
     }
 
@@ -292,7 +310,10 @@ type ClusterMock = Box<dyn FnMut(&OutboundRequest) -> Result<OutboundResponse, C
 type SeriesKey = (String, Vec<(String, String)>);
 
 fn series(name: &str, labels: &[(&str, &str)]) -> SeriesKey {
-    let mut l: Vec<(String, String)> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let mut l: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     l.sort();
     (name.to_owned(), l)
 }
@@ -362,7 +383,8 @@ impl TestHost {
     /// Moves both clocks forward.
     pub fn advance(&self, by: Duration) {
         self.now_ms.set(self.now_ms.get() + by.as_millis() as u64);
-        self.monotonic_ns.set(self.monotonic_ns.get() + by.as_nanos() as u64);
+        self.monotonic_ns
+            .set(self.monotonic_ns.get() + by.as_nanos() as u64);
     }
 
     /// Sets the wall clock (milliseconds since the Unix epoch).
@@ -382,7 +404,9 @@ impl TestHost {
         cluster: &str,
         handler: impl FnMut(&OutboundRequest) -> Result<OutboundResponse, CallError> + 'static,
     ) {
-        self.clusters.borrow_mut().insert(cluster.to_owned(), Box::new(handler));
+        self.clusters
+            .borrow_mut()
+            .insert(cluster.to_owned(), Box::new(handler));
     }
 
     /// Every call the filter made, with its cluster, in order.
@@ -392,17 +416,30 @@ impl TestHost {
 
     /// A counter's or gauge's value for exactly these labels (0 if never touched).
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.values.borrow().get(&series(name, labels)).copied().unwrap_or(0.0)
+        self.values
+            .borrow()
+            .get(&series(name, labels))
+            .copied()
+            .unwrap_or(0.0)
     }
 
     /// A counter's or gauge's total over every label set.
     pub fn metric_total(&self, name: &str) -> f64 {
-        self.values.borrow().iter().filter(|((n, _), _)| n == name).map(|(_, v)| v).sum()
+        self.values
+            .borrow()
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|(_, v)| v)
+            .sum()
     }
 
     /// A histogram's observations for exactly these labels.
     pub fn observations(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-        self.observations.borrow().get(&series(name, labels)).cloned().unwrap_or_default()
+        self.observations
+            .borrow()
+            .get(&series(name, labels))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The help text a filter gave a metric.
@@ -445,11 +482,18 @@ impl TestHost {
     }
 
     pub(crate) fn describe(&self, name: &str, help: &str, _buckets: Option<&[f64]>) {
-        self.help.borrow_mut().insert(name.to_owned(), help.to_owned());
+        self.help
+            .borrow_mut()
+            .insert(name.to_owned(), help.to_owned());
     }
 
     /// Resolves a series to a handle, as the proxy does (same inputs, same handle).
-    pub(crate) fn resolve(&self, kind: crate::metrics::Kind, name: &str, labels: &[(&str, &str)]) -> u32 {
+    pub(crate) fn resolve(
+        &self,
+        kind: crate::metrics::Kind,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> u32 {
         let key = series(name, labels);
         let mut all = self.series.borrow_mut();
         if let Some(i) = all.iter().position(|(k, s)| *k == kind && *s == key) {
@@ -478,19 +522,32 @@ impl TestHost {
 
     pub(crate) fn observe(&self, id: u32, value: f64) {
         if let Some(key) = self.key_of(id) {
-            self.observations.borrow_mut().entry(key).or_default().push(value);
+            self.observations
+                .borrow_mut()
+                .entry(key)
+                .or_default()
+                .push(value);
         }
     }
 
-    pub(crate) fn http_send(&self, cluster: &str, request: &OutboundRequest) -> Result<OutboundResponse, CallError> {
-        self.calls.borrow_mut().push((cluster.to_owned(), request.clone()));
+    pub(crate) fn http_send(
+        &self,
+        cluster: &str,
+        request: &OutboundRequest,
+    ) -> Result<OutboundResponse, CallError> {
+        self.calls
+            .borrow_mut()
+            .push((cluster.to_owned(), request.clone()));
         // Take the mock out while it runs so it may itself use the host.
         let mock = self.clusters.borrow_mut().remove(cluster);
         let Some(mut mock) = mock else {
             return Err(CallError::UnknownCluster(cluster.to_owned()));
         };
         let result = mock(request);
-        self.clusters.borrow_mut().entry(cluster.to_owned()).or_insert(mock);
+        self.clusters
+            .borrow_mut()
+            .entry(cluster.to_owned())
+            .or_insert(mock);
         result
     }
 }
@@ -522,7 +579,10 @@ impl<F: Filter> Harness<F> {
     ) -> Result<Self, String> {
         install(&host);
         let config = parse_config::<F::Config>(config_json)?;
-        let ctx = InitContext { name: name.to_owned(), files };
+        let ctx = InitContext {
+            name: name.to_owned(),
+            files,
+        };
         let filter = F::new(config, &ctx)?;
         Ok(Harness { filter, host })
     }
@@ -567,16 +627,29 @@ impl<F: Filter> Harness<F> {
         if !F::__PHASES.request_headers {
             return Action::Continue;
         }
-        self.filter.on_request_headers(&mut Request { raw: RequestHandle(req) })
+        self.filter.on_request_headers(&mut Request {
+            raw: RequestHandle(req),
+        })
     }
 
     /// Runs the request-body phase with one chunk.
-    pub fn on_request_body(&self, req: &mut TestRequest, body: &[u8], end_of_stream: bool) -> BodyAction {
+    pub fn on_request_body(
+        &self,
+        req: &mut TestRequest,
+        body: &[u8],
+        end_of_stream: bool,
+    ) -> BodyAction {
         install(&self.host);
         if !F::__PHASES.request_body {
             return BodyAction::Continue;
         }
-        self.filter.on_request_body(&mut Request { raw: RequestHandle(req) }, body, end_of_stream)
+        self.filter.on_request_body(
+            &mut Request {
+                raw: RequestHandle(req),
+            },
+            body,
+            end_of_stream,
+        )
     }
 
     /// Runs the response-headers phase.
@@ -586,8 +659,12 @@ impl<F: Filter> Harness<F> {
             return Action::Continue;
         }
         self.filter.on_response_headers(
-            &mut Request { raw: RequestHandle(req) },
-            &mut Response { raw: ResponseHandle(resp) },
+            &mut Request {
+                raw: RequestHandle(req),
+            },
+            &mut Response {
+                raw: ResponseHandle(resp),
+            },
         )
     }
 
@@ -604,8 +681,12 @@ impl<F: Filter> Harness<F> {
             return BodyAction::Continue;
         }
         self.filter.on_response_body(
-            &mut Request { raw: RequestHandle(req) },
-            &mut Response { raw: ResponseHandle(resp) },
+            &mut Request {
+                raw: RequestHandle(req),
+            },
+            &mut Response {
+                raw: ResponseHandle(resp),
+            },
             body,
             end_of_stream,
         )
@@ -615,7 +696,12 @@ impl<F: Filter> Harness<F> {
     pub fn on_log(&self, req: &mut TestRequest, summary: &ExchangeSummary) {
         install(&self.host);
         if F::__PHASES.log {
-            self.filter.on_log(&Request { raw: RequestHandle(req) }, summary)
+            self.filter.on_log(
+                &Request {
+                    raw: RequestHandle(req),
+                },
+                summary,
+            )
         }
     }
 }

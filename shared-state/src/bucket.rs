@@ -106,7 +106,11 @@ impl BucketState {
 mod tests {
     use crate::{Bucket, Store};
 
-    const TEN_PER_SECOND: Bucket = Bucket { capacity: 10, refill_tokens: 10, refill_interval_ms: 1000 };
+    const TEN_PER_SECOND: Bucket = Bucket {
+        capacity: 10,
+        refill_tokens: 10,
+        refill_interval_ms: 1000,
+    };
 
     #[test]
     fn a_new_bucket_allows_its_burst_then_refuses() {
@@ -146,7 +150,11 @@ mod tests {
     fn steady_rate_is_held_over_time() {
         // 100/s with a burst of 100, asked 1000 times a second for 10 s: 100 burst plus
         // 10 s of refill.
-        let bucket = Bucket { capacity: 100, refill_tokens: 100, refill_interval_ms: 1000 };
+        let bucket = Bucket {
+            capacity: 100,
+            refill_tokens: 100,
+            refill_interval_ms: 1000,
+        };
         let mut s = Store::new();
         let allowed = (0..10_000u64)
             .filter(|i| s.token_bucket_take("k", bucket, 1, *i).allowed)

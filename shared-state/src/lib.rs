@@ -10,8 +10,8 @@ mod bucket;
 
 use std::collections::HashMap;
 
-pub use bucket::{Bucket, TakeResult};
 use bucket::BucketState;
+pub use bucket::{Bucket, TakeResult};
 
 /// How many mutating operations run between two sweeps of expired entries.
 const SWEEP_EVERY: u32 = 4096;
@@ -59,11 +59,20 @@ impl Store {
                 counter.value
             }
             Some(counter) => {
-                *counter = Counter { value: delta, expires_at_ms };
+                *counter = Counter {
+                    value: delta,
+                    expires_at_ms,
+                };
                 delta
             }
             None => {
-                self.counters.insert(key.to_owned(), Counter { value: delta, expires_at_ms });
+                self.counters.insert(
+                    key.to_owned(),
+                    Counter {
+                        value: delta,
+                        expires_at_ms,
+                    },
+                );
                 delta
             }
         }
@@ -78,7 +87,13 @@ impl Store {
     }
 
     /// Takes `tokens` from the bucket at `key`, all or nothing. A new bucket starts full.
-    pub fn token_bucket_take(&mut self, key: &str, bucket: Bucket, tokens: u64, now_ms: u64) -> TakeResult {
+    pub fn token_bucket_take(
+        &mut self,
+        key: &str,
+        bucket: Bucket,
+        tokens: u64,
+        now_ms: u64,
+    ) -> TakeResult {
         self.tick(now_ms);
         let state = self
             .buckets
@@ -99,11 +114,23 @@ impl Store {
     pub fn kv_set(&mut self, key: &str, value: Vec<u8>, ttl_ms: Option<u64>, now_ms: u64) {
         self.tick(now_ms);
         let expires_at_ms = ttl_ms.map(|ttl| now_ms.saturating_add(ttl));
-        self.values.insert(key.to_owned(), Entry { value, expires_at_ms });
+        self.values.insert(
+            key.to_owned(),
+            Entry {
+                value,
+                expires_at_ms,
+            },
+        );
     }
 
     /// Stores a value only if the key is absent or expired; returns whether it stored.
-    pub fn kv_set_if_absent(&mut self, key: &str, value: Vec<u8>, ttl_ms: Option<u64>, now_ms: u64) -> bool {
+    pub fn kv_set_if_absent(
+        &mut self,
+        key: &str,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+        now_ms: u64,
+    ) -> bool {
         if self.kv_get(key, now_ms).is_some() {
             return false;
         }
@@ -188,7 +215,11 @@ mod tests {
     #[test]
     fn sweep_drops_expired_entries_and_full_buckets() {
         let mut s = Store::new();
-        let bucket = Bucket { capacity: 2, refill_tokens: 1, refill_interval_ms: 100 };
+        let bucket = Bucket {
+            capacity: 2,
+            refill_tokens: 1,
+            refill_interval_ms: 100,
+        };
         s.counter_add("c", 1, Some(10), 0);
         s.kv_set("v", vec![1], Some(10), 0);
         s.kv_set("forever", vec![1], None, 0);
@@ -197,7 +228,11 @@ mod tests {
         s.sweep(50);
         assert_eq!(s.len(), 2, "expired counter and value are gone");
         s.sweep(100);
-        assert_eq!(s.len(), 1, "the refilled bucket is gone, the value without ttl stays");
+        assert_eq!(
+            s.len(),
+            1,
+            "the refilled bucket is gone, the value without ttl stays"
+        );
         // A swept bucket comes back full.
         assert!(s.token_bucket_take("b", bucket, 2, 100).allowed);
     }

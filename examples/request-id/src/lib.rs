@@ -36,7 +36,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { header: "x-request-id".to_owned(), trust_incoming: true, echo: true }
+        Config {
+            header: "x-request-id".to_owned(),
+            trust_incoming: true,
+            echo: true,
+        }
     }
 }
 
@@ -51,7 +55,10 @@ pub struct RequestId {
 
 /// An id from a client is kept only if it is short and plain.
 fn well_formed(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// A random (version 4) UUID in its usual text form. Written by hand rather than with
@@ -80,9 +87,16 @@ impl Filter for RequestId {
 
     fn new(config: Config, _ctx: &InitContext) -> Result<Self, String> {
         if !well_formed(&config.header) {
-            return Err(format!("header: {:?} is not a valid header name", config.header));
+            return Err(format!(
+                "header: {:?} is not a valid header name",
+                config.header
+            ));
         }
-        metrics::describe("request_ids_total", "Request ids by source: generated or incoming.", None);
+        metrics::describe(
+            "request_ids_total",
+            "Request ids by source: generated or incoming.",
+            None,
+        );
         Ok(RequestId {
             header: config.header.to_ascii_lowercase(),
             trust_incoming: config.trust_incoming,
@@ -94,7 +108,9 @@ impl Filter for RequestId {
     }
 
     fn on_request_headers(&self, req: &mut Request) -> Action {
-        let incoming = req.header(&self.header).filter(|id| self.trust_incoming && well_formed(id));
+        let incoming = req
+            .header(&self.header)
+            .filter(|id| self.trust_incoming && well_formed(id));
         let id = match incoming {
             // Already on the request as the upstream will see it.
             Some(id) => {
@@ -126,8 +142,13 @@ mod tests {
     /// Runs the filter on a request; returns it and the id the client's response gets.
     fn exchange(h: &Harness<RequestId>, mut req: TestRequest) -> (TestRequest, Option<String>) {
         assert_eq!(h.on_request_headers(&mut req), Action::Continue);
-        assert!(!h.phases().response_headers, "echoing takes no response phase");
-        let echoed = req.response_header_now(&h.filter().header).map(str::to_owned);
+        assert!(
+            !h.phases().response_headers,
+            "echoing takes no response phase"
+        );
+        let echoed = req
+            .response_header_now(&h.filter().header)
+            .map(str::to_owned);
         (req, echoed)
     }
 
@@ -138,10 +159,17 @@ mod tests {
         let id = req.header_now("x-request-id").expect("id set upstream");
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4", "version 4 UUID: {id}");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "RFC 4122 variant: {id}");
+        assert!(
+            matches!(&id[19..20], "8" | "9" | "a" | "b"),
+            "RFC 4122 variant: {id}"
+        );
         assert_eq!(id.matches('-').count(), 4);
         assert_eq!(echoed, Some(id));
-        assert_eq!(h.host().metric("request_ids_total", &[("source", "generated")]), 1.0);
+        assert_eq!(
+            h.host()
+                .metric("request_ids_total", &[("source", "generated")]),
+            1.0
+        );
     }
 
     #[test]
@@ -157,7 +185,11 @@ mod tests {
         let h = Harness::<RequestId>::new("null").unwrap();
         let (_, echoed) = exchange(&h, TestRequest::get("/").header("X-Request-Id", "abc-123"));
         assert_eq!(echoed.as_deref(), Some("abc-123"));
-        assert_eq!(h.host().metric("request_ids_total", &[("source", "incoming")]), 1.0);
+        assert_eq!(
+            h.host()
+                .metric("request_ids_total", &[("source", "incoming")]),
+            1.0
+        );
 
         let h = Harness::<RequestId>::new(r#"{"trust_incoming": false}"#).unwrap();
         let (_, echoed) = exchange(&h, TestRequest::get("/").header("x-request-id", "abc-123"));
@@ -167,7 +199,10 @@ mod tests {
     #[test]
     fn replaces_a_malformed_incoming_id() {
         let h = Harness::<RequestId>::new("null").unwrap();
-        let (req, _) = exchange(&h, TestRequest::get("/").header("x-request-id", "no spaces allowed"));
+        let (req, _) = exchange(
+            &h,
+            TestRequest::get("/").header("x-request-id", "no spaces allowed"),
+        );
         assert_eq!(req.header_now("x-request-id").unwrap().len(), 36);
     }
 
@@ -181,9 +216,13 @@ mod tests {
 
     #[test]
     fn bad_config_is_refused_with_the_field() {
-        let err = Harness::<RequestId>::new(r#"{"header": "bad header"}"#).err().unwrap();
+        let err = Harness::<RequestId>::new(r#"{"header": "bad header"}"#)
+            .err()
+            .unwrap();
         assert!(err.starts_with("header:"), "{err}");
-        let err = Harness::<RequestId>::new(r#"{"hedaer": "x"}"#).err().unwrap();
+        let err = Harness::<RequestId>::new(r#"{"hedaer": "x"}"#)
+            .err()
+            .unwrap();
         assert!(err.contains("unknown field `hedaer`"), "{err}");
     }
 }

@@ -30,7 +30,11 @@ pub struct ObservedBody {
 impl ObservedBody {
     /// Wraps `inner`; `on_end` runs once when it ends or is dropped.
     pub fn wrap(inner: ProxyBody, on_end: impl FnOnce(BodyEnd) + Send + 'static) -> ProxyBody {
-        let mut body = ObservedBody { inner, bytes: 0, on_end: Some(Box::new(on_end)) };
+        let mut body = ObservedBody {
+            inner,
+            bytes: 0,
+            on_end: Some(Box::new(on_end)),
+        };
         if body.inner.is_end_stream() {
             body.finish(true);
         }
@@ -39,7 +43,10 @@ impl ObservedBody {
 
     fn finish(&mut self, completed: bool) {
         if let Some(f) = self.on_end.take() {
-            f(BodyEnd { bytes: self.bytes, completed });
+            f(BodyEnd {
+                bytes: self.bytes,
+                completed,
+            });
         }
     }
 

@@ -70,7 +70,10 @@ impl ReplaySource {
             return Some(ProxyBody::full(all.freeze()));
         }
         let hint = s.source.as_ref().map(Body::size_hint).unwrap_or_default();
-        Some(ProxyBody::Replay(ReplayBody { state: self.0.clone(), hint }))
+        Some(ProxyBody::Replay(ReplayBody {
+            state: self.0.clone(),
+            hint,
+        }))
     }
 }
 
@@ -121,7 +124,7 @@ impl ReplayBody {
     }
 
     pub(super) fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 
@@ -145,7 +148,11 @@ mod tests {
     #[tokio::test]
     async fn a_body_over_the_limit_does_not_replay() {
         let src = ReplaySource::new(ProxyBody::full("hello world"), 4);
-        assert_eq!(collect(src.body().unwrap()).await, "hello world", "the first attempt gets it all");
+        assert_eq!(
+            collect(src.body().unwrap()).await,
+            "hello world",
+            "the first attempt gets it all"
+        );
         assert!(!src.replayable());
         assert!(src.body().is_none());
     }

@@ -109,16 +109,28 @@ impl Package {
     /// The library target's name, if this is a filter crate.
     fn filter_lib(&self) -> Option<&str> {
         let uses_sdk = self.dependencies.iter().any(|d| d.name == "weft-sdk");
-        let cdylib = self.targets.iter().find(|t| t.crate_types.iter().any(|c| c == "cdylib"));
+        let cdylib = self
+            .targets
+            .iter()
+            .find(|t| t.crate_types.iter().any(|c| c == "cdylib"));
         cdylib.filter(|_| uses_sdk).map(|t| t.name.as_str())
     }
 }
 
 fn metadata(manifest: &Path) -> Result<Metadata, BuildError> {
-    let fail = |reason: String| BuildError::Metadata { path: manifest.to_owned(), reason };
+    let fail = |reason: String| BuildError::Metadata {
+        path: manifest.to_owned(),
+        reason,
+    };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
         .arg(manifest)
         .stderr(Stdio::inherit())
         .output()
@@ -139,12 +151,16 @@ pub fn build(req: &BuildRequest) -> Result<Vec<Built>, BuildError> {
             .filter(|p| meta.workspace_members.contains(&p.id) && p.filter_lib().is_some())
             .collect()
     } else {
-        let p = meta.packages.iter().find(|p| p.manifest_path == manifest).ok_or_else(|| {
-            BuildError::NothingToBuild(format!(
-                "{} is a workspace, not a filter crate; name a crate or pass --all",
-                manifest.display()
-            ))
-        })?;
+        let p = meta
+            .packages
+            .iter()
+            .find(|p| p.manifest_path == manifest)
+            .ok_or_else(|| {
+                BuildError::NothingToBuild(format!(
+                    "{} is a workspace, not a filter crate; name a crate or pass --all",
+                    manifest.display()
+                ))
+            })?;
         if p.filter_lib().is_none() {
             return Err(BuildError::NothingToBuild(format!(
                 "{} is not a filter crate: it needs `crate-type = [\"cdylib\"]` and a weft-sdk dependency",
@@ -154,47 +170,81 @@ pub fn build(req: &BuildRequest) -> Result<Vec<Built>, BuildError> {
         vec![p]
     };
     if selected.is_empty() {
-        return Err(BuildError::NothingToBuild(format!("no filter crates in {}", manifest.display())));
+        return Err(BuildError::NothingToBuild(format!(
+            "no filter crates in {}",
+            manifest.display()
+        )));
     }
 
     let toolchain = detect()?;
-    let target_dir = req.target_dir.clone().unwrap_or_else(|| meta.target_directory.join("weft-wasm"));
-    let out_dir = req.out_dir.clone().unwrap_or_else(|| meta.target_directory.join("filters"));
+    let target_dir = req
+        .target_dir
+        .clone()
+        .unwrap_or_else(|| meta.target_directory.join("weft-wasm"));
+    let out_dir = req
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| meta.target_directory.join("filters"));
     eprintln!(
         "building {} filter(s) with {}",
         selected.len(),
         toolchain.describe()
     );
     let mut cmd = toolchain.cargo_build();
-    cmd.arg("--manifest-path").arg(&manifest).arg("--lib").env("CARGO_TARGET_DIR", &target_dir);
+    cmd.arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--lib")
+        .env("CARGO_TARGET_DIR", &target_dir);
     for p in &selected {
         cmd.args(["-p", &p.name]);
     }
     if !req.verbose {
         cmd.arg("--quiet");
     }
-    let status = cmd.status().map_err(|e| BuildError::Cargo(format!("cannot run cargo: {e}")))?;
+    let status = cmd
+        .status()
+        .map_err(|e| BuildError::Cargo(format!("cannot run cargo: {e}")))?;
     if !status.success() {
         return Err(BuildError::Cargo(status.to_string()));
     }
 
-    std::fs::create_dir_all(&out_dir).map_err(|source| BuildError::Write { path: out_dir.clone(), source })?;
+    std::fs::create_dir_all(&out_dir).map_err(|source| BuildError::Write {
+        path: out_dir.clone(),
+        source,
+    })?;
     let mut built = Vec::new();
     for p in selected {
         let lib = p.filter_lib().unwrap_or(&p.name).replace('-', "_");
-        let module_path = target_dir.join(toolchain::TARGET).join("release").join(format!("{lib}.wasm"));
-        let module = std::fs::read(&module_path)
-            .map_err(|e| BuildError::Encode { path: module_path.clone(), reason: e.to_string() })?;
-        let component = encode(&module).map_err(|reason| BuildError::Encode { path: module_path.clone(), reason })?;
+        let module_path = target_dir
+            .join(toolchain::TARGET)
+            .join("release")
+            .join(format!("{lib}.wasm"));
+        let module = std::fs::read(&module_path).map_err(|e| BuildError::Encode {
+            path: module_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let component = encode(&module).map_err(|reason| BuildError::Encode {
+            path: module_path.clone(),
+            reason,
+        })?;
         let path = out_dir.join(format!("{}.wasm", p.name));
-        write_atomic(&path, &component).map_err(|source| BuildError::Write { path: path.clone(), source })?;
+        write_atomic(&path, &component).map_err(|source| BuildError::Write {
+            path: path.clone(),
+            source,
+        })?;
         let b = Built {
             package: p.name.clone(),
             digest: crate::host::module::digest(&component),
             size: component.len(),
             path,
         };
-        println!("built {} -> {} ({} bytes, sha256 {})", b.package, b.path.display(), b.size, &b.digest[..16]);
+        println!(
+            "built {} -> {} ({} bytes, sha256 {})",
+            b.package,
+            b.path.display(),
+            b.size,
+            &b.digest[..16]
+        );
         built.push(b);
     }
     Ok(built)

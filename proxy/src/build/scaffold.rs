@@ -26,7 +26,9 @@ pub enum ScaffoldError {
 pub fn default_sdk_dependency() -> String {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
     match std::fs::canonicalize(&here) {
-        Ok(p) if p.join("Cargo.toml").is_file() => format!("{{ path = {:?} }}", p.display().to_string()),
+        Ok(p) if p.join("Cargo.toml").is_file() => {
+            format!("{{ path = {:?} }}", p.display().to_string())
+        }
         _ => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
     }
 }
@@ -42,7 +44,9 @@ fn type_name(name: &str) -> String {
         .filter(|s| !s.is_empty())
         .map(|s| {
             let mut c = s.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -163,7 +167,10 @@ mod tests {{
     for (file, text) in files {
         let path = root.join(file);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| ScaffoldError::Write { path: parent.to_owned(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| ScaffoldError::Write {
+                path: parent.to_owned(),
+                source,
+            })?;
         }
         std::fs::write(&path, text).map_err(|source| ScaffoldError::Write { path, source })?;
     }

@@ -47,17 +47,25 @@ pub struct NoToolchain {
 
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Whether the default toolchain has a wasm32 standard library.
 fn installed_has_std() -> bool {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let Some(libdir) = output(Command::new(rustc).args(["--print", "target-libdir", "--target", TARGET])) else {
+    let Some(libdir) =
+        output(Command::new(rustc).args(["--print", "target-libdir", "--target", TARGET]))
+    else {
         return false;
     };
     std::fs::read_dir(&libdir)
-        .map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        })
         .unwrap_or(false)
 }
 
@@ -72,14 +80,20 @@ fn debian_build_std() -> Result<Toolchain, String> {
         .ok_or_else(|| format!("{DEBIAN_RUSTC} --print sysroot failed"))?;
     let library = Path::new(&sysroot).join("lib/rustlib/src/rust/library/Cargo.lock");
     if !library.is_file() {
-        return Err(format!("{} is missing (package rust-web-src)", library.display()));
+        return Err(format!(
+            "{} is missing (package rust-web-src)",
+            library.display()
+        ));
     }
     if output(Command::new("rust-lld").arg("--version")).is_none()
         && !Path::new("/usr/bin/rust-lld").exists()
     {
         return Err("rust-lld is missing (package lld-22)".to_owned());
     }
-    Ok(Toolchain::BuildStd { cargo: cargo.to_owned(), rustc: rustc.to_owned() })
+    Ok(Toolchain::BuildStd {
+        cargo: cargo.to_owned(),
+        rustc: rustc.to_owned(),
+    })
 }
 
 /// Picks the toolchain, as documented above.
@@ -92,7 +106,9 @@ pub fn detect() -> Result<Toolchain, NoToolchain> {
     if installed_has_std() {
         return Ok(Toolchain::Installed);
     }
-    debian_build_std().map_err(|d| NoToolchain { detail: format!("the default rustc has no {TARGET} std; {d}") })
+    debian_build_std().map_err(|d| NoToolchain {
+        detail: format!("the default rustc has no {TARGET} std; {d}"),
+    })
 }
 
 impl Toolchain {
@@ -107,8 +123,16 @@ impl Toolchain {
             }
             Toolchain::BuildStd { cargo, rustc } => {
                 cmd = Command::new(cargo);
-                cmd.args(["build", "--release", "--target", TARGET, "-Zbuild-std=std,panic_abort"]);
-                cmd.env("RUSTC", rustc).env("RUSTC_BOOTSTRAP", "1").env_remove("RUSTUP_TOOLCHAIN");
+                cmd.args([
+                    "build",
+                    "--release",
+                    "--target",
+                    TARGET,
+                    "-Zbuild-std=std,panic_abort",
+                ]);
+                cmd.env("RUSTC", rustc)
+                    .env("RUSTC_BOOTSTRAP", "1")
+                    .env_remove("RUSTUP_TOOLCHAIN");
                 let path = std::env::var_os("PATH").unwrap_or_default();
                 let mut dirs = vec![PathBuf::from("/usr/bin")];
                 dirs.extend(std::env::split_paths(&path));
@@ -117,7 +141,13 @@ impl Toolchain {
                 }
             }
         }
-        for var in ["RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+        for var in [
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_BUILD_TARGET",
+        ] {
             cmd.env_remove(var);
         }
         // Small, fast modules: filters are tiny, so whole-program optimisation is cheap.
@@ -132,7 +162,9 @@ impl Toolchain {
     pub fn describe(&self) -> String {
         match self {
             Toolchain::Installed => format!("the default toolchain's {TARGET} target"),
-            Toolchain::BuildStd { rustc, .. } => format!("{} with std built from source", rustc.display()),
+            Toolchain::BuildStd { rustc, .. } => {
+                format!("{} with std built from source", rustc.display())
+            }
         }
     }
 }

@@ -26,28 +26,46 @@ pub struct EchoArgs {
 }
 
 async fn answer(name: String, req: Request<Incoming>) -> Response<ProxyBody> {
-    let mut text = format!("{name}: {} {} {:?}\n", req.method(), req.uri(), req.version());
+    let mut text = format!(
+        "{name}: {} {} {:?}\n",
+        req.method(),
+        req.uri(),
+        req.version()
+    );
     for (k, v) in req.headers() {
         text.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     if !body.is_empty() {
         text.push('\n');
         text.push_str(&String::from_utf8_lossy(&body));
     }
     let mut resp = Response::new(ProxyBody::full(text));
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
 impl EchoArgs {
     /// Serves until interrupted.
     pub fn run(self) -> anyhow::Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async move {
             let listener = TcpListener::bind(self.listen).await?;
-            println!("weft echo: {} on http://{}", self.name, listener.local_addr()?);
+            println!(
+                "weft echo: {} on http://{}",
+                self.name,
+                listener.local_addr()?
+            );
             loop {
                 let (stream, _) = tokio::select! {
                     a = listener.accept() => a?,
@@ -59,7 +77,9 @@ impl EchoArgs {
                         let name = name.clone();
                         async move { Ok::<_, Infallible>(answer(name, req).await) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         })

@@ -56,14 +56,24 @@ impl FilterCommand {
                 let sdk = a.sdk.unwrap_or_else(scaffold::default_sdk_dependency);
                 let dir = scaffold::create(&a.dir, &a.name, &sdk)?;
                 println!("created {}", dir.display());
-                println!("next: cd {} && cargo test && weft filter build", dir.display());
+                println!(
+                    "next: cd {} && cargo test && weft filter build",
+                    dir.display()
+                );
                 Ok(())
             }
             FilterCommand::Build(a) => {
                 let path = a.path.unwrap_or_else(|| PathBuf::from("."));
-                let manifest = if path.is_dir() { path.join("Cargo.toml") } else { path };
+                let manifest = if path.is_dir() {
+                    path.join("Cargo.toml")
+                } else {
+                    path
+                };
                 if !manifest.is_file() {
-                    anyhow::bail!("{} not found: name a filter crate's directory or Cargo.toml", manifest.display());
+                    anyhow::bail!(
+                        "{} not found: name a filter crate's directory or Cargo.toml",
+                        manifest.display()
+                    );
                 }
                 build::build(&BuildRequest {
                     manifest,

@@ -30,7 +30,11 @@ impl RunArgs {
         if let Some(admin) = &app.admin {
             println!("weft admin: http://{}", admin.address);
         }
-        println!("weft ready: {} workers, config {}", workers, self.config.display());
+        println!(
+            "weft ready: {} workers, config {}",
+            workers,
+            self.config.display()
+        );
         tracing::info!(workers, config = %self.config.display(), "serving");
         wait_for_signal()?;
         tracing::info!("shutting down: draining connections");
@@ -40,7 +44,9 @@ impl RunArgs {
 }
 
 fn wait_for_signal() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

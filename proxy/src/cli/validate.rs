@@ -22,9 +22,16 @@ impl ValidateArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let metrics = Registry::new();
         let host = host_for(&self.config, &metrics)?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let loaded = rt.block_on(load(&self.config, &host, &metrics))?;
-        let routes: usize = loaded.checked.listeners.iter().map(|l| l.routes.len()).sum();
+        let routes: usize = loaded
+            .checked
+            .listeners
+            .iter()
+            .map(|l| l.routes.len())
+            .sum();
         println!(
             "{}: ok ({} listener(s), {} route(s), {} cluster(s), {} filter(s) loaded)",
             self.config.display(),

@@ -112,7 +112,10 @@ pub struct CheckedFilter {
 
 fn parse_addr(field: &str, text: &str) -> Result<SocketAddr, FieldError> {
     text.parse().map_err(|_| {
-        FieldError::new(field, format!("invalid address {text:?}; write it as ip:port, for example 127.0.0.1:8080"))
+        FieldError::new(
+            field,
+            format!("invalid address {text:?}; write it as ip:port, for example 127.0.0.1:8080"),
+        )
     })
 }
 
@@ -121,7 +124,10 @@ fn resolve_endpoint(field: &str, text: &str) -> Result<SocketAddr, FieldError> {
         return Ok(addr);
     }
     if !text.contains(':') {
-        return Err(FieldError::new(field, format!("endpoint {text:?} has no port; write it as host:port")));
+        return Err(FieldError::new(
+            field,
+            format!("endpoint {text:?} has no port; write it as host:port"),
+        ));
     }
     let mut addrs = text
         .to_socket_addrs()
@@ -134,8 +140,12 @@ fn resolve_endpoint(field: &str, text: &str) -> Result<SocketAddr, FieldError> {
 fn check_matcher(field: &str, m: &MatchConfig) -> Result<RouteMatch, FieldError> {
     let host = match m.host.as_deref() {
         None | Some("*") => HostMatch::Any,
-        Some(h) if h.starts_with("*.") && h.len() > 2 => HostMatch::Suffix(h[1..].to_ascii_lowercase()),
-        Some(h) if !h.is_empty() && !h.contains(['*', '/', ' ', ':']) => HostMatch::Exact(h.to_ascii_lowercase()),
+        Some(h) if h.starts_with("*.") && h.len() > 2 => {
+            HostMatch::Suffix(h[1..].to_ascii_lowercase())
+        }
+        Some(h) if !h.is_empty() && !h.contains(['*', '/', ' ', ':']) => {
+            HostMatch::Exact(h.to_ascii_lowercase())
+        }
         Some(h) => {
             return Err(FieldError::new(
                 format!("{field}.host"),
@@ -145,34 +155,65 @@ fn check_matcher(field: &str, m: &MatchConfig) -> Result<RouteMatch, FieldError>
     };
     let path = match (&m.prefix, &m.path) {
         (Some(_), Some(_)) => {
-            return Err(FieldError::new(format!("{field}.path"), "give either prefix or path, not both"));
+            return Err(FieldError::new(
+                format!("{field}.path"),
+                "give either prefix or path, not both",
+            ));
         }
         (Some(p), None) if p.starts_with('/') => PathMatch::Prefix(p.clone()),
         (None, Some(p)) if p.starts_with('/') => PathMatch::Exact(p.clone()),
-        (Some(p), None) => return Err(FieldError::new(format!("{field}.prefix"), format!("{p:?} must start with /"))),
-        (None, Some(p)) => return Err(FieldError::new(format!("{field}.path"), format!("{p:?} must start with /"))),
+        (Some(p), None) => {
+            return Err(FieldError::new(
+                format!("{field}.prefix"),
+                format!("{p:?} must start with /"),
+            ))
+        }
+        (None, Some(p)) => {
+            return Err(FieldError::new(
+                format!("{field}.path"),
+                format!("{p:?} must start with /"),
+            ))
+        }
         (None, None) => PathMatch::Any,
     };
     let mut methods = Vec::new();
     for (i, text) in m.methods.iter().enumerate() {
-        let method = Method::from_bytes(text.as_bytes())
-            .map_err(|_| FieldError::new(format!("{field}.methods[{i}]"), format!("invalid method {text:?}")))?;
+        let method = Method::from_bytes(text.as_bytes()).map_err(|_| {
+            FieldError::new(
+                format!("{field}.methods[{i}]"),
+                format!("invalid method {text:?}"),
+            )
+        })?;
         methods.push(method);
     }
     let mut headers = Vec::new();
     for (i, h) in m.headers.iter().enumerate() {
         let hfield = format!("{field}.headers[{i}]");
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| FieldError::new(format!("{hfield}.name"), format!("invalid header name {:?}", h.name)))?;
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+            FieldError::new(
+                format!("{hfield}.name"),
+                format!("invalid header name {:?}", h.name),
+            )
+        })?;
         let rule = match (&h.exact, &h.prefix, h.present) {
             (Some(x), None, None) => HeaderRule::Exact(x.clone()),
             (None, Some(x), None) => HeaderRule::Prefix(x.clone()),
             (None, None, Some(p)) => HeaderRule::Present(p),
-            _ => return Err(FieldError::new(hfield, "give exactly one of exact, prefix or present")),
+            _ => {
+                return Err(FieldError::new(
+                    hfield,
+                    "give exactly one of exact, prefix or present",
+                ))
+            }
         };
         headers.push((name, rule));
     }
-    Ok(RouteMatch { host, path, methods, headers })
+    Ok(RouteMatch {
+        host,
+        path,
+        methods,
+        headers,
+    })
 }
 
 fn positive(field: &str, d: Option<Duration>, default: Duration) -> Result<Duration, FieldError> {
@@ -201,7 +242,10 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
     for (name, c) in &cfg.clusters {
         let field = format!("clusters.{name}");
         if c.endpoints.is_empty() {
-            return Err(FieldError::new(format!("{field}.endpoints"), "a cluster needs at least one endpoint"));
+            return Err(FieldError::new(
+                format!("{field}.endpoints"),
+                "a cluster needs at least one endpoint",
+            ));
         }
         let endpoints = c
             .endpoints
@@ -215,9 +259,17 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
                 name: name.clone(),
                 endpoints,
                 protocol: c.protocol,
-                connect_timeout: positive(&format!("{field}.connect_timeout"), c.connect_timeout, DEFAULT_CONNECT_TIMEOUT)?,
+                connect_timeout: positive(
+                    &format!("{field}.connect_timeout"),
+                    c.connect_timeout,
+                    DEFAULT_CONNECT_TIMEOUT,
+                )?,
                 max_idle_per_endpoint: c.max_idle_per_endpoint.unwrap_or(64),
-                idle_timeout: positive(&format!("{field}.idle_timeout"), c.idle_timeout, Duration::from_secs(60))?,
+                idle_timeout: positive(
+                    &format!("{field}.idle_timeout"),
+                    c.idle_timeout,
+                    Duration::from_secs(60),
+                )?,
             },
         );
     }
@@ -229,19 +281,29 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
         if !module.is_file() {
             return Err(FieldError::new(
                 format!("{field}.module"),
-                format!("filter module {} not found (build it with `weft filter build`)", module.display()),
+                format!(
+                    "filter module {} not found (build it with `weft filter build`)",
+                    module.display()
+                ),
             ));
         }
         let config_json = match &f.config {
             None => "null".to_owned(),
-            Some(v) => serde_json::to_string(v)
-                .map_err(|e| FieldError::new(format!("{field}.config"), format!("cannot be expressed as JSON: {e}")))?,
+            Some(v) => serde_json::to_string(v).map_err(|e| {
+                FieldError::new(
+                    format!("{field}.config"),
+                    format!("cannot be expressed as JSON: {e}"),
+                )
+            })?,
         };
         let mut files = Vec::new();
         for (fname, path) in &f.files {
             let resolved = loaded.resolve(path);
             let bytes = std::fs::read(&resolved).map_err(|e| {
-                FieldError::new(format!("{field}.files.{fname}"), format!("cannot read {}: {e}", resolved.display()))
+                FieldError::new(
+                    format!("{field}.files.{fname}"),
+                    format!("cannot read {}: {e}", resolved.display()),
+                )
             })?;
             files.push((fname.clone(), bytes));
         }
@@ -250,11 +312,19 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             Some(s) => StatusCode::from_u16(s)
                 .ok()
                 .filter(|s| s.as_u16() >= 200)
-                .ok_or_else(|| FieldError::new(format!("{field}.failure_status"), format!("{s} is not a valid status")))?,
+                .ok_or_else(|| {
+                    FieldError::new(
+                        format!("{field}.failure_status"),
+                        format!("{s} is not a valid status"),
+                    )
+                })?,
         };
         let memory_limit = f.memory_limit.unwrap_or(DEFAULT_FILTER_MEMORY);
         if !(64 << 10..=MAX_FILTER_MEMORY).contains(&memory_limit) {
-            return Err(FieldError::new(format!("{field}.memory_limit"), "must be between 64KiB and 1GiB"));
+            return Err(FieldError::new(
+                format!("{field}.memory_limit"),
+                "must be between 64KiB and 1GiB",
+            ));
         }
         filters.insert(
             name.clone(),
@@ -265,7 +335,11 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
                 files,
                 failure_policy: f.failure_policy,
                 failure_status,
-                timeout: positive(&format!("{field}.timeout"), f.timeout, DEFAULT_FILTER_TIMEOUT)?,
+                timeout: positive(
+                    &format!("{field}.timeout"),
+                    f.timeout,
+                    DEFAULT_FILTER_TIMEOUT,
+                )?,
                 memory_limit,
                 field,
             },
@@ -273,7 +347,10 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
     }
 
     if cfg.listeners.is_empty() {
-        return Err(FieldError::new("listeners", "at least one listener is needed"));
+        return Err(FieldError::new(
+            "listeners",
+            "at least one listener is needed",
+        ));
     }
     let mut listener_names = HashSet::new();
     let mut addresses = HashSet::new();
@@ -281,18 +358,31 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
     for (li, l) in cfg.listeners.iter().enumerate() {
         let lfield = format!("listeners[{li}]");
         if !listener_names.insert(l.name.as_str()) {
-            return Err(FieldError::new(format!("{lfield}.name"), format!("listener name {:?} is used twice", l.name)));
+            return Err(FieldError::new(
+                format!("{lfield}.name"),
+                format!("listener name {:?} is used twice", l.name),
+            ));
         }
         let address = parse_addr(&format!("{lfield}.address"), &l.address)?;
         if address.port() != 0 && !addresses.insert(address) {
-            return Err(FieldError::new(format!("{lfield}.address"), format!("{address} is used by two listeners")));
+            return Err(FieldError::new(
+                format!("{lfield}.address"),
+                format!("{address} is used by two listeners"),
+            ));
         }
         if Some(address) == admin && address.port() != 0 {
-            return Err(FieldError::new(format!("{lfield}.address"), format!("{address} is the admin address")));
+            return Err(FieldError::new(
+                format!("{lfield}.address"),
+                format!("{address} is the admin address"),
+            ));
         }
         for (i, f) in l.filters.iter().enumerate() {
             if !filters.contains_key(f) {
-                return Err(unknown_filter(&format!("{lfield}.filters[{i}]"), f, &filters));
+                return Err(unknown_filter(
+                    &format!("{lfield}.filters[{i}]"),
+                    f,
+                    &filters,
+                ));
             }
         }
         let mut route_names = HashSet::new();
@@ -301,18 +391,29 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             let rfield = format!("{lfield}.routes[{ri}]");
             let name = r.name.clone().unwrap_or_else(|| format!("{}-{ri}", l.name));
             if !route_names.insert(name.clone()) {
-                return Err(FieldError::new(format!("{rfield}.name"), format!("route name {name:?} is used twice")));
+                return Err(FieldError::new(
+                    format!("{rfield}.name"),
+                    format!("route name {name:?} is used twice"),
+                ));
             }
             if !clusters.contains_key(&r.cluster) {
                 let known: Vec<&str> = clusters.keys().map(String::as_str).collect();
                 return Err(FieldError::new(
                     format!("{rfield}.cluster"),
-                    format!("unknown cluster {:?} (clusters: {})", r.cluster, list_or_none(&known)),
+                    format!(
+                        "unknown cluster {:?} (clusters: {})",
+                        r.cluster,
+                        list_or_none(&known)
+                    ),
                 ));
             }
             for (i, f) in r.filters.iter().enumerate() {
                 if !filters.contains_key(f) {
-                    return Err(unknown_filter(&format!("{rfield}.filters[{i}]"), f, &filters));
+                    return Err(unknown_filter(
+                        &format!("{rfield}.filters[{i}]"),
+                        f,
+                        &filters,
+                    ));
                 }
             }
             let chain: Vec<String> = l.filters.iter().chain(&r.filters).cloned().collect();
@@ -321,22 +422,38 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
                 matcher: check_matcher(&format!("{rfield}.match"), &r.matcher)?,
                 cluster: r.cluster.clone(),
                 filters: chain,
-                timeout: positive(&format!("{rfield}.timeout"), r.timeout, DEFAULT_ROUTE_TIMEOUT)?,
+                timeout: positive(
+                    &format!("{rfield}.timeout"),
+                    r.timeout,
+                    DEFAULT_ROUTE_TIMEOUT,
+                )?,
             });
         }
-        listeners.push(CheckedListener { name: l.name.clone(), address, protocol: l.protocol, routes });
+        listeners.push(CheckedListener {
+            name: l.name.clone(),
+            address,
+            protocol: l.protocol,
+            routes,
+        });
     }
 
     let max_instances = cfg.filter_host.max_instances.unwrap_or(1000);
     if max_instances == 0 {
-        return Err(FieldError::new("filter_host.max_instances", "must be more than 0"));
+        return Err(FieldError::new(
+            "filter_host.max_instances",
+            "must be more than 0",
+        ));
     }
     Ok(Checked {
         admin,
         listeners,
         clusters,
         filters,
-        cache_dir: cfg.filter_host.cache_dir.as_ref().map(|p| loaded.resolve(p)),
+        cache_dir: cfg
+            .filter_host
+            .cache_dir
+            .as_ref()
+            .map(|p| loaded.resolve(p)),
         max_instances,
     })
 }
@@ -349,9 +466,19 @@ fn list_or_none(names: &[&str]) -> String {
     }
 }
 
-fn unknown_filter(field: &str, name: &str, filters: &BTreeMap<String, CheckedFilter>) -> FieldError {
+fn unknown_filter(
+    field: &str,
+    name: &str,
+    filters: &BTreeMap<String, CheckedFilter>,
+) -> FieldError {
     let known: Vec<&str> = filters.keys().map(String::as_str).collect();
-    FieldError::new(field, format!("unknown filter {name:?} (filters: {})", list_or_none(&known)))
+    FieldError::new(
+        field,
+        format!(
+            "unknown filter {name:?} (filters: {})",
+            list_or_none(&known)
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -395,7 +522,11 @@ clusters:
         let err = check_src(&BASE.replace("cluster: web", "cluster: wbe")).unwrap_err();
         assert_eq!(err.field, "listeners[0].routes[1].cluster");
         assert_eq!(err.position.map(|p| p.0), Some(7));
-        assert!(err.message.contains("unknown cluster \"wbe\" (clusters: api, web)"), "{err}");
+        assert!(
+            err.message
+                .contains("unknown cluster \"wbe\" (clusters: api, web)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -408,13 +539,14 @@ clusters:
 
     #[test]
     fn missing_filter_module_is_reported() {
-        let src = format!(
-            "{BASE}filters:\n  rid:\n    module: missing.wasm\n"
-        );
+        let src = format!("{BASE}filters:\n  rid:\n    module: missing.wasm\n");
         let err = check_src(&src).unwrap_err();
         assert_eq!(err.field, "filters.rid.module");
         assert_eq!(err.position.map(|p| p.0), Some(16));
-        assert!(err.message.contains("/nonexistent/missing.wasm not found"), "{err}");
+        assert!(
+            err.message.contains("/nonexistent/missing.wasm not found"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -422,14 +554,19 @@ clusters:
         let src = BASE.replace("cluster: api\n", "cluster: api\n        filters: [nope]\n");
         let err = check_src(&src).unwrap_err();
         assert_eq!(err.field, "listeners[0].routes[0].filters[0]");
-        assert!(err.message.contains("unknown filter \"nope\" (filters: none defined)"), "{err}");
+        assert!(
+            err.message
+                .contains("unknown filter \"nope\" (filters: none defined)"),
+            "{err}"
+        );
     }
 
     #[test]
     fn matcher_errors_name_the_field() {
         let err = check_src(&BASE.replace("prefix: /api", "prefix: api")).unwrap_err();
         assert_eq!(err.field, "listeners[0].routes[0].match.prefix");
-        let err = check_src(&BASE.replace("{ prefix: /api }", "{ headers: [{ name: x }] }")).unwrap_err();
+        let err =
+            check_src(&BASE.replace("{ prefix: /api }", "{ headers: [{ name: x }] }")).unwrap_err();
         assert_eq!(err.field, "listeners[0].routes[0].match.headers[0]");
     }
 

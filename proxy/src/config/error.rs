@@ -47,6 +47,9 @@ pub struct FieldError {
 impl FieldError {
     /// A problem with a field.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }

@@ -18,6 +18,22 @@ pub struct LoadedConfig {
     locations: Locations,
 }
 
+/// serde_yaml's message without its own path prefix and position suffix (both are
+/// reported apart, more precisely).
+fn bare_message(e: &serde_yaml::Error) -> String {
+    let mut message = e.to_string();
+    if let Some(cut) = message.find(" at line ") {
+        message.truncate(cut);
+    }
+    if let Some((prefix, rest)) = message.split_once(": ") {
+        let looks_like_path = !prefix.is_empty() && !prefix.contains(' ') && !prefix.contains('`');
+        if looks_like_path {
+            return rest.to_owned();
+        }
+    }
+    message
+}
+
 impl LoadedConfig {
     /// Reads and parses a file.
     pub fn read(path: &Path) -> Result<LoadedConfig, ConfigError> {
@@ -33,25 +49,30 @@ impl LoadedConfig {
     /// Parses a document; `path` is where it came from (for messages and relative
     /// paths).
     pub fn parse(path: &Path, source: String) -> Result<LoadedConfig, ConfigError> {
+        let locations = Locations::index(&source);
         let deserializer = serde_yaml::Deserializer::from_str(&source);
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let field = e.path().to_string();
+            let field = if field == "." { String::new() } else { field };
             let inner = e.into_inner();
-            let position = inner.location().map(|l| (l.line(), l.column()));
-            // serde_yaml appends " at line L column C"; the position is printed apart.
-            let mut message = inner.to_string();
-            if let Some(cut) = message.find(" at line ") {
-                message.truncate(cut);
-            }
+            // The field's own value when it is in the document (serde_yaml points custom
+            // errors at the enclosing mapping), else where the parser stopped.
+            let position = locations
+                .find_exact(&field)
+                .or_else(|| inner.location().map(|l| (l.line(), l.column())));
             ConfigError {
                 file: path.to_owned(),
                 position,
-                field: if field == "." { String::new() } else { field },
-                message,
+                field,
+                message: bare_message(&inner),
             }
         })?;
-        let locations = Locations::index(&source);
-        Ok(LoadedConfig { path: path.to_owned(), source, config, locations })
+        Ok(LoadedConfig {
+            path: path.to_owned(),
+            source,
+            config,
+            locations,
+        })
     }
 
     /// Places a problem found after parsing at its line.
@@ -87,10 +108,11 @@ mod tests {
 
     #[test]
     fn unknown_field_names_field_and_line() {
-        let err = parse("listeners:\n  - name: a\n    adress: 1.2.3.4:5\n    routes: []\n").unwrap_err();
+        let err =
+            parse("listeners:\n  - name: a\n    adress: 1.2.3.4:5\n    routes: []\n").unwrap_err();
         assert_eq!(err.position.map(|p| p.0), Some(3), "{err}");
-        assert_eq!(err.field, "listeners[0]");
-        assert!(err.message.contains("unknown field `adress`"), "{err}");
+        assert_eq!(err.field, "listeners[0].adress");
+        assert!(err.message.starts_with("unknown field `adress`"), "{err}");
         assert!(err.to_string().starts_with("t.yaml:3:"), "{err}");
     }
 
@@ -101,7 +123,10 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field, "listeners[0].routes[0].timeout", "{err}");
-        assert!(err.message.contains("invalid duration"), "{err}");
+        assert!(
+            err.message.starts_with("invalid duration \"soon\""),
+            "{err}"
+        );
         assert_eq!(err.position.map(|p| p.0), Some(6), "{err}");
     }
 

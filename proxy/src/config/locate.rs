@@ -22,7 +22,17 @@ impl Locations {
         if parser.load(&mut walker, false).is_err() {
             return Locations::default();
         }
-        Locations { positions: walker.positions }
+        Locations {
+            positions: walker.positions,
+        }
+    }
+
+    /// The (line, column) of the value at exactly `path`, if the document has it.
+    pub fn find_exact(&self, path: &str) -> Option<(usize, usize)> {
+        if path.is_empty() {
+            return None;
+        }
+        self.positions.get(path).copied()
     }
 
     /// The (line, column) of the value at `path`, both from 1. When the path itself is
@@ -73,7 +83,9 @@ impl Walker {
     }
 
     fn record(&mut self, path: &str, mark: Marker) {
-        self.positions.entry(path.to_owned()).or_insert((mark.line(), mark.col() + 1));
+        self.positions
+            .entry(path.to_owned())
+            .or_insert((mark.line(), mark.col() + 1));
     }
 }
 
@@ -81,7 +93,10 @@ impl MarkedEventReceiver for Walker {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::Scalar(value, ..) => {
-                if let Some(Frame::Map { key: key @ None, .. }) = self.stack.last_mut() {
+                if let Some(Frame::Map {
+                    key: key @ None, ..
+                }) = self.stack.last_mut()
+                {
                     *key = Some(value);
                     return;
                 }
@@ -132,15 +147,24 @@ clusters:
     fn finds_nested_fields_by_path() {
         let l = Locations::index(DOC);
         assert_eq!(l.find("listeners[0].address").map(|p| p.0), Some(3));
-        assert_eq!(l.find("listeners[0].routes[0].cluster").map(|p| p.0), Some(6));
-        assert_eq!(l.find("listeners[0].routes[0].match.prefix").map(|p| p.0), Some(5));
+        assert_eq!(
+            l.find("listeners[0].routes[0].cluster").map(|p| p.0),
+            Some(6)
+        );
+        assert_eq!(
+            l.find("listeners[0].routes[0].match.prefix").map(|p| p.0),
+            Some(5)
+        );
         assert_eq!(l.find("clusters.api.endpoints[1]").map(|p| p.0), Some(9));
     }
 
     #[test]
     fn missing_fields_point_at_their_parent() {
         let l = Locations::index(DOC);
-        assert_eq!(l.find("listeners[0].routes[0].timeout").map(|p| p.0), Some(5));
+        assert_eq!(
+            l.find("listeners[0].routes[0].timeout").map(|p| p.0),
+            Some(5)
+        );
         assert_eq!(l.find("clusters.api.protocol").map(|p| p.0), Some(9));
     }
 

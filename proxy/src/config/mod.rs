@@ -8,7 +8,10 @@ mod load;
 mod locate;
 pub mod model;
 
-pub use check::{check, Checked, DEFAULT_FILTER_TIMEOUT, MAX_FILTER_MEMORY, CheckedCluster, CheckedFilter, CheckedListener, CheckedRoute};
+pub use check::{
+    check, Checked, CheckedCluster, CheckedFilter, CheckedListener, CheckedRoute,
+    DEFAULT_FILTER_TIMEOUT, MAX_FILTER_MEMORY,
+};
 pub use error::{ConfigError, FieldError};
 pub use load::LoadedConfig;
 pub use locate::Locations;

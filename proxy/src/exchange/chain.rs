@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::Exchange;
 use crate::config::model::FailurePolicy;
 use crate::error::ProxyError;
-use crate::host::{Action, FilterFailure, LoadedFilter, LocalResponse, PhaseCall, PhaseResult, ResponseCtx};
+use crate::host::{
+    Action, FilterFailure, LoadedFilter, LocalResponse, PhaseCall, PhaseResult, ResponseCtx,
+};
 
 /// What the request phase decided.
 pub enum RequestDecision {
@@ -53,7 +55,10 @@ pub async fn request_headers(ex: &mut Exchange) -> Result<RequestDecision, Proxy
         if !f.info.phases.request_headers {
             continue;
         }
-        let action = match f.call(PhaseCall::RequestHeaders, &mut ex.request, &mut None).await {
+        let action = match f
+            .call(PhaseCall::RequestHeaders, &mut ex.request, &mut None)
+            .await
+        {
             Ok(PhaseResult::Action(a)) => a,
             Ok(_) => Action::Continue,
             Err(failure) => {
@@ -87,7 +92,10 @@ pub async fn response_headers(
         if !f.info.phases.response_headers {
             continue;
         }
-        let action = match f.call(PhaseCall::ResponseHeaders, &mut ex.request, response).await {
+        let action = match f
+            .call(PhaseCall::ResponseHeaders, &mut ex.request, response)
+            .await
+        {
             Ok(PhaseResult::Action(a)) => a,
             Ok(_) => Action::Continue,
             Err(failure) => {

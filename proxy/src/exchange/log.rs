@@ -16,8 +16,11 @@ pub fn attach(mut ex: Exchange, response: Response<ProxyBody>) -> Response<Proxy
     if !ex.route.needs.log {
         return response;
     }
-    let filters: Vec<Arc<LoadedFilter>> =
-        ex.route.chain[..ex.request_ran].iter().filter(|f| f.info.phases.log).cloned().collect();
+    let filters: Vec<Arc<LoadedFilter>> = ex.route.chain[..ex.request_ran]
+        .iter()
+        .filter(|f| f.info.phases.log)
+        .cloned()
+        .collect();
     let Some(request) = ex.request.take().filter(|_| !filters.is_empty()) else {
         return response;
     };

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use http::uri::PathAndQuery;
 use http::{Method, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -17,7 +18,9 @@ use super::route::request_host;
 use super::{ConnInfo, Exchange};
 use crate::body::{channel, BodySender, ObservedBody, ProxyBody, ReplaySource};
 use crate::error::ProxyError;
-use crate::host::{BodyAction, BodyMode, LoadedFilter, LocalResponse, PhaseCall, PhaseResult, RequestCtx};
+use crate::host::{
+    BodyAction, BodyMode, LoadedFilter, LocalResponse, PhaseCall, PhaseResult, RequestCtx,
+};
 use crate::snapshot::{ListenerSnap, Route};
 
 /// Finds the route and builds the request filters will see. Malformed requests hyper
@@ -44,12 +47,19 @@ pub fn admit<'a>(
         return Err(ProxyError::BadRequest("missing Host".into()));
     }
     let host = request_host(&parts.uri, &parts.headers);
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let Some(route) = listener.route_for(&parts.method, &host, path, &parts.headers) else {
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let Some(route) = listener.route_for(&parts.method, &host, path.as_str(), &parts.headers)
+    else {
         listener.no_route.inc();
-        return Err(ProxyError::NoRoute { authority, path: path.to_owned() });
+        return Err(ProxyError::NoRoute {
+            authority,
+            path: path.as_str().to_owned(),
+        });
     };
-    let path = path.to_owned();
     let mut headers = parts.headers;
     for_upstream(&mut headers, conn.client, conn.scheme);
     let request = Box::new(RequestCtx {
@@ -104,6 +114,15 @@ impl RequestBody {
     }
 }
 
+/// The body of a request no filter looks at.
+pub fn unfiltered(incoming: Incoming) -> RequestBody {
+    if incoming.is_end_stream() {
+        RequestBody::Empty
+    } else {
+        RequestBody::Once(Some(ProxyBody::Incoming(incoming)))
+    }
+}
+
 /// What phase 2 decided.
 pub enum BodyOutcome {
     /// Send upstream with this body.
@@ -116,7 +135,11 @@ pub enum BodyOutcome {
 /// `buffer` mode get it whole first (then every body filter sees the whole body, once);
 /// otherwise filters in `stream` mode see each chunk as it passes on to the upstream.
 pub async fn body(ex: &mut Exchange, incoming: Incoming) -> Result<BodyOutcome, ProxyError> {
-    let mut body = if incoming.is_end_stream() { ProxyBody::Empty } else { ProxyBody::Incoming(incoming) };
+    let mut body = if incoming.is_end_stream() {
+        ProxyBody::Empty
+    } else {
+        ProxyBody::Incoming(incoming)
+    };
     if ex.route.needs.log && !body.is_end_stream() {
         let counter = ex.request_bytes.clone();
         body = ObservedBody::wrap(body, move |end| counter.store(end.bytes, Ordering::Relaxed));
@@ -139,9 +162,12 @@ pub async fn body(ex: &mut Exchange, incoming: Incoming) -> Result<BodyOutcome, 
             ex.req_mut().headers.remove(http::header::CONTENT_LENGTH);
             body = match buffer_limit {
                 Some((limit, name)) => {
-                    let whole = collect_limited(body, limit)
-                        .await?
-                        .ok_or(ProxyError::RequestBodyTooLarge { filter: name, limit })?;
+                    let whole = collect_limited(body, limit).await?.ok_or(
+                        ProxyError::RequestBodyTooLarge {
+                            filter: name,
+                            limit,
+                        },
+                    )?;
                     match buffered(ex, &filters, whole).await? {
                         Ok(bytes) => ProxyBody::full(bytes),
                         Err(local) => return Ok(BodyOutcome::Respond(local)),
@@ -175,9 +201,20 @@ pub async fn collect_limited(mut body: ProxyBody, limit: u64) -> Result<Option<B
 }
 
 /// Every body filter, in order, on the whole body.
-async fn buffered(ex: &mut Exchange, filters: &[Arc<LoadedFilter>], mut bytes: Bytes) -> Result<Result<Bytes, LocalResponse>, ProxyError> {
+async fn buffered(
+    ex: &mut Exchange,
+    filters: &[Arc<LoadedFilter>],
+    mut bytes: Bytes,
+) -> Result<Result<Bytes, LocalResponse>, ProxyError> {
     for f in filters {
-        match f.call(PhaseCall::RequestBody(&bytes, true), &mut ex.request, &mut None).await {
+        match f
+            .call(
+                PhaseCall::RequestBody(&bytes, true),
+                &mut ex.request,
+                &mut None,
+            )
+            .await
+        {
             Ok(PhaseResult::Body(BodyAction::Replace(b))) => bytes = Bytes::from(b),
             Ok(PhaseResult::Body(BodyAction::Respond(local))) => return Ok(Err(local)),
             Ok(_) => {}
@@ -190,7 +227,11 @@ async fn buffered(ex: &mut Exchange, filters: &[Arc<LoadedFilter>], mut bytes: B
 /// Streams the body through the filters in a task. A filter answering `respond` (or
 /// failing closed) ends the upstream body with an error and leaves its response in
 /// `ex.body_verdict`, which wins over whatever the upstream says.
-fn streamed(ex: &mut Exchange, filters: Vec<Arc<LoadedFilter>>, mut source: ProxyBody) -> ProxyBody {
+fn streamed(
+    ex: &mut Exchange,
+    filters: Vec<Arc<LoadedFilter>>,
+    mut source: ProxyBody,
+) -> ProxyBody {
     let (tx, out) = channel(2);
     let (verdict_tx, verdict_rx) = oneshot::channel();
     ex.body_verdict = Some(verdict_rx);
@@ -200,7 +241,9 @@ fn streamed(ex: &mut Exchange, filters: Vec<Arc<LoadedFilter>>, mut source: Prox
         let outcome = pump(&filters, &mut request, &mut source, &tx).await;
         if let Err(local) = outcome {
             let _ = verdict_tx.send(local);
-            let _ = tx.send(Err("a request-body filter answered instead".into())).await;
+            let _ = tx
+                .send(Err("a request-body filter answered instead".into()))
+                .await;
         }
     });
     ProxyBody::Channel(out)
@@ -252,7 +295,10 @@ async fn run_chunk(
     eos: bool,
 ) -> Result<Bytes, LocalResponse> {
     for f in filters {
-        match f.call(PhaseCall::RequestBody(&data, eos), request, &mut None).await {
+        match f
+            .call(PhaseCall::RequestBody(&data, eos), request, &mut None)
+            .await
+        {
             Ok(PhaseResult::Body(BodyAction::Replace(b))) => data = Bytes::from(b),
             Ok(PhaseResult::Body(BodyAction::Respond(local))) => return Err(local),
             Ok(_) => {}

@@ -14,20 +14,32 @@ use super::request::collect_limited;
 use super::Exchange;
 use crate::body::{channel, BodySender, ProxyBody};
 use crate::error::ProxyError;
-use crate::host::{BodyAction, BodyMode, FilterFailure, LoadedFilter, LocalResponse, PhaseCall, PhaseResult, RequestCtx, ResponseCtx};
+use crate::host::{
+    BodyAction, BodyMode, FilterFailure, LoadedFilter, LocalResponse, PhaseCall, PhaseResult,
+    RequestCtx, ResponseCtx,
+};
 
 /// Headers a local response may not set: the proxy frames the message itself.
-const FRAMING: [&str; 4] = ["content-length", "transfer-encoding", "connection", "keep-alive"];
+const FRAMING: [&str; 4] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+];
 
 /// Replaces a response head with a filter's local response head.
 pub fn replace_head(resp: &mut ResponseCtx, local: &LocalResponse) {
-    resp.head.status = StatusCode::from_u16(local.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.head.status =
+        StatusCode::from_u16(local.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.head.headers.clear();
     for (k, v) in &local.headers {
         if FRAMING.contains(&k.to_ascii_lowercase().as_str()) {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             resp.head.headers.append(name, value);
         }
     }
@@ -40,22 +52,40 @@ pub fn local_from_error(e: &ProxyError) -> LocalResponse {
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
-    LocalResponse { status: resp.status().as_u16(), headers, body: format!("{e}\n").into_bytes() }
+    LocalResponse {
+        status: resp.status().as_u16(),
+        headers,
+        body: format!("{e}\n").into_bytes(),
+    }
 }
 
 /// A filter answered locally: the response passes back through the filters that ran
 /// before it (response-headers phase, reverse order); body phases do not run.
-pub async fn local(ex: &mut Exchange, local: LocalResponse) -> Result<Response<ProxyBody>, ProxyError> {
+pub async fn local(
+    ex: &mut Exchange,
+    local: LocalResponse,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let (head, ()) = Response::new(()).into_parts();
-    let mut resp = ResponseCtx { head, upstream_failure: None, upstream_addr: None };
+    let mut resp = ResponseCtx {
+        head,
+        upstream_failure: None,
+        upstream_addr: None,
+    };
     replace_head(&mut resp, &local);
     let mut body = local.body;
     if ex.route.needs.response_headers {
         let mut response = Some(Box::new(resp));
         let mut replaced = None;
-        let ResponseDecision::Deliver = chain::response_headers(ex, &mut response, &mut replaced, false).await? else {
+        let ResponseDecision::Deliver =
+            chain::response_headers(ex, &mut response, &mut replaced, false).await?
+        else {
             unreachable!("retry is refused for local responses");
         };
         resp = *response.expect("response is back after every filter call");
@@ -76,9 +106,18 @@ pub fn finish(resp: ResponseCtx, body: ProxyBody) -> Response<ProxyBody> {
 /// Phase 4: response bodies, for filters that asked (reverse chain order). In `buffer`
 /// mode the head waits for the whole body, so a filter may still replace the response;
 /// in `stream` mode the head has left and chunks pass through filters as they come.
-pub async fn body(ex: &mut Exchange, mut resp: Box<ResponseCtx>, body: ProxyBody) -> Result<Response<ProxyBody>, ProxyError> {
+pub async fn body(
+    ex: &mut Exchange,
+    mut resp: Box<ResponseCtx>,
+    body: ProxyBody,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let filters: Vec<Arc<LoadedFilter>> = if ex.route.needs.response_body {
-        ex.route.chain[..ex.request_ran].iter().rev().filter(|f| f.info.phases.response_body).cloned().collect()
+        ex.route.chain[..ex.request_ran]
+            .iter()
+            .rev()
+            .filter(|f| f.info.phases.response_body)
+            .cloned()
+            .collect()
     } else {
         Vec::new()
     };
@@ -101,10 +140,16 @@ pub async fn body(ex: &mut Exchange, mut resp: Box<ResponseCtx>, body: ProxyBody
                     failure: crate::error::UpstreamFailure::Reset,
                     detail: "reading the response body failed".into(),
                 })?
-                .ok_or(ProxyError::ResponseBodyTooLarge { filter: name, limit })?;
+                .ok_or(ProxyError::ResponseBodyTooLarge {
+                    filter: name,
+                    limit,
+                })?;
             let mut response = Some(resp);
             let bytes = buffered(ex, &filters, &mut response, bytes).await?;
-            Ok(finish(*response.expect("response is back"), ProxyBody::full(bytes)))
+            Ok(finish(
+                *response.expect("response is back"),
+                ProxyBody::full(bytes),
+            ))
         }
         None => {
             let (tx, out) = channel(2);
@@ -138,7 +183,14 @@ async fn buffered(
     mut bytes: Bytes,
 ) -> Result<Bytes, ProxyError> {
     for f in filters {
-        match f.call(PhaseCall::ResponseBody(&bytes, true), &mut ex.request, response).await {
+        match f
+            .call(
+                PhaseCall::ResponseBody(&bytes, true),
+                &mut ex.request,
+                response,
+            )
+            .await
+        {
             Ok(PhaseResult::Body(BodyAction::Replace(b))) => bytes = Bytes::from(b),
             Ok(PhaseResult::Body(BodyAction::Respond(local))) => {
                 if let Some(r) = response.as_deref_mut() {
@@ -185,14 +237,18 @@ async fn pump(
         saw_end |= eos;
         let mut data = data;
         for f in filters {
-            let result = f.call(PhaseCall::ResponseBody(&data, eos), request, response).await;
+            let result = f
+                .call(PhaseCall::ResponseBody(&data, eos), request, response)
+                .await;
             let failure = match result {
                 Ok(PhaseResult::Body(BodyAction::Replace(b))) => {
                     data = Bytes::from(b);
                     continue;
                 }
                 Ok(PhaseResult::Body(BodyAction::Respond(_))) => {
-                    let failure = FilterFailure::InvalidAction("respond after the response head was sent".into());
+                    let failure = FilterFailure::InvalidAction(
+                        "respond after the response head was sent".into(),
+                    );
                     f.record_failure(&failure);
                     failure
                 }

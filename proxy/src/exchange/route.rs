@@ -106,7 +106,12 @@ mod tests {
     use super::*;
 
     fn m(host: HostMatch, path: PathMatch) -> RouteMatch {
-        RouteMatch { host, path, methods: vec![], headers: vec![] }
+        RouteMatch {
+            host,
+            path,
+            methods: vec![],
+            headers: vec![],
+        }
     }
 
     #[test]
@@ -137,8 +142,14 @@ mod tests {
         let mut r = m(HostMatch::Any, PathMatch::Any);
         r.methods = vec![Method::POST];
         r.headers = vec![
-            (HeaderName::from_static("x-canary"), HeaderRule::Exact("1".into())),
-            (HeaderName::from_static("x-debug"), HeaderRule::Present(false)),
+            (
+                HeaderName::from_static("x-canary"),
+                HeaderRule::Exact("1".into()),
+            ),
+            (
+                HeaderName::from_static("x-debug"),
+                HeaderRule::Present(false),
+            ),
         ];
         let mut h = HeaderMap::new();
         h.insert("x-canary", "1".parse().unwrap());

@@ -33,24 +33,53 @@ pub struct Outcome {
 
 /// The response the proxy makes for a failed attempt.
 fn failed_response(e: AttemptError) -> (Box<ResponseCtx>, ProxyBody) {
-    tracing::debug!(failure = e.failure.as_str(), "upstream attempt failed: {}", e.detail);
+    tracing::debug!(
+        failure = e.failure.as_str(),
+        "upstream attempt failed: {}",
+        e.detail
+    );
     let addr = e.addr;
     let failure = e.failure;
-    let (head, body) = ProxyError::Upstream { failure, detail: e.detail }.to_response().into_parts();
-    (Box::new(ResponseCtx { head, upstream_failure: Some(failure), upstream_addr: addr }), body)
+    let (head, body) = ProxyError::Upstream {
+        failure,
+        detail: e.detail,
+    }
+    .to_response()
+    .into_parts();
+    (
+        Box::new(ResponseCtx {
+            head,
+            upstream_failure: Some(failure),
+            upstream_addr: addr,
+        }),
+        body,
+    )
 }
 
 /// Sends attempts until one is delivered: the first, unless the response phase asks
 /// for a retry that the body and the deadline allow.
-pub async fn forward(ex: &mut Exchange, mut body: RequestBody) -> Result<(Box<ResponseCtx>, ProxyBody), ProxyError> {
+pub async fn forward(
+    ex: &mut Exchange,
+    mut body: RequestBody,
+) -> Result<(Box<ResponseCtx>, ProxyBody), ProxyError> {
     let deadline = ex.start + ex.req().timeout.unwrap_or(ex.route.timeout);
     // Without response filters nothing can need the request again: move its headers.
-    let keep_request = ex.route.needs.response_headers || ex.route.needs.log || ex.route.needs.response_body;
+    let keep_request =
+        ex.route.needs.response_headers || ex.route.needs.log || ex.route.needs.response_body;
     loop {
         let attempt_body = body.take().unwrap_or(ProxyBody::Empty);
         let req = ex.req_mut();
-        let headers = if keep_request { req.headers.clone() } else { std::mem::take(&mut req.headers) };
-        let head = RequestHead { method: req.method.clone(), authority: req.authority.clone(), path: req.path.clone(), headers };
+        let headers = if keep_request {
+            req.headers.clone()
+        } else {
+            std::mem::take(&mut req.headers)
+        };
+        let head = RequestHead {
+            method: req.method.clone(),
+            authority: req.authority.clone(),
+            path: req.path.clone(),
+            headers,
+        };
         let try_timeout = req.try_timeout;
         let cluster = ex.snapshot.clusters.get(&*ex.req().cluster).cloned();
         ex.outcome.attempts += 1;
@@ -65,7 +94,10 @@ pub async fn forward(ex: &mut Exchange, mut body: RequestBody) -> Result<(Box<Re
             (_, None) => Err(timed_out(ex.route.timeout)),
             (Some(cluster), Some(left)) => {
                 let limit = try_timeout.map_or(left, |t| t.min(left));
-                match tokio::time::timeout(limit, send(&cluster, head, attempt_body)).await {
+                // Boxed: the attempt's future is large, and moving it costs more than this.
+                match tokio::time::timeout(limit, Box::pin(send(&cluster, head, attempt_body)))
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => {
                         cluster.stats.failed(UpstreamFailure::Timeout);
@@ -78,7 +110,14 @@ pub async fn forward(ex: &mut Exchange, mut body: RequestBody) -> Result<(Box<Re
             Ok(r) => {
                 ex.outcome.addr = Some(r.addr);
                 ex.outcome.failure = None;
-                (Box::new(ResponseCtx { head: r.head, upstream_failure: None, upstream_addr: Some(r.addr) }), r.body)
+                (
+                    Box::new(ResponseCtx {
+                        head: r.head,
+                        upstream_failure: None,
+                        upstream_addr: Some(r.addr),
+                    }),
+                    r.body,
+                )
             }
             Err(e) => {
                 ex.outcome.addr = e.addr;
@@ -94,7 +133,13 @@ pub async fn forward(ex: &mut Exchange, mut body: RequestBody) -> Result<(Box<Re
         ex.req_mut().body_replayable = body.replayable();
         let mut response = Some(response);
         let mut replaced = None;
-        let decision = chain::response_headers(ex, &mut response, &mut replaced, true).await?;
+        let decision = Box::pin(chain::response_headers(
+            ex,
+            &mut response,
+            &mut replaced,
+            true,
+        ))
+        .await?;
         let response = response.expect("response is back after every filter call");
         let response_body = match replaced {
             Some(b) => ProxyBody::full(b),

@@ -79,7 +79,11 @@ pub struct FilterInfo {
 }
 
 fn local(r: wit::LocalResponse) -> LocalResponse {
-    LocalResponse { status: r.status, headers: r.headers, body: r.body }
+    LocalResponse {
+        status: r.status,
+        headers: r.headers,
+        body: r.body,
+    }
 }
 
 impl From<wit::Action> for Action {
@@ -125,8 +129,20 @@ impl From<wit::FilterInfo> for FilterInfo {
             log: p.contains(wit::Phases::LOG),
         };
         // A body mode without its phase means nothing; a phase without a mode gets none.
-        let request_body = if phases.request_body { i.request_body.into() } else { BodyMode::None };
-        let response_body = if phases.response_body { i.response_body.into() } else { BodyMode::None };
-        FilterInfo { phases, request_body, response_body }
+        let request_body = if phases.request_body {
+            i.request_body.into()
+        } else {
+            BodyMode::None
+        };
+        let response_body = if phases.response_body {
+            i.response_body.into()
+        } else {
+            BodyMode::None
+        };
+        FilterInfo {
+            phases,
+            request_body,
+            response_body,
+        }
     }
 }

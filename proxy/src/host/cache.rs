@@ -33,17 +33,27 @@ impl DiskCache {
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         env!("CARGO_PKG_VERSION").hash(&mut h);
-        DiskCache { dir, engine_key: format!("{:016x}", h.finish()) }
+        DiskCache {
+            dir,
+            engine_key: format!("{:016x}", h.finish()),
+        }
     }
 
     fn path_for(&self, digest: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_key)))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_key)))
     }
 
     /// The compiled component for `bytes` (whose sha256 is `digest`): from the cache if
     /// present and loadable, else compiled and stored. Whether it came from the cache
     /// is returned too.
-    pub fn get_or_compile(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
+    pub fn get_or_compile(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, bool)> {
         let path = self.path_for(digest);
         if let Some(p) = path.as_deref().filter(|p| p.is_file()) {
             // SAFETY: the file was written by `store` below from `precompile_component`
@@ -52,7 +62,9 @@ impl DiskCache {
             // `deserialize_file` makes and is recompiled.
             match unsafe { Component::deserialize_file(engine, p) } {
                 Ok(c) => return Ok((c, true)),
-                Err(e) => tracing::warn!(path = %p.display(), "ignoring unusable cached filter: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), "ignoring unusable cached filter: {e}")
+                }
             }
         }
         let compiled = engine.precompile_component(bytes)?;

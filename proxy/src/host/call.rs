@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method};
 
 use crate::error::UpstreamFailure;
@@ -30,8 +31,8 @@ pub struct RequestCtx {
     pub scheme: &'static str,
     /// Host and optional port, from `:authority` or `Host`.
     pub authority: String,
-    /// Path and query.
-    pub path: String,
+    /// Path and query (kept as parsed: cloning it is a reference count, not a copy).
+    pub path: PathAndQuery,
     /// Headers, without `Host` (see `authority`) and without hop-by-hop headers.
     pub headers: HeaderMap,
     /// The client's address.
@@ -63,7 +64,10 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// The value of a property.
     pub fn property(&self, key: &str) -> Option<&str> {
-        self.properties.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.properties
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets a property.

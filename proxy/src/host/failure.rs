@@ -43,7 +43,10 @@ impl FilterFailure {
 
     /// Whether the instance must be thrown away (it may be in a broken state).
     pub fn poisons_instance(&self) -> bool {
-        matches!(self, FilterFailure::Trap(_) | FilterFailure::Deadline | FilterFailure::Memory)
+        matches!(
+            self,
+            FilterFailure::Trap(_) | FilterFailure::Deadline | FilterFailure::Memory
+        )
     }
 }
 

@@ -31,13 +31,23 @@ pub struct FilterStats {
     failures: [Arc<Counter>; 5],
 }
 
-const REASONS: [&str; 5] = ["trap", "deadline", "memory", "instantiate", "invalid_action"];
+const REASONS: [&str; 5] = [
+    "trap",
+    "deadline",
+    "memory",
+    "instantiate",
+    "invalid_action",
+];
 
 impl FilterStats {
     fn new(services: &HostServices, name: &str) -> FilterStats {
         let m = &services.metrics;
         FilterStats {
-            calls: m.counter("weft_filter_calls_total", "Calls into each filter.", &[("filter", name)]),
+            calls: m.counter(
+                "weft_filter_calls_total",
+                "Calls into each filter.",
+                &[("filter", name)],
+            ),
             instances: m.counter(
                 "weft_filter_instances_created_total",
                 "Filter instances made (a trapped instance is replaced).",
@@ -55,7 +65,11 @@ impl FilterStats {
 
     /// Failures by reason.
     pub fn failures(&self) -> Vec<(&'static str, u64)> {
-        REASONS.iter().zip(&self.failures).map(|(r, c)| (*r, c.get())).collect()
+        REASONS
+            .iter()
+            .zip(&self.failures)
+            .map(|(r, c)| (*r, c.get()))
+            .collect()
     }
 }
 
@@ -118,14 +132,26 @@ impl LoadedFilter {
             files: checked.files.clone(),
         };
         let memory_limit = checked.memory_limit as usize;
-        let state = HostState::new(identity.clone(), services.clone(), outbound.clone(), memory_limit);
-        let (first, info) = match FilterInstance::create(&module, state, &config, init_timeout(checked.timeout)).await {
-            Ok(ok) => ok,
-            Err(FilterFailure::Instantiate(msg)) if msg.starts_with("configuration rejected: ") => {
-                return Err(FilterLoadError::Rejected(msg["configuration rejected: ".len()..].to_owned()));
-            }
-            Err(f) => return Err(FilterLoadError::Start(f)),
-        };
+        let state = HostState::new(
+            identity.clone(),
+            services.clone(),
+            outbound.clone(),
+            memory_limit,
+        );
+        let (first, info) =
+            match FilterInstance::create(&module, state, &config, init_timeout(checked.timeout))
+                .await
+            {
+                Ok(ok) => ok,
+                Err(FilterFailure::Instantiate(msg))
+                    if msg.starts_with("configuration rejected: ") =>
+                {
+                    return Err(FilterLoadError::Rejected(
+                        msg["configuration rejected: ".len()..].to_owned(),
+                    ));
+                }
+                Err(f) => return Err(FilterLoadError::Start(f)),
+            };
         let stats = FilterStats::new(&services, &checked.name);
         stats.instances.inc();
         Ok(LoadedFilter {
@@ -160,7 +186,13 @@ impl LoadedFilter {
             self.outbound.clone(),
             self.memory_limit,
         );
-        let (instance, _) = FilterInstance::create(&self.module, state, &self.config, init_timeout(self.timeout)).await?;
+        let (instance, _) = FilterInstance::create(
+            &self.module,
+            state,
+            &self.config,
+            init_timeout(self.timeout),
+        )
+        .await?;
         self.stats.instances.inc();
         Ok(instance)
     }
@@ -200,7 +232,10 @@ impl LoadedFilter {
                 return Err(f);
             }
         };
-        match instance.invoke(&call, request, response, self.timeout).await {
+        match instance
+            .invoke(&call, request, response, self.timeout)
+            .await
+        {
             Ok(result) => {
                 self.checkin(instance);
                 Ok(result)

@@ -80,7 +80,11 @@ impl FilterInstance {
             module.pre.instantiate(&mut store)
         };
         let bindings = instantiated.map_err(|e| FilterFailure::Instantiate(format!("{e:#}")))?;
-        let mut instance = FilterInstance { store, bindings, needs_async: module.needs_async };
+        let mut instance = FilterInstance {
+            store,
+            bindings,
+            needs_async: module.needs_async,
+        };
         arm(&mut instance.store, timeout);
         let init = instance.bindings.weft_filter_handler().func_init();
         let result = if instance.needs_async {
@@ -90,7 +94,9 @@ impl FilterInstance {
         };
         match result {
             Ok((Ok(info),)) => Ok((instance, info.into())),
-            Ok((Err(rejected),)) => Err(FilterFailure::Instantiate(format!("configuration rejected: {rejected}"))),
+            Ok((Err(rejected),)) => Err(FilterFailure::Instantiate(format!(
+                "configuration rejected: {rejected}"
+            ))),
             Err(e) => Err(classify(&e, instance.store.data().memory.hit)),
         }
     }
@@ -131,16 +137,22 @@ impl FilterInstance {
             };
         }
         Ok(match call {
-            PhaseCall::RequestHeaders => PhaseResult::Action(go!(h.func_on_request_headers(), (req(),)).0.into()),
-            PhaseCall::RequestBody(chunk, eos) => {
-                PhaseResult::Body(go!(h.func_on_request_body(), (req(), *chunk, *eos)).0.into())
+            PhaseCall::RequestHeaders => {
+                PhaseResult::Action(go!(h.func_on_request_headers(), (req(),)).0.into())
             }
+            PhaseCall::RequestBody(chunk, eos) => PhaseResult::Body(
+                go!(h.func_on_request_body(), (req(), *chunk, *eos))
+                    .0
+                    .into(),
+            ),
             PhaseCall::ResponseHeaders => {
                 PhaseResult::Action(go!(h.func_on_response_headers(), (req(), resp())).0.into())
             }
-            PhaseCall::ResponseBody(chunk, eos) => {
-                PhaseResult::Body(go!(h.func_on_response_body(), (req(), resp(), *chunk, *eos)).0.into())
-            }
+            PhaseCall::ResponseBody(chunk, eos) => PhaseResult::Body(
+                go!(h.func_on_response_body(), (req(), resp(), *chunk, *eos))
+                    .0
+                    .into(),
+            ),
             PhaseCall::Log(summary) => {
                 go!(h.func_on_log(), (req(), *summary));
                 PhaseResult::Done

@@ -62,14 +62,26 @@ pub struct FilterHost {
 impl FilterHost {
     /// Starts the host: builds the engine (with room for `max_instances` live
     /// instances), links the imports, starts the epoch ticker.
-    pub fn new(cache_dir: Option<PathBuf>, max_instances: u32, services: Arc<HostServices>) -> anyhow::Result<FilterHost> {
-        let engine = engine::build(max_instances).map_err(|e| anyhow::anyhow!("cannot start the filter engine: {e:#}"))?;
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        max_instances: u32,
+        services: Arc<HostServices>,
+    ) -> anyhow::Result<FilterHost> {
+        let engine = engine::build(max_instances)
+            .map_err(|e| anyhow::anyhow!("cannot start the filter engine: {e:#}"))?;
         let mut linker = Linker::new(&engine);
         Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("cannot link the filter imports: {e:#}"))?;
         let cache = DiskCache::new(cache_dir.or_else(cache::default_dir), &engine);
         let ticker = EpochTicker::start(engine.clone())?;
-        Ok(FilterHost { engine, linker, cache, modules: Mutex::new(HashMap::new()), services, _ticker: ticker })
+        Ok(FilterHost {
+            engine,
+            linker,
+            cache,
+            modules: Mutex::new(HashMap::new()),
+            services,
+            _ticker: ticker,
+        })
     }
 
     /// The engine.
@@ -80,7 +92,10 @@ impl FilterHost {
     /// Loads a component file: reuses an already-loaded module with the same digest,
     /// else compiles it (or reads it from the disk cache) and links it.
     pub fn load_module(&self, path: &Path) -> Result<Arc<FilterModule>, ModuleError> {
-        let bytes = std::fs::read(path).map_err(|source| ModuleError::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| ModuleError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         module::classify(path, &bytes)?;
         let digest = module::digest(&bytes);
         if let Some(m) = self.modules.lock().get(&digest).and_then(Weak::upgrade) {
@@ -89,8 +104,14 @@ impl FilterHost {
         let (component, from_cache) = self
             .cache
             .get_or_compile(&self.engine, &digest, &bytes)
-            .map_err(|e| ModuleError::Invalid { path: path.to_owned(), reason: format!("{e:#}") })?;
-        let link_err = |e: wasmtime::Error| ModuleError::Link { path: path.to_owned(), reason: format!("{e:#}") };
+            .map_err(|e| ModuleError::Invalid {
+                path: path.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        let link_err = |e: wasmtime::Error| ModuleError::Link {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(link_err)?;
         let pre = FilterPre::new(instance_pre).map_err(link_err)?;
         let module = Arc::new(FilterModule {

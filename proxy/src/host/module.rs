@@ -23,7 +23,9 @@ pub enum ModuleError {
         source: std::io::Error,
     },
     /// The file is a core WebAssembly module, not a component.
-    #[error("{0} is a core WebAssembly module, not a component; build filters with `weft filter build`")]
+    #[error(
+        "{0} is a core WebAssembly module, not a component; build filters with `weft filter build`"
+    )]
     CoreModule(PathBuf),
     /// The file is not WebAssembly at all.
     #[error("{0} is not a WebAssembly component")]
@@ -83,7 +85,10 @@ pub fn classify(path: &Path, bytes: &[u8]) -> Result<(), ModuleError> {
 
 impl FilterModule {
     /// Whether a compiled component imports the outbound-call interface.
-    pub fn imports_http_client(component: &wasmtime::component::Component, engine: &wasmtime::Engine) -> bool {
+    pub fn imports_http_client(
+        component: &wasmtime::component::Component,
+        engine: &wasmtime::Engine,
+    ) -> bool {
         component
             .component_type()
             .imports(engine)
@@ -98,9 +103,15 @@ mod tests {
     #[test]
     fn classify_tells_modules_from_components() {
         let p = Path::new("x.wasm");
-        assert!(matches!(classify(p, b"\0asm\x01\0\0\0"), Err(ModuleError::CoreModule(_))));
+        assert!(matches!(
+            classify(p, b"\0asm\x01\0\0\0"),
+            Err(ModuleError::CoreModule(_))
+        ));
         assert!(classify(p, b"\0asm\x0d\0\x01\0").is_ok());
-        assert!(matches!(classify(p, b"hello world"), Err(ModuleError::NotWasm(_))));
+        assert!(matches!(
+            classify(p, b"hello world"),
+            Err(ModuleError::NotWasm(_))
+        ));
         assert!(matches!(classify(p, b""), Err(ModuleError::NotWasm(_))));
     }
 }

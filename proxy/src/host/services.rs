@@ -28,7 +28,10 @@ pub struct SharedStore {
 
 impl SharedStore {
     fn new(origin: Instant) -> Self {
-        SharedStore { shards: (0..SHARDS).map(|_| Mutex::new(Store::new())).collect(), origin }
+        SharedStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(Store::new())).collect(),
+            origin,
+        }
     }
 
     /// Runs `f` on the shard holding `key`, with the current time in milliseconds.
@@ -57,7 +60,11 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// Outbound HTTP calls from filters to clusters, served by the data plane.
 pub trait Outbound: Send + Sync {
     /// Sends `request` to `cluster` and reads the whole response.
-    fn send(&self, cluster: String, request: OutboundRequest) -> BoxFuture<Result<OutboundResponse, CallError>>;
+    fn send(
+        &self,
+        cluster: String,
+        request: OutboundRequest,
+    ) -> BoxFuture<Result<OutboundResponse, CallError>>;
 }
 
 /// Host services shared by all filters.

@@ -45,7 +45,12 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let protocol = handle.load().listeners[listener].protocol;
-    let info = Arc::new(ConnInfo { client: peer, listener, scheme: "http", peer_identity: None });
+    let info = Arc::new(ConnInfo {
+        client: peer,
+        listener,
+        scheme: "http",
+        peer_identity: None,
+    });
     let service = service_fn(move |req| {
         let info = info.clone();
         let snapshot = handle.load_full();

@@ -19,17 +19,20 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Each listener's name and bound address, and its sockets (one per worker).
+pub type Bound = (Vec<(String, SocketAddr)>, Vec<Vec<TcpListener>>);
+
 /// Binds each listener `per_listener` times (port 0 is resolved by the first socket and
 /// reused by the others). Returns each listener's name and address, and its sockets.
-pub fn bind_all(
-    snapshot: &Snapshot,
-    per_listener: usize,
-) -> std::io::Result<(Vec<(String, SocketAddr)>, Vec<Vec<TcpListener>>)> {
+pub fn bind_all(snapshot: &Snapshot, per_listener: usize) -> std::io::Result<Bound> {
     let mut bound = Vec::new();
     let mut sockets = Vec::new();
     for l in &snapshot.listeners {
         let first = bind_one(l.address).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on {} (listener {}): {e}", l.address, l.name))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {} (listener {}): {e}", l.address, l.name),
+            )
         })?;
         let addr = first.local_addr()?;
         let mut mine = vec![first];

@@ -41,7 +41,11 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut threads = Vec::with_capacity(workers);
         for id in 0..workers {
-            let mine: Vec<_> = sockets.iter_mut().enumerate().map(|(i, per)| (i, per.remove(0))).collect();
+            let mine: Vec<_> = sockets
+                .iter_mut()
+                .enumerate()
+                .map(|(i, per)| (i, per.remove(0)))
+                .collect();
             let handle = handle.clone();
             let rx = shutdown_rx.clone();
             let t = std::thread::Builder::new()
@@ -49,7 +53,11 @@ impl Server {
                 .spawn(move || worker::run(id, mine, handle, rx))?;
             threads.push(t);
         }
-        Ok(Server { bound, shutdown, workers: threads })
+        Ok(Server {
+            bound,
+            shutdown,
+            workers: threads,
+        })
     }
 
     /// Stops accepting, lets open connections finish (up to [`DRAIN`]), and waits for

@@ -38,8 +38,16 @@ impl Drop for LiveGuard {
 }
 
 /// Runs a worker until shutdown and drain.
-pub fn run(id: usize, sockets: Vec<(usize, StdListener)>, handle: SnapshotHandle, shutdown: watch::Receiver<bool>) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+pub fn run(
+    id: usize,
+    sockets: Vec<(usize, StdListener)>,
+    handle: SnapshotHandle,
+    shutdown: watch::Receiver<bool>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(worker = id, "cannot start the worker's runtime: {e}");
@@ -57,7 +65,13 @@ pub fn run(id: usize, sockets: Vec<(usize, StdListener)>, handle: SnapshotHandle
                     continue;
                 }
             };
-            accepting.push(tokio::spawn(accept_loop(socket, listener, handle.clone(), shutdown.clone(), live.clone())));
+            accepting.push(tokio::spawn(accept_loop(
+                socket,
+                listener,
+                handle.clone(),
+                shutdown.clone(),
+                live.clone(),
+            )));
         }
         for a in accepting {
             let _ = a.await;
@@ -74,7 +88,11 @@ pub fn run(id: usize, sockets: Vec<(usize, StdListener)>, handle: SnapshotHandle
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(worker = id, open = live.count.load(Ordering::Acquire), "connections still open after the drain period");
+            tracing::warn!(
+                worker = id,
+                open = live.count.load(Ordering::Acquire),
+                "connections still open after the drain period"
+            );
         }
     });
 }

@@ -35,7 +35,11 @@ const FAILURES: [UpstreamFailure; 6] = [
 impl ClusterStats {
     fn new(metrics: &Registry, name: &str) -> ClusterStats {
         ClusterStats {
-            attempts: metrics.counter("weft_upstream_attempts_total", "Attempts sent to each cluster.", &[("cluster", name)]),
+            attempts: metrics.counter(
+                "weft_upstream_attempts_total",
+                "Attempts sent to each cluster.",
+                &[("cluster", name)],
+            ),
             connects: metrics.counter(
                 "weft_upstream_connections_total",
                 "Connections opened to each cluster's endpoints.",
@@ -115,7 +119,11 @@ mod tests {
     fn round_robin_visits_every_endpoint_evenly() {
         let checked = CheckedCluster {
             name: "c".into(),
-            endpoints: vec!["127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap(), "127.0.0.1:3".parse().unwrap()],
+            endpoints: vec![
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap(),
+                "127.0.0.1:3".parse().unwrap(),
+            ],
             protocol: UpstreamProtocol::Http1,
             connect_timeout: Duration::from_secs(1),
             max_idle_per_endpoint: 1,

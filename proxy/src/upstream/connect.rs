@@ -26,16 +26,34 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Conn, (UpstreamFailure, String)> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => return Err((UpstreamFailure::ConnectTimeout, format!("connecting to {addr} took over {timeout:?}"))),
-        Ok(Err(e)) => return Err((UpstreamFailure::ConnectFailure, format!("connecting to {addr}: {e}"))),
+        Err(_) => {
+            return Err((
+                UpstreamFailure::ConnectTimeout,
+                format!("connecting to {addr} took over {timeout:?}"),
+            ))
+        }
+        Ok(Err(e)) => {
+            return Err((
+                UpstreamFailure::ConnectFailure,
+                format!("connecting to {addr}: {e}"),
+            ))
+        }
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
     let io = TokioIo::new(stream);
-    let handshake_failed = |e: hyper::Error| (UpstreamFailure::ConnectFailure, format!("HTTP handshake with {addr}: {e}"));
+    let handshake_failed = |e: hyper::Error| {
+        (
+            UpstreamFailure::ConnectFailure,
+            format!("HTTP handshake with {addr}: {e}"),
+        )
+    };
     match protocol {
         UpstreamProtocol::Http1 => {
-            let (send, conn) = http1::Builder::new().handshake(io).await.map_err(handshake_failed)?;
+            let (send, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(handshake_failed)?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(%addr, "upstream connection ended: {e}");

@@ -13,7 +13,9 @@ use super::cluster::Clusters;
 use super::send::{send, RequestHead};
 use crate::body::ProxyBody;
 use crate::error::UpstreamFailure;
-use crate::host::bindings::weft::filter::http_client::{CallError, OutboundRequest, OutboundResponse};
+use crate::host::bindings::weft::filter::http_client::{
+    CallError, OutboundRequest, OutboundResponse,
+};
 use crate::host::services::{BoxFuture, Outbound};
 
 /// Largest response body a filter call accepts.
@@ -35,31 +37,46 @@ impl ClusterOutbound {
 
 fn head(cluster: &str, req: &OutboundRequest) -> Result<RequestHead, CallError> {
     let invalid = |m: String| CallError::InvalidRequest(m);
-    let method = Method::from_str(&req.method).map_err(|_| invalid(format!("invalid method {:?}", req.method)))?;
-    if !req.path.starts_with('/') || http::uri::PathAndQuery::from_str(&req.path).is_err() {
-        return Err(invalid(format!("invalid path {:?}", req.path)));
-    }
+    let method = Method::from_str(&req.method)
+        .map_err(|_| invalid(format!("invalid method {:?}", req.method)))?;
+    let path = match http::uri::PathAndQuery::from_str(&req.path) {
+        Ok(p) if req.path.starts_with('/') => p,
+        _ => return Err(invalid(format!("invalid path {:?}", req.path))),
+    };
     let mut headers = HeaderMap::new();
     for (k, v) in &req.headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| invalid(format!("invalid header name {k:?}")))?;
-        let value = HeaderValue::from_str(v).map_err(|_| invalid(format!("invalid value for header {k}")))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| invalid(format!("invalid header name {k:?}")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| invalid(format!("invalid value for header {k}")))?;
         headers.append(name, value);
     }
     headers.remove(http::header::HOST);
     headers.remove(http::header::CONTENT_LENGTH);
     headers.remove(http::header::TRANSFER_ENCODING);
-    Ok(RequestHead { method, authority: req.authority.clone().unwrap_or_else(|| cluster.to_owned()), path: req.path.clone(), headers })
+    Ok(RequestHead {
+        method,
+        authority: req.authority.clone().unwrap_or_else(|| cluster.to_owned()),
+        path,
+        headers,
+    })
 }
 
 impl Outbound for ClusterOutbound {
-    fn send(&self, cluster: String, request: OutboundRequest) -> BoxFuture<Result<OutboundResponse, CallError>> {
+    fn send(
+        &self,
+        cluster: String,
+        request: OutboundRequest,
+    ) -> BoxFuture<Result<OutboundResponse, CallError>> {
         let target = self.clusters.get(&cluster).cloned();
         Box::pin(async move {
             let Some(target) = target else {
                 return Err(CallError::UnknownCluster(cluster));
             };
             let head = head(&cluster, &request)?;
-            let timeout = request.timeout_ms.map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into()));
+            let timeout = request
+                .timeout_ms
+                .map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into()));
             let exchange = async {
                 let resp = send(&target, head, ProxyBody::full(request.body))
                     .await
@@ -67,7 +84,8 @@ impl Outbound for ClusterOutbound {
                 let mut body = resp.body;
                 let mut bytes = BytesMut::new();
                 while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|_| CallError::Failed(UpstreamFailure::Reset.into()))?;
+                    let frame =
+                        frame.map_err(|_| CallError::Failed(UpstreamFailure::Reset.into()))?;
                     if let Some(d) = frame.data_ref() {
                         if bytes.len() + d.len() > MAX_RESPONSE {
                             return Err(CallError::ResponseTooLarge);
@@ -79,9 +97,18 @@ impl Outbound for ClusterOutbound {
                     .head
                     .headers
                     .iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
                     .collect();
-                Ok(OutboundResponse { status: resp.head.status.as_u16(), headers, body: bytes.to_vec() })
+                Ok(OutboundResponse {
+                    status: resp.head.status.as_u16(),
+                    headers,
+                    body: bytes.to_vec(),
+                })
             };
             match tokio::time::timeout(timeout, exchange).await {
                 Ok(result) => result,

@@ -52,7 +52,10 @@ pub fn put_h1(addr: SocketAddr, send: http1::SendRequest<ProxyBody>, max_idle: u
         let mut pool = pool.borrow_mut();
         let idle = pool.entry(addr).or_default();
         if idle.len() < max_idle {
-            idle.push(Idle { send, since: Instant::now() });
+            idle.push(Idle {
+                send,
+                since: Instant::now(),
+            });
         }
     })
 }
@@ -98,8 +101,20 @@ pub struct UpstreamBody {
 
 impl UpstreamBody {
     /// A body from an HTTP/1.1 connection, returned to the pool at the end.
-    pub fn pooled(inner: Incoming, addr: SocketAddr, send: http1::SendRequest<ProxyBody>, max_idle: usize) -> ProxyBody {
-        let mut body = UpstreamBody { inner, ret: Some(Return { addr, send, max_idle }) };
+    pub fn pooled(
+        inner: Incoming,
+        addr: SocketAddr,
+        send: http1::SendRequest<ProxyBody>,
+        max_idle: usize,
+    ) -> ProxyBody {
+        let mut body = UpstreamBody {
+            inner,
+            ret: Some(Return {
+                addr,
+                send,
+                max_idle,
+            }),
+        };
         if body.inner.is_end_stream() {
             body.give_back();
         }

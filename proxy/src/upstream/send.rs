@@ -20,7 +20,7 @@ pub struct RequestHead {
     /// Host and optional port.
     pub authority: String,
     /// Path and query.
-    pub path: String,
+    pub path: http::uri::PathAndQuery,
     /// Headers, without `Host` and hop-by-hop headers.
     pub headers: HeaderMap,
 }
@@ -48,7 +48,11 @@ pub struct AttemptError {
 
 impl AttemptError {
     fn new(failure: UpstreamFailure, detail: impl Into<String>, addr: Option<SocketAddr>) -> Self {
-        AttemptError { failure, detail: detail.into(), addr }
+        AttemptError {
+            failure,
+            detail: detail.into(),
+            addr,
+        }
     }
 }
 
@@ -62,13 +66,32 @@ fn classify(e: &hyper::Error) -> UpstreamFailure {
     }
 }
 
-fn build(head: RequestHead, protocol: UpstreamProtocol, body: ProxyBody, addr: SocketAddr) -> Result<Request<ProxyBody>, AttemptError> {
-    let bad = |what: &str| AttemptError::new(UpstreamFailure::ProtocolError, format!("cannot build the upstream request: {what}"), Some(addr));
-    let (uri, version) = match protocol {
-        UpstreamProtocol::Http1 => (head.path.parse::<Uri>(), Version::HTTP_11),
-        UpstreamProtocol::Http2 => (format!("http://{}{}", head.authority, head.path).parse::<Uri>(), Version::HTTP_2),
+fn build(
+    head: RequestHead,
+    protocol: UpstreamProtocol,
+    body: ProxyBody,
+    addr: SocketAddr,
+) -> Result<Request<ProxyBody>, AttemptError> {
+    let bad = |what: &str| {
+        AttemptError::new(
+            UpstreamFailure::ProtocolError,
+            format!("cannot build the upstream request: {what}"),
+            Some(addr),
+        )
     };
-    let uri = uri.map_err(|_| bad("invalid path or authority"))?;
+    let (uri, version) = match protocol {
+        // Origin form: the parsed path as it is, no copy.
+        UpstreamProtocol::Http1 => (Uri::from(head.path), Version::HTTP_11),
+        UpstreamProtocol::Http2 => {
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(head.authority.as_str())
+                .path_and_query(head.path)
+                .build()
+                .map_err(|_| bad("invalid authority"))?;
+            (uri, Version::HTTP_2)
+        }
+    };
     let mut req = Request::new(body);
     *req.method_mut() = head.method;
     *req.uri_mut() = uri;
@@ -84,10 +107,18 @@ fn build(head: RequestHead, protocol: UpstreamProtocol, body: ProxyBody, addr: S
 /// Sends one attempt to the next endpoint of `cluster` and waits for the response
 /// head. A kept-alive connection that turns out to be closed before the request left is
 /// replaced by a new one, transparently.
-pub async fn send(cluster: &Cluster, head: RequestHead, body: ProxyBody) -> Result<UpstreamResponse, AttemptError> {
+pub async fn send(
+    cluster: &Cluster,
+    head: RequestHead,
+    body: ProxyBody,
+) -> Result<UpstreamResponse, AttemptError> {
     let Some(addr) = cluster.pick() else {
         cluster.stats.failed(UpstreamFailure::NoEndpoints);
-        return Err(AttemptError::new(UpstreamFailure::NoEndpoints, format!("cluster {} has no endpoints", cluster.name), None));
+        return Err(AttemptError::new(
+            UpstreamFailure::NoEndpoints,
+            format!("cluster {} has no endpoints", cluster.name),
+            None,
+        ));
     };
     cluster.stats.attempts.inc();
     let req = build(head, cluster.protocol, body, addr)?;
@@ -103,19 +134,31 @@ pub async fn send(cluster: &Cluster, head: RequestHead, body: ProxyBody) -> Resu
 
 async fn new_conn(cluster: &Cluster, addr: SocketAddr) -> Result<Conn, AttemptError> {
     cluster.stats.connects.inc();
-    connect(addr, cluster.protocol, cluster.connect_timeout)
+    // Boxed: connecting is rare (pools reuse connections) and its future is large.
+    Box::pin(connect(addr, cluster.protocol, cluster.connect_timeout))
         .await
         .map_err(|(failure, detail)| AttemptError::new(failure, detail, Some(addr)))
 }
 
-async fn fresh_h1(cluster: &Cluster, addr: SocketAddr) -> Result<http1::SendRequest<ProxyBody>, AttemptError> {
+async fn fresh_h1(
+    cluster: &Cluster,
+    addr: SocketAddr,
+) -> Result<http1::SendRequest<ProxyBody>, AttemptError> {
     match new_conn(cluster, addr).await? {
         Conn::H1(s) => Ok(s),
-        Conn::H2(_) => Err(AttemptError::new(UpstreamFailure::ProtocolError, "expected HTTP/1.1", Some(addr))),
+        Conn::H2(_) => Err(AttemptError::new(
+            UpstreamFailure::ProtocolError,
+            "expected HTTP/1.1",
+            Some(addr),
+        )),
     }
 }
 
-async fn send_h1(cluster: &Cluster, addr: SocketAddr, mut req: Request<ProxyBody>) -> Result<UpstreamResponse, AttemptError> {
+async fn send_h1(
+    cluster: &Cluster,
+    addr: SocketAddr,
+    mut req: Request<ProxyBody>,
+) -> Result<UpstreamResponse, AttemptError> {
     let (mut send, mut reused) = match pool::take_h1(addr, cluster.idle_timeout) {
         Some(s) => (s, true),
         None => (fresh_h1(cluster, addr).await?, false),
@@ -127,7 +170,11 @@ async fn send_h1(cluster: &Cluster, addr: SocketAddr, mut req: Request<ProxyBody
                 reused = false;
                 continue;
             }
-            return Err(AttemptError::new(classify(&e), format!("{addr}: {e}"), Some(addr)));
+            return Err(AttemptError::new(
+                classify(&e),
+                format!("{addr}: {e}"),
+                Some(addr),
+            ));
         }
         match send.try_send_request(req).await {
             Ok(resp) => {
@@ -144,14 +191,22 @@ async fn send_h1(cluster: &Cluster, addr: SocketAddr, mut req: Request<ProxyBody
                 }
                 _ => {
                     let err = e.into_error();
-                    return Err(AttemptError::new(classify(&err), format!("{addr}: {err}"), Some(addr)));
+                    return Err(AttemptError::new(
+                        classify(&err),
+                        format!("{addr}: {err}"),
+                        Some(addr),
+                    ));
                 }
             },
         }
     }
 }
 
-async fn send_h2(cluster: &Cluster, addr: SocketAddr, mut req: Request<ProxyBody>) -> Result<UpstreamResponse, AttemptError> {
+async fn send_h2(
+    cluster: &Cluster,
+    addr: SocketAddr,
+    mut req: Request<ProxyBody>,
+) -> Result<UpstreamResponse, AttemptError> {
     let mut reused = true;
     let mut send = match pool::get_h2(addr) {
         Some(s) => s,
@@ -167,12 +222,20 @@ async fn send_h2(cluster: &Cluster, addr: SocketAddr, mut req: Request<ProxyBody
                 reused = false;
                 continue;
             }
-            return Err(AttemptError::new(classify(&e), format!("{addr}: {e}"), Some(addr)));
+            return Err(AttemptError::new(
+                classify(&e),
+                format!("{addr}: {e}"),
+                Some(addr),
+            ));
         }
         match send.try_send_request(req).await {
             Ok(resp) => {
                 let (head, incoming) = resp.into_parts();
-                return Ok(UpstreamResponse { head, body: ProxyBody::Incoming(incoming), addr });
+                return Ok(UpstreamResponse {
+                    head,
+                    body: ProxyBody::Incoming(incoming),
+                    addr,
+                });
             }
             Err(mut e) => match e.take_message() {
                 Some(unsent) if reused => {
@@ -182,19 +245,30 @@ async fn send_h2(cluster: &Cluster, addr: SocketAddr, mut req: Request<ProxyBody
                 }
                 _ => {
                     let err = e.into_error();
-                    return Err(AttemptError::new(classify(&err), format!("{addr}: {err}"), Some(addr)));
+                    return Err(AttemptError::new(
+                        classify(&err),
+                        format!("{addr}: {err}"),
+                        Some(addr),
+                    ));
                 }
             },
         }
     }
 }
 
-async fn fresh_h2(cluster: &Cluster, addr: SocketAddr) -> Result<http2::SendRequest<ProxyBody>, AttemptError> {
+async fn fresh_h2(
+    cluster: &Cluster,
+    addr: SocketAddr,
+) -> Result<http2::SendRequest<ProxyBody>, AttemptError> {
     match new_conn(cluster, addr).await? {
         Conn::H2(s) => {
             pool::set_h2(addr, s.clone());
             Ok(s)
         }
-        Conn::H1(_) => Err(AttemptError::new(UpstreamFailure::ProtocolError, "expected HTTP/2", Some(addr))),
+        Conn::H1(_) => Err(AttemptError::new(
+            UpstreamFailure::ProtocolError,
+            "expected HTTP/2",
+            Some(addr),
+        )),
     }
 }

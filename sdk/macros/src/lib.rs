@@ -31,9 +31,12 @@ pub fn filter(attr: TokenStream, item: TokenStream) -> TokenStream {
         .and_then(|(_, path, _)| path.segments.last())
         .is_some_and(|seg| seg.ident == "Filter");
     if !names_filter {
-        return syn::Error::new_spanned(&imp.self_ty, "#[weft_sdk::filter] goes on an `impl Filter for T` block")
-            .to_compile_error()
-            .into();
+        return syn::Error::new_spanned(
+            &imp.self_ty,
+            "#[weft_sdk::filter] goes on an `impl Filter for T` block",
+        )
+        .to_compile_error()
+        .into();
     }
     let defined = |name: &str| {
         imp.items

@@ -5,9 +5,9 @@
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 #[cfg(target_arch = "wasm32")]
-pub(crate) use wasm::{host, RequestHandle, ResponseHandle};
-#[cfg(target_arch = "wasm32")]
 pub use wasm::{bindings, glue};
+#[cfg(target_arch = "wasm32")]
+pub(crate) use wasm::{host, RequestHandle, ResponseHandle};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
@@ -20,9 +20,9 @@ pub(crate) mod headers {
     /// Checks a header name (an RFC 9110 token) and returns it in lower case.
     pub(crate) fn name(name: &str) -> Result<String, String> {
         let valid = !name.is_empty()
-            && name.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-            });
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if valid {
             Ok(name.to_ascii_lowercase())
         } else {
@@ -32,7 +32,10 @@ pub(crate) mod headers {
 
     /// Checks a header value: visible characters, spaces and tabs, no line breaks.
     pub(crate) fn value(value: &str) -> Result<(), String> {
-        if value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
+        if value
+            .bytes()
+            .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        {
             Ok(())
         } else {
             Err(format!("invalid header value {value:?}"))

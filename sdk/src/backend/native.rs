@@ -11,12 +11,17 @@ use crate::UpstreamFailure;
 
 fn get(list: &[(String, String)], name: &str) -> Option<String> {
     let name = name.to_ascii_lowercase();
-    list.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+    list.iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.clone())
 }
 
 fn get_all(list: &[(String, String)], name: &str) -> Vec<String> {
     let name = name.to_ascii_lowercase();
-    list.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.clone()).collect()
+    list.iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
 fn set(list: &mut Vec<(String, String)>, name: &str, value: &str) -> Result<(), String> {
@@ -63,8 +68,11 @@ impl RequestHandle<'_> {
         self.0.path.clone()
     }
     pub(crate) fn set_path(&mut self, path: &str) -> Result<(), String> {
-        if !path.starts_with('/') || path.contains([' ', '#']) || path.chars().any(char::is_control) {
-            return Err(format!("invalid path {path:?}: it must start with / and hold no spaces"));
+        if !path.starts_with('/') || path.contains([' ', '#']) || path.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "invalid path {path:?}: it must start with / and hold no spaces"
+            ));
         }
         self.0.path = path.to_owned();
         Ok(())
@@ -199,7 +207,11 @@ pub(crate) mod host {
     pub(crate) fn metrics_describe(name: &str, help: &str, buckets: Option<&[f64]>) {
         current_host().describe(name, help, buckets)
     }
-    pub(crate) fn metrics_resolve(kind: crate::metrics::Kind, name: &str, labels: &[(&str, &str)]) -> u32 {
+    pub(crate) fn metrics_resolve(
+        kind: crate::metrics::Kind,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> u32 {
         current_host().resolve(kind, name, labels)
     }
     pub(crate) fn metrics_counter_add(id: u32, value: u64) {
@@ -235,7 +247,11 @@ pub(crate) mod host {
     ) -> weft_shared_state::TakeResult {
         let host = current_host();
         let now = host.monotonic_ms();
-        let bucket = weft_shared_state::Bucket { capacity, refill_tokens, refill_interval_ms };
+        let bucket = weft_shared_state::Bucket {
+            capacity,
+            refill_tokens,
+            refill_interval_ms,
+        };
         let result = host.store().token_bucket_take(key, bucket, tokens, now);
         result
     }
@@ -248,13 +264,14 @@ pub(crate) mod host {
     pub(crate) fn state_kv_set(key: &str, value: &[u8], ttl_ms: Option<u64>) {
         let host = current_host();
         let now = host.monotonic_ms();
-        let result = host.store().kv_set(key, value.to_vec(), ttl_ms, now);
-        result
+        host.store().kv_set(key, value.to_vec(), ttl_ms, now);
     }
     pub(crate) fn state_kv_set_if_absent(key: &str, value: &[u8], ttl_ms: Option<u64>) -> bool {
         let host = current_host();
         let now = host.monotonic_ms();
-        let result = host.store().kv_set_if_absent(key, value.to_vec(), ttl_ms, now);
+        let result = host
+            .store()
+            .kv_set_if_absent(key, value.to_vec(), ttl_ms, now);
         result
     }
     pub(crate) fn state_kv_delete(key: &str) -> bool {
@@ -263,7 +280,10 @@ pub(crate) mod host {
         let result = host.store().kv_delete(key, now);
         result
     }
-    pub(crate) fn http_send(cluster: &str, request: &OutboundRequest) -> Result<OutboundResponse, CallError> {
+    pub(crate) fn http_send(
+        cluster: &str,
+        request: &OutboundRequest,
+    ) -> Result<OutboundResponse, CallError> {
         current_host().http_send(cluster, request)
     }
 }

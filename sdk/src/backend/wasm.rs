@@ -165,7 +165,10 @@ pub(crate) mod host {
     }
 
     fn labels(labels: &[(&str, &str)]) -> Vec<(String, String)> {
-        labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     pub(crate) fn log_write(l: Level, message: &str) {
@@ -189,7 +192,11 @@ pub(crate) mod host {
     pub(crate) fn metrics_describe(name: &str, help: &str, buckets: Option<&[f64]>) {
         raw::metrics::describe(name, help, buckets)
     }
-    pub(crate) fn metrics_resolve(kind: crate::metrics::Kind, name: &str, l: &[(&str, &str)]) -> u32 {
+    pub(crate) fn metrics_resolve(
+        kind: crate::metrics::Kind,
+        name: &str,
+        l: &[(&str, &str)],
+    ) -> u32 {
         use crate::metrics::Kind;
         let labels = labels(l);
         match kind {
@@ -223,7 +230,11 @@ pub(crate) mod host {
         refill_interval_ms: u64,
         tokens: u64,
     ) -> raw::shared_state::TakeResult {
-        let bucket = raw::shared_state::Bucket { capacity, refill_tokens, refill_interval_ms };
+        let bucket = raw::shared_state::Bucket {
+            capacity,
+            refill_tokens,
+            refill_interval_ms,
+        };
         raw::shared_state::token_bucket_take(key, bucket, tokens)
     }
     pub(crate) fn state_kv_get(key: &str) -> Option<Vec<u8>> {
@@ -238,7 +249,10 @@ pub(crate) mod host {
     pub(crate) fn state_kv_delete(key: &str) -> bool {
         raw::shared_state::kv_delete(key)
     }
-    pub(crate) fn http_send(cluster: &str, request: &OutboundRequest) -> Result<OutboundResponse, CallError> {
+    pub(crate) fn http_send(
+        cluster: &str,
+        request: &OutboundRequest,
+    ) -> Result<OutboundResponse, CallError> {
         use raw::http_client as h;
         let raw_request = h::OutboundRequest {
             method: request.method.clone(),
@@ -246,10 +260,16 @@ pub(crate) mod host {
             authority: request.authority.clone(),
             headers: request.headers.clone(),
             body: request.body.clone(),
-            timeout_ms: request.timeout.map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX)),
+            timeout_ms: request
+                .timeout
+                .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX)),
         };
         match h::send(cluster, &raw_request) {
-            Ok(r) => Ok(OutboundResponse { status: r.status, headers: r.headers, body: r.body }),
+            Ok(r) => Ok(OutboundResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
             Err(h::CallError::UnknownCluster(c)) => Err(CallError::UnknownCluster(c)),
             Err(h::CallError::InvalidRequest(m)) => Err(CallError::InvalidRequest(m)),
             Err(h::CallError::Failed(f)) => Err(CallError::Failed(failure_from_raw(f))),
@@ -269,11 +289,16 @@ pub mod glue {
     pub use super::bindings::exports::weft::filter::handler::Guest;
     pub use super::raw::types::{
         Action as RawAction, BodyAction as RawBodyAction, ExchangeSummary as RawSummary,
-        FilterConfig as RawConfig, FilterInfo as RawInfo, Request as RawRequest, Response as RawResponse,
+        FilterConfig as RawConfig, FilterInfo as RawInfo, Request as RawRequest,
+        Response as RawResponse,
     };
 
     fn local(r: LocalResponse) -> raw::types::LocalResponse {
-        raw::types::LocalResponse { status: r.status, headers: r.headers, body: r.body }
+        raw::types::LocalResponse {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        }
     }
 
     fn mode(m: BodyMode) -> raw::types::BodyMode {
@@ -306,7 +331,10 @@ pub mod glue {
     /// Builds the filter and says what it wants.
     pub fn init<F: Filter>(slot: &Slot<F>, config: RawConfig) -> Result<RawInfo, String> {
         let parsed = parse_config::<F::Config>(&config.config)?;
-        let ctx = InitContext { name: config.name, files: config.files.into_iter().collect() };
+        let ctx = InitContext {
+            name: config.name,
+            files: config.files.into_iter().collect(),
+        };
         let filter = F::new(parsed, &ctx)?;
         let p = F::__PHASES;
         let mut phases = raw::types::Phases::empty();
@@ -317,8 +345,16 @@ pub mod glue {
         phases.set(raw::types::Phases::LOG, p.log);
         let info = RawInfo {
             phases,
-            request_body: mode(if p.request_body { filter.request_body_mode() } else { BodyMode::None }),
-            response_body: mode(if p.response_body { filter.response_body_mode() } else { BodyMode::None }),
+            request_body: mode(if p.request_body {
+                filter.request_body_mode()
+            } else {
+                BodyMode::None
+            }),
+            response_body: mode(if p.response_body {
+                filter.response_body_mode()
+            } else {
+                BodyMode::None
+            }),
         };
         slot.set(filter);
         Ok(info)
@@ -326,20 +362,41 @@ pub mod glue {
 
     /// Phase 1 for filter `F`.
     pub fn on_request_headers<F: Filter>(slot: &Slot<F>, req: &RawRequest) -> RawAction {
-        action(slot.get().on_request_headers(&mut Request { raw: RequestHandle(req) }))
+        action(slot.get().on_request_headers(&mut Request {
+            raw: RequestHandle(req),
+        }))
     }
 
     /// Phase 2 for filter `F`.
-    pub fn on_request_body<F: Filter>(slot: &Slot<F>, req: &RawRequest, body: Vec<u8>, eos: bool) -> RawBodyAction {
-        body_action(slot.get().on_request_body(&mut Request { raw: RequestHandle(req) }, &body, eos))
+    pub fn on_request_body<F: Filter>(
+        slot: &Slot<F>,
+        req: &RawRequest,
+        body: Vec<u8>,
+        eos: bool,
+    ) -> RawBodyAction {
+        body_action(slot.get().on_request_body(
+            &mut Request {
+                raw: RequestHandle(req),
+            },
+            &body,
+            eos,
+        ))
     }
 
     /// Phase 3 for filter `F`.
-    pub fn on_response_headers<F: Filter>(slot: &Slot<F>, req: &RawRequest, resp: &RawResponse) -> RawAction {
-        action(
-            slot.get()
-                .on_response_headers(&mut Request { raw: RequestHandle(req) }, &mut Response { raw: ResponseHandle(resp) }),
-        )
+    pub fn on_response_headers<F: Filter>(
+        slot: &Slot<F>,
+        req: &RawRequest,
+        resp: &RawResponse,
+    ) -> RawAction {
+        action(slot.get().on_response_headers(
+            &mut Request {
+                raw: RequestHandle(req),
+            },
+            &mut Response {
+                raw: ResponseHandle(resp),
+            },
+        ))
     }
 
     /// Phase 4 for filter `F`.
@@ -351,8 +408,12 @@ pub mod glue {
         eos: bool,
     ) -> RawBodyAction {
         body_action(slot.get().on_response_body(
-            &mut Request { raw: RequestHandle(req) },
-            &mut Response { raw: ResponseHandle(resp) },
+            &mut Request {
+                raw: RequestHandle(req),
+            },
+            &mut Response {
+                raw: ResponseHandle(resp),
+            },
             &body,
             eos,
         ))
@@ -370,6 +431,11 @@ pub mod glue {
             duration: Duration::from_micros(s.duration_us),
             completed: s.completed,
         };
-        slot.get().on_log(&Request { raw: RequestHandle(req) }, &summary)
+        slot.get().on_log(
+            &Request {
+                raw: RequestHandle(req),
+            },
+            &summary,
+        )
     }
 }

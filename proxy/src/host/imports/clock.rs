@@ -7,7 +7,9 @@ use crate::host::state::HostState;
 
 impl Host for HostState {
     fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+        Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64))
     }
 
     fn monotonic_ns(&mut self) -> wasmtime::Result<u64> {

@@ -4,7 +4,9 @@
 
 use std::time::Instant;
 
-use crate::host::bindings::weft::filter::http_client::{CallError, Host, OutboundRequest, OutboundResponse};
+use crate::host::bindings::weft::filter::http_client::{
+    CallError, Host, OutboundRequest, OutboundResponse,
+};
 use crate::host::state::HostState;
 
 impl Host for HostState {

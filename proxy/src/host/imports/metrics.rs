@@ -7,19 +7,26 @@ use crate::metrics::{Kind, MetricError, SeriesRef};
 
 impl HostState {
     fn report(&self, e: &MetricError) {
-        if self.services.first_warning(format!("{}:{e}", self.identity.name)) {
+        if self
+            .services
+            .first_warning(format!("{}:{e}", self.identity.name))
+        {
             tracing::warn!(filter = %self.identity.name, "metric dropped: {e}");
         }
     }
 
     fn resolve(&mut self, name: String, labels: Labels, kind: Kind) -> Series {
-        let mut full_labels: crate::metrics::Labels = labels.into_iter().filter(|(k, _)| k != "filter").collect();
+        let mut full_labels: crate::metrics::Labels =
+            labels.into_iter().filter(|(k, _)| k != "filter").collect();
         full_labels.push(("filter".to_owned(), self.identity.name.clone()));
         full_labels.sort();
         let full_name = format!("weft_filter_{name}");
         let metrics = self.services.metrics.clone();
         let key = (kind, full_name.clone(), full_labels.clone());
-        match self.identity.resolve(key, || metrics.filter_series(&full_name, kind, full_labels)) {
+        match self
+            .identity
+            .resolve(key, || metrics.filter_series(&full_name, kind, full_labels))
+        {
             Ok(id) => id,
             Err(e) => {
                 self.report(&e);
@@ -43,8 +50,17 @@ impl HostState {
 }
 
 impl Host for HostState {
-    fn describe(&mut self, name: String, help: String, buckets: Option<Vec<f64>>) -> wasmtime::Result<()> {
-        if let Err(e) = self.services.metrics.describe(&format!("weft_filter_{name}"), &help, buckets) {
+    fn describe(
+        &mut self,
+        name: String,
+        help: String,
+        buckets: Option<Vec<f64>>,
+    ) -> wasmtime::Result<()> {
+        if let Err(e) =
+            self.services
+                .metrics
+                .describe(&format!("weft_filter_{name}"), &help, buckets)
+        {
             self.report(&e);
         }
         Ok(())

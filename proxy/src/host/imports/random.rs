@@ -13,7 +13,9 @@ impl Host for HostState {
 
     fn fill(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
         if len > MAX_FILL {
-            return Err(wasmtime::Error::msg(format!("random.fill asked for {len} bytes; at most {MAX_FILL}")));
+            return Err(wasmtime::Error::msg(format!(
+                "random.fill asked for {len} bytes; at most {MAX_FILL}"
+            )));
         }
         let mut out = vec![0u8; len as usize];
         fastrand::fill(&mut out);

@@ -14,7 +14,10 @@ const MAX_VALUE: usize = 1 << 20;
 impl HostState {
     fn key(&self, key: &str) -> wasmtime::Result<String> {
         if key.len() > MAX_KEY {
-            return Err(wasmtime::Error::msg(format!("shared-state key of {} bytes; at most {MAX_KEY}", key.len())));
+            return Err(wasmtime::Error::msg(format!(
+                "shared-state key of {} bytes; at most {MAX_KEY}",
+                key.len()
+            )));
         }
         Ok(format!("{}{key}", self.identity.state_prefix))
     }
@@ -22,53 +25,96 @@ impl HostState {
 
 fn check_value(value: &[u8]) -> wasmtime::Result<()> {
     if value.len() > MAX_VALUE {
-        return Err(wasmtime::Error::msg(format!("shared-state value of {} bytes; at most {MAX_VALUE}", value.len())));
+        return Err(wasmtime::Error::msg(format!(
+            "shared-state value of {} bytes; at most {MAX_VALUE}",
+            value.len()
+        )));
     }
     Ok(())
 }
 
 impl Host for HostState {
-    fn counter_add(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> wasmtime::Result<i64> {
+    fn counter_add(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<i64> {
         let key = self.key(&key)?;
-        Ok(self.services.state.with(&key, |s, now| s.counter_add(&key, delta, ttl_ms, now)))
+        Ok(self
+            .services
+            .state
+            .with(&key, |s, now| s.counter_add(&key, delta, ttl_ms, now)))
     }
 
     fn counter_get(&mut self, key: String) -> wasmtime::Result<i64> {
         let key = self.key(&key)?;
-        Ok(self.services.state.with(&key, |s, now| s.counter_get(&key, now)))
+        Ok(self
+            .services
+            .state
+            .with(&key, |s, now| s.counter_get(&key, now)))
     }
 
-    fn token_bucket_take(&mut self, key: String, bucket: Bucket, tokens: u64) -> wasmtime::Result<TakeResult> {
+    fn token_bucket_take(
+        &mut self,
+        key: String,
+        bucket: Bucket,
+        tokens: u64,
+    ) -> wasmtime::Result<TakeResult> {
         let key = self.key(&key)?;
         let b = StoreBucket {
             capacity: bucket.capacity,
             refill_tokens: bucket.refill_tokens,
             refill_interval_ms: bucket.refill_interval_ms,
         };
-        let r = self.services.state.with(&key, |s, now| s.token_bucket_take(&key, b, tokens, now));
-        Ok(TakeResult { allowed: r.allowed, remaining: r.remaining, retry_after_ms: r.retry_after_ms, reset_ms: r.reset_ms })
+        let r = self
+            .services
+            .state
+            .with(&key, |s, now| s.token_bucket_take(&key, b, tokens, now));
+        Ok(TakeResult {
+            allowed: r.allowed,
+            remaining: r.remaining,
+            retry_after_ms: r.retry_after_ms,
+            reset_ms: r.reset_ms,
+        })
     }
 
     fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         let key = self.key(&key)?;
-        Ok(self.services.state.with(&key, |s, now| s.kv_get(&key, now).map(<[u8]>::to_vec)))
+        Ok(self
+            .services
+            .state
+            .with(&key, |s, now| s.kv_get(&key, now).map(<[u8]>::to_vec)))
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
         let key = self.key(&key)?;
         check_value(&value)?;
-        self.services.state.with(&key, |s, now| s.kv_set(&key, value, ttl_ms, now));
+        self.services
+            .state
+            .with(&key, |s, now| s.kv_set(&key, value, ttl_ms, now));
         Ok(())
     }
 
-    fn kv_set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<bool> {
+    fn kv_set_if_absent(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<bool> {
         let key = self.key(&key)?;
         check_value(&value)?;
-        Ok(self.services.state.with(&key, |s, now| s.kv_set_if_absent(&key, value, ttl_ms, now)))
+        Ok(self
+            .services
+            .state
+            .with(&key, |s, now| s.kv_set_if_absent(&key, value, ttl_ms, now)))
     }
 
     fn kv_delete(&mut self, key: String) -> wasmtime::Result<bool> {
         let key = self.key(&key)?;
-        Ok(self.services.state.with(&key, |s, now| s.kv_delete(&key, now)))
+        Ok(self
+            .services
+            .state
+            .with(&key, |s, now| s.kv_delete(&key, now)))
     }
 }

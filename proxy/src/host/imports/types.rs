@@ -35,9 +35,12 @@ fn lossy(v: &HeaderValue) -> String {
 }
 
 fn name_for_change(name: &str) -> Result<HeaderName, String> {
-    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("invalid header name {name:?}"))?;
     if MANAGED.contains(&n.as_str()) {
-        return Err(format!("header {n} is managed by the proxy and cannot be changed"));
+        return Err(format!(
+            "header {n} is managed by the proxy and cannot be changed"
+        ));
     }
     Ok(n)
 }
@@ -55,7 +58,9 @@ fn get_all(map: &HeaderMap, name: &str) -> Vec<String> {
 }
 
 fn list(map: &HeaderMap) -> Vec<(String, String)> {
-    map.iter().map(|(k, v)| (k.as_str().to_owned(), lossy(v))).collect()
+    map.iter()
+        .map(|(k, v)| (k.as_str().to_owned(), lossy(v)))
+        .collect()
 }
 
 fn set(map: &mut HeaderMap, name: &str, v: &str) -> Result<(), String> {
@@ -110,9 +115,9 @@ impl HostState {
     }
 
     fn resp(&mut self) -> wasmtime::Result<&mut ResponseCtx> {
-        self.response
-            .as_deref_mut()
-            .ok_or_else(|| wasmtime::Error::msg("the response is only available in response phases"))
+        self.response.as_deref_mut().ok_or_else(|| {
+            wasmtime::Error::msg("the response is only available in response phases")
+        })
     }
 }
 
@@ -131,23 +136,33 @@ impl HostRequest for HostState {
         Ok(self.req()?.authority.clone())
     }
 
-    fn set_authority(&mut self, _: Resource<Request>, authority: String) -> wasmtime::Result<Result<(), String>> {
+    fn set_authority(
+        &mut self,
+        _: Resource<Request>,
+        authority: String,
+    ) -> wasmtime::Result<Result<(), String>> {
         let req = self.req()?;
         Ok(valid_authority(&authority).map(|()| req.authority = authority))
     }
 
     fn path(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
-        Ok(self.req()?.path.clone())
+        Ok(self.req()?.path.as_str().to_owned())
     }
 
-    fn set_path(&mut self, _: Resource<Request>, path: String) -> wasmtime::Result<Result<(), String>> {
+    fn set_path(
+        &mut self,
+        _: Resource<Request>,
+        path: String,
+    ) -> wasmtime::Result<Result<(), String>> {
         let req = self.req()?;
-        let ok = path.starts_with('/') && http::uri::PathAndQuery::from_str(&path).is_ok_and(|p| p.as_str() == path);
-        Ok(if ok {
-            req.path = path;
-            Ok(())
-        } else {
-            Err(format!("invalid path {path:?}: it must start with / and hold no spaces"))
+        Ok(match http::uri::PathAndQuery::from_str(&path) {
+            Ok(p) if path.starts_with('/') && p.as_str() == path => {
+                req.path = p;
+                Ok(())
+            }
+            _ => Err(format!(
+                "invalid path {path:?}: it must start with / and hold no spaces"
+            )),
         })
     }
 
@@ -171,7 +186,12 @@ impl HostRequest for HostState {
         Ok(list(&self.req()?.headers))
     }
 
-    fn set_header(&mut self, _: Resource<Request>, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
+    fn set_header(
+        &mut self,
+        _: Resource<Request>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
         let req = self.req()?;
         if is_host(&name) {
             return Ok(valid_authority(&value).map(|()| req.authority = value));
@@ -179,7 +199,12 @@ impl HostRequest for HostState {
         Ok(set(&mut req.headers, &name, &value))
     }
 
-    fn append_header(&mut self, _: Resource<Request>, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
+    fn append_header(
+        &mut self,
+        _: Resource<Request>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
         let req = self.req()?;
         if is_host(&name) {
             return Ok(Err("a request has one host; use set-authority".to_owned()));
@@ -205,7 +230,8 @@ impl HostRequest for HostState {
         if req.response_headers.len() >= 64 {
             return Ok(Err("at most 64 response headers can be added".to_owned()));
         }
-        Ok(name_for_change(&name).and_then(|n| Ok(req.response_headers.push((n, self::value(&value)?)))))
+        let header = name_for_change(&name).and_then(|n| Ok((n, self::value(&value)?)));
+        Ok(header.map(|h| req.response_headers.push(h)))
     }
 
     fn client_address(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
@@ -236,7 +262,12 @@ impl HostRequest for HostState {
         Ok(self.req()?.property(&key).map(str::to_owned))
     }
 
-    fn set_property(&mut self, _: Resource<Request>, key: String, value: String) -> wasmtime::Result<()> {
+    fn set_property(
+        &mut self,
+        _: Resource<Request>,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
         let req = self.req()?;
         if req.properties.len() >= 256 && req.property(&key).is_none() {
             return Err(wasmtime::Error::msg("more than 256 request properties"));
@@ -275,7 +306,11 @@ impl HostResponse for HostState {
         Ok(self.resp()?.head.status.as_u16())
     }
 
-    fn set_status(&mut self, _: Resource<Response>, status: u16) -> wasmtime::Result<Result<(), String>> {
+    fn set_status(
+        &mut self,
+        _: Resource<Response>,
+        status: u16,
+    ) -> wasmtime::Result<Result<(), String>> {
         let resp = self.resp()?;
         Ok(match StatusCode::from_u16(status) {
             Ok(s) => {
@@ -298,11 +333,21 @@ impl HostResponse for HostState {
         Ok(list(&self.resp()?.head.headers))
     }
 
-    fn set_header(&mut self, _: Resource<Response>, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
+    fn set_header(
+        &mut self,
+        _: Resource<Response>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
         Ok(set(&mut self.resp()?.head.headers, &name, &value))
     }
 
-    fn append_header(&mut self, _: Resource<Response>, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
+    fn append_header(
+        &mut self,
+        _: Resource<Response>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
         Ok(append(&mut self.resp()?.head.headers, &name, &value))
     }
 
@@ -331,10 +376,16 @@ mod tests {
     #[test]
     fn managed_headers_cannot_change() {
         let mut m = HeaderMap::new();
-        assert!(set(&mut m, "Transfer-Encoding", "chunked").unwrap_err().contains("managed by the proxy"));
+        assert!(set(&mut m, "Transfer-Encoding", "chunked")
+            .unwrap_err()
+            .contains("managed by the proxy"));
         assert!(set(&mut m, "content-length", "1").is_err());
-        assert!(set(&mut m, "bad name", "x").unwrap_err().contains("invalid header name"));
-        assert!(set(&mut m, "x-ok", "line\nbreak").unwrap_err().contains("invalid header value"));
+        assert!(set(&mut m, "bad name", "x")
+            .unwrap_err()
+            .contains("invalid header name"));
+        assert!(set(&mut m, "x-ok", "line\nbreak")
+            .unwrap_err()
+            .contains("invalid header value"));
         set(&mut m, "X-Ok", "1").unwrap();
         append(&mut m, "x-ok", "2").unwrap();
         assert_eq!(get_all(&m, "x-ok"), vec!["1", "2"]);

@@ -35,7 +35,9 @@ impl Filter for Misbehave {
     fn new(config: Config, _ctx: &InitContext) -> Result<Self, String> {
         match config.reject {
             Some(why) => Err(why),
-            None => Ok(Misbehave { calls: Cell::new(0) }),
+            None => Ok(Misbehave {
+                calls: Cell::new(0),
+            }),
         }
     }
 
@@ -61,7 +63,8 @@ impl Filter for Misbehave {
     }
 
     fn on_response_headers(&self, _req: &mut Request, resp: &mut Response) -> Action {
-        resp.set_header("x-misbehave-calls", &self.calls.get().to_string()).ok();
+        resp.set_header("x-misbehave-calls", &self.calls.get().to_string())
+            .ok();
         Action::Continue
     }
 }

@@ -34,7 +34,10 @@ mod tests {
         let mut req = TestRequest::get("/a").header("x", "1");
         let before = req.headers_now().to_vec();
         assert_eq!(h.on_request_headers(&mut req), Action::Continue);
-        assert_eq!(h.on_response_headers(&mut req, &mut TestResponse::new(200)), Action::Continue);
+        assert_eq!(
+            h.on_response_headers(&mut req, &mut TestResponse::new(200)),
+            Action::Continue
+        );
         assert_eq!(req.headers_now(), &before[..]);
         assert!(h.phases().request_headers && h.phases().response_headers && !h.phases().log);
     }

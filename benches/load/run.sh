@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# The load harness: one run on loopback measuring, with wrk,
+#   1. the upstream directly,
+#   2. weft with no filters,
+#   3. weft with the example filter (request-id),
+#   4. weft with a chain of five no-op filters,
+#   5. nginx as a reverse proxy,
+# each proxy on the same number of worker threads, pinned to the same cores.
+#
+# Usage: benches/load/run.sh            (after `make build`)
+# Knobs: WORKERS (proxy workers, default 1), DURATION (seconds per run, default 10),
+#        CONNS (wrk connections, default 64), ROUNDS (default 2; the best round counts).
+# Needs: wrk, nginx (Debian's nginx-light), taskset. Everything listens on 127.0.0.1 and
+# is stopped by its process id at the end, whatever happens.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WEFT="$ROOT/target/release/weft"
+WORKERS=${WORKERS:-1}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+ROUNDS=${ROUNDS:-2}
+NCPU=$(nproc)
+# Proxies get the first WORKERS cores; wrk and the upstream share the rest.
+PROXY_CPUS="0-$((WORKERS - 1))"
+LOAD_CPUS="$WORKERS-$((NCPU - 1))"
+if [ "$WORKERS" -ge "$NCPU" ]; then
+  echo "WORKERS ($WORKERS) must leave a core for wrk and the upstream (this machine has $NCPU)" >&2
+  exit 1
+fi
+for tool in wrk nginx taskset; do
+  command -v $tool >/dev/null || { echo "missing $tool (apt-get install wrk nginx-light util-linux)" >&2; exit 1; }
+done
+[ -x "$WEFT" ] || { echo "build first: make build" >&2; exit 1; }
+[ -f "$ROOT/target/filters/request-id.wasm" ] || { echo "build the filters first: make build" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/weft-load.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  sleep 0.3
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+UP_PORT=$(free_port)
+NGX_PORT=$(free_port)
+WEFT_PORT=$(free_port)
+
+# The upstream: nginx answering a small fixed body, one worker, on the load cores.
+mkdir -p "$WORK/up" "$WORK/ngx"
+cat > "$WORK/up/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+pid $WORK/up/nginx.pid;
+error_log stderr error;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  server {
+    listen 127.0.0.1:$UP_PORT reuseport;
+    location / { return 200 "hello from the upstream\n"; }
+  }
+}
+NGX
+taskset -c "$LOAD_CPUS" nginx -c "$WORK/up/nginx.conf" -p "$WORK/up" -e stderr &
+PIDS+=($!)
+wait_port "$UP_PORT"
+
+# nginx as a reverse proxy, with kept-alive upstream connections.
+cat > "$WORK/ngx/nginx.conf" <<NGX
+worker_processes $WORKERS;
+daemon off;
+pid $WORK/ngx/nginx.pid;
+error_log stderr error;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; keepalive_requests 10000000; }
+  server {
+    listen 127.0.0.1:$NGX_PORT reuseport;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGX
+
+cat > "$WORK/weft.yaml" <<YAML
+listeners:
+  - name: edge
+    address: 127.0.0.1:$WEFT_PORT
+    routes:
+      - name: example
+        match: { prefix: /example }
+        cluster: up
+        filters: [request-id]
+      - name: noop5
+        match: { prefix: /noop5 }
+        cluster: up
+        filters: [n1, n2, n3, n4, n5]
+      - name: plain
+        cluster: up
+clusters:
+  up:
+    endpoints: [127.0.0.1:$UP_PORT]
+filters:
+  request-id:
+    module: $ROOT/target/filters/request-id.wasm
+  n1: { module: $ROOT/target/filters/noop.wasm }
+  n2: { module: $ROOT/target/filters/noop.wasm }
+  n3: { module: $ROOT/target/filters/noop.wasm }
+  n4: { module: $ROOT/target/filters/noop.wasm }
+  n5: { module: $ROOT/target/filters/noop.wasm }
+YAML
+
+# CPU time (user + system, in clock ticks) of a set of processes.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    [ -r "/proc/$pid/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+
+# One wrk run: prints "rps p50_ms p99_ms cpu_us_per_request" (CPU of the given pids).
+measure() {
+  local url=$1; shift
+  taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null 2>&1 || true
+  local out t0 t1
+  t0=$(cpu_ticks "$@")
+  out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+  t1=$(cpu_ticks "$@")
+  local rps p50 p99 errors reqs cpu
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
+  [ -n "$errors" ] && echo "  (errors: $errors)" >&2
+  cpu=$(python3 -c "print(f'{($t1-$t0)/$(getconf CLK_TCK)*1e6/$reqs:.1f}' if $# else '-')")
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu"
+}
+to_ms() { # wrk prints 1.23ms, 456.00us or 1.10s
+  python3 -c "import sys,re; v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)',v); f={'us':0.001,'ms':1,'s':1000}[m.group(2)]; print(f'{float(m.group(1))*f:.3f}')" "$1"
+}
+
+declare -A BEST_RPS BEST_P50 BEST_P99 BEST_CPU
+record() { # name rps p50 p99 cpu: keep the round with the best throughput
+  local name=$1 rps=$2 p50=$3 p99=$4 cpu=$5
+  if [ -z "${BEST_RPS[$name]:-}" ] || python3 -c "import sys; sys.exit(0 if float('$rps') > float('${BEST_RPS[$name]}') else 1)"; then
+    BEST_RPS[$name]=$rps; BEST_P50[$name]=$p50; BEST_P99[$name]=$p99; BEST_CPU[$name]=$cpu
+  fi
+}
+
+echo "load: $WORKERS proxy worker(s) on CPUs $PROXY_CPUS; wrk and upstream on CPUs $LOAD_CPUS; $CONNS connections; ${DURATION}s x $ROUNDS rounds" >&2
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round" >&2
+  record direct $(measure "http://127.0.0.1:$UP_PORT/")
+
+  taskset -c "$PROXY_CPUS" "$WEFT" run --config "$WORK/weft.yaml" --workers "$WORKERS" > "$WORK/weft.log" 2>&1 &
+  WEFT_PID=$!; PIDS+=($WEFT_PID)
+  wait_port "$WEFT_PORT"
+  record weft_plain $(measure "http://127.0.0.1:$WEFT_PORT/plain" "$WEFT_PID")
+  record weft_example $(measure "http://127.0.0.1:$WEFT_PORT/example" "$WEFT_PID")
+  record weft_noop5 $(measure "http://127.0.0.1:$WEFT_PORT/noop5" "$WEFT_PID")
+  kill "$WEFT_PID"; wait "$WEFT_PID" 2>/dev/null || true
+
+  taskset -c "$PROXY_CPUS" nginx -c "$WORK/ngx/nginx.conf" -p "$WORK/ngx" -e stderr &
+  NGX_PID=$!; PIDS+=($NGX_PID)
+  wait_port "$NGX_PORT"
+  NGX_WORKERS=$(pgrep -P "$NGX_PID" | tr '\n' ' ')
+  record nginx $(measure "http://127.0.0.1:$NGX_PORT/" "$NGX_PID" $NGX_WORKERS)
+  kill "$NGX_PID"; wait "$NGX_PID" 2>/dev/null || true
+done
+
+pct() { python3 -c "print(f'{(float($1)/float($2)-1)*100:+.1f}%')"; }
+echo
+echo "| setup ($WORKERS worker(s)) | requests/s | p50 ms | p99 ms | proxy CPU µs/request | requests/s vs weft, no filters |"
+echo "|---|---:|---:|---:|---:|---:|"
+for name in direct weft_plain weft_example weft_noop5 nginx; do
+  label=$name
+  case $name in
+    direct) label="upstream directly";;
+    weft_plain) label="weft, no filters";;
+    weft_example) label="weft, example filter (request-id)";;
+    weft_noop5) label="weft, 5 no-op filters";;
+    nginx) label="nginx reverse proxy";;
+  esac
+  echo "| $label | ${BEST_RPS[$name]} | ${BEST_P50[$name]} | ${BEST_P99[$name]} | ${BEST_CPU[$name]} | $(pct "${BEST_RPS[$name]}" "${BEST_RPS[weft_plain]}") |"
+done
