@@ -126,3 +126,53 @@ async fn a_100mb_response_body_streams_through_without_growing_memory() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_upstream_refusing_an_upload_early_is_heard() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("a");
+    let weft = Weft::start(&config(up.addr));
+    let addr = weft.addr("edge");
+    // A raw client: it keeps sending while it reads, as curl does, so it sees an answer
+    // that comes before the end of its upload (hyper's client reports the broken pipe
+    // instead).
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let size = 32u64 << 20;
+    let head = format!("POST /early HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {size}\r\n\r\n");
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 << 10];
+        let mut sent = 0;
+        while sent < size {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len() as u64;
+        }
+    });
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), rd.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "the upstream's early answer, not a 502: {answer:?}"
+    );
+    writer.abort();
+    // The proxy keeps serving, on a fresh upstream connection.
+    let mut c = Conn::open(addr, Version::H1).await;
+    let ok = c
+        .send(request(
+            Version::H1,
+            addr,
+            Method::POST,
+            "/echo",
+            &[],
+            Repeat::new(1 << 20).boxed(),
+        ))
+        .await;
+    assert_eq!(ok.json()["body_len"], 1 << 20);
+}

@@ -304,3 +304,89 @@ async fn workers_flag_sets_the_number_of_worker_threads() {
         assert_eq!(client::get(addr, "/w", &[]).await.status, 200);
     }
 }
+
+/// An HTTP/1.0-style upstream: answers every request with a body delimited by closing
+/// the connection. Returns its address; serves until the test ends.
+fn close_delimited_upstream() -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream
+                .write_all(b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end");
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn bodies_framed_by_length_chunks_or_close_are_relayed() {
+    let up = Upstream::start("a");
+    let old = close_delimited_upstream();
+    let config = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ prefix: /old }}
+        cluster: old
+      - cluster: a
+clusters:
+  a:
+    endpoints: ["{}"]
+  old:
+    endpoints: ["{old}"]
+"#,
+        up.addr
+    );
+    let weft = Weft::start(&config);
+    let addr = weft.addr("edge");
+    for version in [Version::H1, Version::H2] {
+        let mut c = Conn::open(addr, version).await;
+        let chunked = c
+            .send(request(
+                version,
+                addr,
+                Method::GET,
+                "/chunked/300000",
+                &[],
+                empty(),
+            ))
+            .await;
+        assert_eq!(chunked.body.len(), 300_000, "{version:?}");
+        let sized = c
+            .send(request(
+                version,
+                addr,
+                Method::GET,
+                "/bytes/70000",
+                &[],
+                empty(),
+            ))
+            .await;
+        assert_eq!(sized.body.len(), 70_000);
+        let head = c
+            .send(request(
+                version,
+                addr,
+                Method::HEAD,
+                "/bytes/70000",
+                &[],
+                empty(),
+            ))
+            .await;
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty(), "HEAD has no body");
+        for _ in 0..3 {
+            let closed = c
+                .send(request(version, addr, Method::GET, "/old", &[], empty()))
+                .await;
+            assert_eq!(&closed.body[..], b"until the end", "{version:?}");
+        }
+    }
+}

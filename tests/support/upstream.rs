@@ -69,7 +69,19 @@ async fn answer(
             let body = Repeat::new(n.parse().unwrap_or(0));
             return Ok(Response::new(body.boxed()));
         }
+        ["chunked", n] => {
+            // Length not announced: sent with chunked transfer coding.
+            let body = Repeat::new(n.parse().unwrap_or(0)).unannounced();
+            return Ok(Response::new(body.boxed()));
+        }
         ["drop"] => return Err(std::io::Error::other("dropping the connection")),
+        ["early"] => {
+            // Refuses without reading the request body (as an upstream refusing a large
+            // upload does).
+            let mut r = Response::new(full("too large, not reading it"));
+            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return Ok(r);
+        }
         _ => {}
     }
     let method = req.method().to_string();
@@ -110,6 +122,7 @@ async fn answer(
 pub struct Repeat {
     left: u64,
     chunk: Bytes,
+    announced: bool,
 }
 
 impl Repeat {
@@ -118,7 +131,14 @@ impl Repeat {
         Repeat {
             left: n,
             chunk: Bytes::from(vec![b'x'; 64 << 10]),
+            announced: true,
         }
+    }
+
+    /// Without telling its length up front (so HTTP/1.1 sends it chunked).
+    pub fn unannounced(mut self) -> Repeat {
+        self.announced = false;
+        self
     }
 }
 
@@ -143,7 +163,11 @@ impl http_body::Body for Repeat {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.left)
+        if self.announced {
+            http_body::SizeHint::with_exact(self.left)
+        } else {
+            http_body::SizeHint::default()
+        }
     }
 }
 

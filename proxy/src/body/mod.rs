@@ -28,8 +28,9 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// A body streaming from a peer (the client's request, the upstream's response).
     Incoming(Incoming),
-    /// An upstream response body whose connection goes back to the pool at its end.
-    Upstream(crate::upstream::pool::UpstreamBody),
+    /// An upstream HTTP/1.1 response body, read from its connection, which goes back
+    /// to the pool at the body's end.
+    H1(crate::upstream::h1::H1Body),
     /// A body produced by a task (a filter processing chunks).
     Channel(ChannelBody),
     /// A request body that is recorded while it streams, so it can be sent again.
@@ -56,7 +57,7 @@ impl std::fmt::Debug for ProxyBody {
             ProxyBody::Empty => "empty",
             ProxyBody::Full(_) => "full",
             ProxyBody::Incoming(_) => "incoming",
-            ProxyBody::Upstream(_) => "upstream",
+            ProxyBody::H1(_) => "upstream-h1",
             ProxyBody::Channel(_) => "channel",
             ProxyBody::Replay(_) => "replay",
             ProxyBody::Observed(_) => "observed",
@@ -77,7 +78,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::H1(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Channel(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Replay(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Observed(b) => Pin::new(b.as_mut()).poll_frame(cx),
@@ -89,7 +90,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => true,
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Incoming(b) => b.is_end_stream(),
-            ProxyBody::Upstream(b) => b.is_end_stream(),
+            ProxyBody::H1(b) => b.is_end_stream(),
             ProxyBody::Channel(b) => b.is_end_stream(),
             ProxyBody::Replay(b) => b.is_end_stream(),
             ProxyBody::Observed(b) => b.is_end_stream(),
@@ -101,7 +102,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Incoming(b) => b.size_hint(),
-            ProxyBody::Upstream(b) => b.size_hint(),
+            ProxyBody::H1(b) => b.size_hint(),
             ProxyBody::Channel(_) => SizeHint::default(),
             ProxyBody::Replay(b) => b.size_hint(),
             ProxyBody::Observed(b) => b.size_hint(),

@@ -1,9 +1,11 @@
-//! Opening a connection to an endpoint and starting HTTP on it.
+//! Opening a connection to an endpoint and starting HTTP on it: HTTP/1.1 connections are
+//! driven by the requests using them (see [`super::h1`]); an HTTP/2 connection, shared
+//! by concurrent requests, runs in a task of its own.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
@@ -13,8 +15,8 @@ use crate::error::UpstreamFailure;
 
 /// A connection ready to send requests on.
 pub enum Conn {
-    /// HTTP/1.1: one request at a time.
-    H1(http1::SendRequest<ProxyBody>),
+    /// HTTP/1.1: one request at a time, driven by its user.
+    H1(Box<super::h1::H1Conn>),
     /// HTTP/2: many at once.
     H2(http2::SendRequest<ProxyBody>),
 }
@@ -41,7 +43,6 @@ pub async fn connect(
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(stream);
     let handshake_failed = |e: hyper::Error| {
         (
             UpstreamFailure::ConnectFailure,
@@ -49,19 +50,9 @@ pub async fn connect(
         )
     };
     match protocol {
-        UpstreamProtocol::Http1 => {
-            let (send, conn) = http1::Builder::new()
-                .handshake(io)
-                .await
-                .map_err(handshake_failed)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%addr, "upstream connection ended: {e}");
-                }
-            });
-            Ok(Conn::H1(send))
-        }
+        UpstreamProtocol::Http1 => Ok(Conn::H1(super::h1::H1Conn::new(stream))),
         UpstreamProtocol::Http2 => {
+            let io = TokioIo::new(stream);
             let (send, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Duration::from_secs(30))

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod connect;
+pub mod h1;
 pub mod outbound;
 pub mod pool;
 pub mod send;

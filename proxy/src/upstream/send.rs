@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 
-use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
-use hyper::client::conn::{http1, http2};
+use http::{HeaderMap, Method, Request, Uri, Version};
+use hyper::client::conn::http2;
 
 use super::cluster::Cluster;
 use super::connect::{connect, Conn};
-use super::pool::{self, UpstreamBody};
+use super::h1::{self, H1Conn};
+use super::pool;
 use crate::body::ProxyBody;
 use crate::config::model::UpstreamProtocol;
 use crate::error::UpstreamFailure;
@@ -66,41 +67,29 @@ fn classify(e: &hyper::Error) -> UpstreamFailure {
     }
 }
 
+/// An HTTP/2 request for hyper's client.
 fn build(
     head: RequestHead,
-    protocol: UpstreamProtocol,
     body: ProxyBody,
     addr: SocketAddr,
 ) -> Result<Request<ProxyBody>, AttemptError> {
-    let bad = |what: &str| {
-        AttemptError::new(
-            UpstreamFailure::ProtocolError,
-            format!("cannot build the upstream request: {what}"),
-            Some(addr),
-        )
-    };
-    let (uri, version) = match protocol {
-        // Origin form: the parsed path as it is, no copy.
-        UpstreamProtocol::Http1 => (Uri::from(head.path), Version::HTTP_11),
-        UpstreamProtocol::Http2 => {
-            let uri = Uri::builder()
-                .scheme("http")
-                .authority(head.authority.as_str())
-                .path_and_query(head.path)
-                .build()
-                .map_err(|_| bad("invalid authority"))?;
-            (uri, Version::HTTP_2)
-        }
-    };
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(head.authority.as_str())
+        .path_and_query(head.path)
+        .build()
+        .map_err(|_| {
+            AttemptError::new(
+                UpstreamFailure::ProtocolError,
+                "invalid authority",
+                Some(addr),
+            )
+        })?;
     let mut req = Request::new(body);
     *req.method_mut() = head.method;
     *req.uri_mut() = uri;
-    *req.version_mut() = version;
+    *req.version_mut() = Version::HTTP_2;
     *req.headers_mut() = head.headers;
-    if protocol == UpstreamProtocol::Http1 {
-        let host = HeaderValue::from_str(&head.authority).map_err(|_| bad("invalid authority"))?;
-        req.headers_mut().insert(http::header::HOST, host);
-    }
     Ok(req)
 }
 
@@ -121,10 +110,9 @@ pub async fn send(
         ));
     };
     cluster.stats.attempts.inc();
-    let req = build(head, cluster.protocol, body, addr)?;
     let result = match cluster.protocol {
-        UpstreamProtocol::Http1 => send_h1(cluster, addr, req).await,
-        UpstreamProtocol::Http2 => send_h2(cluster, addr, req).await,
+        UpstreamProtocol::Http1 => send_h1(cluster, addr, head, body).await,
+        UpstreamProtocol::Http2 => send_h2(cluster, addr, build(head, body, addr)?).await,
     };
     if let Err(e) = &result {
         cluster.stats.failed(e.failure);
@@ -140,12 +128,9 @@ async fn new_conn(cluster: &Cluster, addr: SocketAddr) -> Result<Conn, AttemptEr
         .map_err(|(failure, detail)| AttemptError::new(failure, detail, Some(addr)))
 }
 
-async fn fresh_h1(
-    cluster: &Cluster,
-    addr: SocketAddr,
-) -> Result<http1::SendRequest<ProxyBody>, AttemptError> {
+async fn fresh_h1(cluster: &Cluster, addr: SocketAddr) -> Result<Box<H1Conn>, AttemptError> {
     match new_conn(cluster, addr).await? {
-        Conn::H1(s) => Ok(s),
+        Conn::H1(c) => Ok(c),
         Conn::H2(_) => Err(AttemptError::new(
             UpstreamFailure::ProtocolError,
             "expected HTTP/1.1",
@@ -157,48 +142,25 @@ async fn fresh_h1(
 async fn send_h1(
     cluster: &Cluster,
     addr: SocketAddr,
-    mut req: Request<ProxyBody>,
+    head: RequestHead,
+    body: ProxyBody,
 ) -> Result<UpstreamResponse, AttemptError> {
-    let (mut send, mut reused) = match pool::take_h1(addr, cluster.idle_timeout) {
-        Some(s) => (s, true),
+    let (conn, reused) = match pool::take_h1(addr, cluster.idle_timeout) {
+        Some(c) => (c, true),
         None => (fresh_h1(cluster, addr).await?, false),
     };
-    loop {
-        if let Err(e) = send.ready().await {
-            if reused {
-                send = fresh_h1(cluster, addr).await?;
-                reused = false;
-                continue;
-            }
-            return Err(AttemptError::new(
-                classify(&e),
-                format!("{addr}: {e}"),
-                Some(addr),
-            ));
+    match h1::exchange(conn, addr, cluster.max_idle, &head, body).await {
+        Ok((head, body)) => Ok(UpstreamResponse { head, body, addr }),
+        // The kept-alive connection had closed and the request was certainly not acted
+        // on: send it again on a new connection.
+        Err(e) if e.unsent && reused => {
+            let conn = fresh_h1(cluster, addr).await?;
+            h1::exchange(conn, addr, cluster.max_idle, &head, ProxyBody::Empty)
+                .await
+                .map(|(head, body)| UpstreamResponse { head, body, addr })
+                .map_err(|e| AttemptError::new(e.failure, e.detail, Some(addr)))
         }
-        match send.try_send_request(req).await {
-            Ok(resp) => {
-                let (head, incoming) = resp.into_parts();
-                let body = UpstreamBody::pooled(incoming, addr, send, cluster.max_idle);
-                return Ok(UpstreamResponse { head, body, addr });
-            }
-            Err(mut e) => match e.take_message() {
-                // Not sent: a kept-alive connection closed under us. Try a new one.
-                Some(unsent) if reused => {
-                    req = unsent;
-                    send = fresh_h1(cluster, addr).await?;
-                    reused = false;
-                }
-                _ => {
-                    let err = e.into_error();
-                    return Err(AttemptError::new(
-                        classify(&err),
-                        format!("{addr}: {err}"),
-                        Some(addr),
-                    ));
-                }
-            },
-        }
+        Err(e) => Err(AttemptError::new(e.failure, e.detail, Some(addr))),
     }
 }
 

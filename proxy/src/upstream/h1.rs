@@ -1,0 +1,794 @@
+//! A purpose-built HTTP/1.1 client for upstream requests.
+//!
+//! hyper's client gives each connection a task of its own and talks to it through
+//! channels; for a proxy that sends one request at a time per connection, that hand-over
+//! is most of the client's cost. Here the request's own task writes the request head
+//! (framed by the proxy: `content-length` or chunked), streams the body, reads the
+//! response head with `httparse`, and the response body reads straight from the
+//! socket, giving the connection back to the pool at its end.
+//!
+//! What it handles: bodies framed by length, chunks or connection close; `HEAD`, 1xx,
+//! 204 and 304 responses without bodies; an upstream that answers before the request
+//! body is sent (the connection is then not reused); `Connection: close` and HTTP/1.0
+//! responses; kept-alive connections closed by the upstream while idle (found before use
+//! without a system call in the common case, and a request never sent is sent again on a
+//! new connection).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::pool;
+use super::send::RequestHead;
+use crate::body::{BoxError, ProxyBody};
+use crate::error::UpstreamFailure;
+
+/// Largest response head accepted.
+const MAX_HEAD: usize = 64 << 10;
+/// Most response headers accepted.
+const MAX_HEADERS: usize = 128;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 << 10;
+
+/// A kept-alive HTTP/1.1 connection.
+pub struct H1Conn {
+    stream: TcpStream,
+    /// Bytes read past the end of the previous response (none in practice).
+    buf: BytesMut,
+    /// When it was last returned to the pool.
+    pub since: Instant,
+}
+
+/// Why an exchange on a connection failed.
+#[derive(Debug)]
+pub struct H1Error {
+    /// How.
+    pub failure: UpstreamFailure,
+    /// What happened.
+    pub detail: String,
+    /// Whether nothing of the request reached the upstream (it may be sent again).
+    pub unsent: bool,
+}
+
+impl H1Error {
+    fn new(failure: UpstreamFailure, detail: impl Into<String>, unsent: bool) -> Self {
+        H1Error {
+            failure,
+            detail: detail.into(),
+            unsent,
+        }
+    }
+}
+
+fn io_failure(e: &io::Error) -> UpstreamFailure {
+    match e.kind() {
+        io::ErrorKind::TimedOut => UpstreamFailure::Timeout,
+        _ => UpstreamFailure::Reset,
+    }
+}
+
+impl H1Conn {
+    /// Wraps a connected stream.
+    pub fn new(stream: TcpStream) -> Box<H1Conn> {
+        Box::new(H1Conn {
+            stream,
+            buf: BytesMut::new(),
+            since: Instant::now(),
+        })
+    }
+
+    /// Whether the upstream has closed this idle connection (or sent something it
+    /// should not have). Costs a system call only when the socket reports activity.
+    pub fn is_stale(&self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body.
+    Empty,
+    /// This many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the connection closes.
+    Close,
+}
+
+/// Writes the request head, then the body, framed.
+fn encode_head(head: &RequestHead, framing: Framing, out: &mut Vec<u8>) {
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.path.as_str().as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(head.authority.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &head.headers {
+        if name == http::header::CONTENT_LENGTH || name == http::header::HOST {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Empty | Framing::Close => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa(n: u64) -> String {
+    n.to_string()
+}
+
+/// How a request body will be framed, from what is known about it.
+fn request_framing(method: &Method, body: &ProxyBody) -> Framing {
+    let hint = body.size_hint();
+    match hint.exact() {
+        Some(0) if body.is_end_stream() => {
+            // Methods that usually carry a body say so explicitly.
+            if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+                Framing::Length(0)
+            } else {
+                Framing::Empty
+            }
+        }
+        Some(n) => Framing::Length(n),
+        None => Framing::Chunked,
+    }
+}
+
+/// Whether a request of this method may be sent again when the connection closed
+/// before answering (RFC 9110 section 9.2.2: a proxy must not retry others itself).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Sends a request on `conn` and reads the response head. On success, the response
+/// body reads from the connection and returns it to the pool at its end.
+pub async fn exchange(
+    mut conn: Box<H1Conn>,
+    addr: SocketAddr,
+    max_idle: usize,
+    head: &RequestHead,
+    mut body: ProxyBody,
+) -> Result<(http::response::Parts, ProxyBody), H1Error> {
+    let framing = request_framing(&head.method, &body);
+    let bodiless = body.is_end_stream();
+    let mut out = Vec::with_capacity(512);
+    encode_head(head, framing, &mut out);
+    // A small body already here goes out with the head, in one write.
+    if let (ProxyBody::Full(Some(b)), Framing::Length(_)) = (&body, framing) {
+        if b.len() <= 16 << 10 {
+            out.extend_from_slice(b);
+            body = ProxyBody::Empty;
+        }
+    }
+    if let Err(e) = conn.stream.write_all(&out).await {
+        return Err(H1Error::new(
+            io_failure(&e),
+            format!("{addr}: writing the request: {e}"),
+            bodiless,
+        ));
+    }
+    let mut write_failed: Option<(UpstreamFailure, String)> = None;
+    let sent_all = if body.is_end_stream() {
+        true
+    } else {
+        // Stream the body while watching for an answer that comes before its end (an
+        // upstream refusing an upload): then stop sending, and do not reuse the
+        // connection. `peek` waits for real data (or the end), not stale readiness.
+        let (mut reader, mut writer) = conn.stream.split();
+        let send = write_body(&mut writer, &mut body, framing);
+        tokio::pin!(send);
+        let mut probe = [0u8; 1];
+        let early = reader.peek(&mut probe);
+        tokio::pin!(early);
+        tokio::select! {
+            biased;
+            r = &mut send => match r {
+                Ok(()) => true,
+                Err(e) => {
+                    // An upstream that answered early may close without reading the rest:
+                    // its answer, if any, is what the client should get.
+                    write_failed = Some(e);
+                    false
+                }
+            },
+            _ = &mut early => false,
+        }
+    };
+    let is_head = head.method == Method::HEAD;
+    let (parts, framing, reuse) =
+        read_head(&mut conn, is_head)
+            .await
+            .map_err(|(failure, detail, nothing_read)| {
+                if let Some((wfailure, wdetail)) = &write_failed {
+                    return H1Error::new(
+                        *wfailure,
+                        format!("{addr}: sending the request body: {wdetail}"),
+                        false,
+                    );
+                }
+                // A kept-alive connection that closed without a byte of answer, for a request
+                // without a body, is the stale-connection race: safe to send again if idempotent.
+                let unsent = nothing_read
+                    && failure == UpstreamFailure::Reset
+                    && bodiless
+                    && idempotent(&head.method);
+                H1Error::new(failure, format!("{addr}: {detail}"), unsent)
+            })?;
+    let reusable = sent_all && reuse && framing != Framing::Close;
+    let body = H1Body::start(conn, addr, max_idle, framing, reusable);
+    Ok((parts, body))
+}
+
+async fn write_body(
+    writer: &mut tokio::net::tcp::WriteHalf<'_>,
+    body: &mut ProxyBody,
+    framing: Framing,
+) -> Result<(), (UpstreamFailure, String)> {
+    let chunked = framing == Framing::Chunked;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            (
+                UpstreamFailure::Reset,
+                format!("the client's body failed: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let r = if chunked {
+            let size = format!("{:x}\r\n", data.len());
+            let mut chunk = Vec::with_capacity(size.len() + data.len() + 2);
+            chunk.extend_from_slice(size.as_bytes());
+            chunk.extend_from_slice(&data);
+            chunk.extend_from_slice(b"\r\n");
+            writer.write_all(&chunk).await
+        } else {
+            writer.write_all(&data).await
+        };
+        r.map_err(|e| (io_failure(&e), e.to_string()))?;
+    }
+    if chunked {
+        writer
+            .write_all(b"0\r\n\r\n")
+            .await
+            .map_err(|e| (io_failure(&e), e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Whether the upstream lets the connection be reused, by its version and `Connection`.
+fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+    let conn = headers
+        .get(http::header::CONNECTION)
+        .and_then(|v| v.to_str().ok());
+    let says = |token: &str| {
+        conn.is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    match version {
+        Version::HTTP_10 => says("keep-alive"),
+        _ => !says("close"),
+    }
+}
+
+/// Reads into the connection's buffer; Ok(0) at end of stream.
+async fn fill(conn: &mut H1Conn) -> io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    if conn.buf.capacity() - conn.buf.len() < 1024 {
+        conn.buf.reserve(READ_CHUNK);
+    }
+    conn.stream.read_buf(&mut conn.buf).await
+}
+
+/// Reads a response head, skipping 1xx answers. The error says whether any byte came.
+async fn read_head(
+    conn: &mut H1Conn,
+    is_head: bool,
+) -> Result<(http::response::Parts, Framing, bool), (UpstreamFailure, String, bool)> {
+    let mut read_any = !conn.buf.is_empty();
+    loop {
+        if !conn.buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(&conn.buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let parsed = build_parts(&resp)?;
+                    conn.buf.advance(len);
+                    let (parts, framing, reuse) = parsed;
+                    if parts.status.is_informational()
+                        && parts.status != StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        continue; // 100 Continue and friends: the real answer follows.
+                    }
+                    let framing = if is_head
+                        || parts.status.is_informational()
+                        || parts.status == StatusCode::NO_CONTENT
+                        || parts.status == StatusCode::NOT_MODIFIED
+                    {
+                        Framing::Empty
+                    } else {
+                        framing
+                    };
+                    return Ok((parts, framing, reuse));
+                }
+                Ok(httparse::Status::Partial) if conn.buf.len() > MAX_HEAD => {
+                    return Err((
+                        UpstreamFailure::ProtocolError,
+                        "response head too large".into(),
+                        false,
+                    ));
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(e) => {
+                    return Err((
+                        UpstreamFailure::ProtocolError,
+                        format!("invalid response: {e}"),
+                        false,
+                    ))
+                }
+            }
+        }
+        match fill(conn).await {
+            Ok(0) => {
+                let msg = if read_any {
+                    "connection closed mid-response"
+                } else {
+                    "connection closed before a response"
+                };
+                return Err((UpstreamFailure::Reset, msg.into(), !read_any));
+            }
+            Ok(_) => read_any = true,
+            Err(e) => {
+                return Err((
+                    io_failure(&e),
+                    format!("reading the response: {e}"),
+                    !read_any,
+                ))
+            }
+        }
+    }
+}
+
+type Fail = (UpstreamFailure, String, bool);
+
+/// The response head as the proxy passes it on, how its body is framed, and whether the
+/// connection may be reused. The version is the proxy's own (HTTP/1.1): the upstream's
+/// only decides reuse.
+fn build_parts(
+    resp: &httparse::Response<'_, '_>,
+) -> Result<(http::response::Parts, Framing, bool), Fail> {
+    let bad = |what: &str| {
+        (
+            UpstreamFailure::ProtocolError,
+            format!("invalid response: {what}"),
+            false,
+        )
+    };
+    let status = resp
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| bad("status"))?;
+    let version = if resp.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("header name"))?;
+        if name == http::header::TRANSFER_ENCODING {
+            let v = std::str::from_utf8(h.value).map_err(|_| bad("transfer-encoding"))?;
+            chunked = v
+                .split(',')
+                .next_back()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
+            if !chunked {
+                return Err(bad("unsupported transfer-encoding"));
+            }
+        } else if name == http::header::CONTENT_LENGTH {
+            let n: u64 = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| bad("content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad("conflicting content-length"));
+            }
+            length = Some(n);
+        }
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("header value"))?;
+        headers.append(name, value);
+    }
+    let framing = if chunked {
+        // Transfer-Encoding wins over Content-Length (RFC 9112 6.3); drop the length.
+        headers.remove(http::header::CONTENT_LENGTH);
+        Framing::Chunked
+    } else {
+        match length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        }
+    };
+    let reuse = keep_alive(version, &headers);
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    parts.version = Version::HTTP_11;
+    parts.headers = headers;
+    Ok((parts, framing, reuse))
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a size line.
+    Size,
+    /// Inside a chunk, this much left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk.
+    DataEnd,
+    /// Expecting trailers (or the final CRLF).
+    Trailers,
+}
+
+/// A response body read straight from its connection.
+pub struct H1Body {
+    conn: Option<Box<H1Conn>>,
+    addr: SocketAddr,
+    max_idle: usize,
+    framing: Framing,
+    remaining: u64,
+    chunk: Chunk,
+    reusable: bool,
+    done: bool,
+}
+
+impl H1Body {
+    fn start(
+        conn: Box<H1Conn>,
+        addr: SocketAddr,
+        max_idle: usize,
+        framing: Framing,
+        reusable: bool,
+    ) -> ProxyBody {
+        let remaining = if let Framing::Length(n) = framing {
+            n
+        } else {
+            0
+        };
+        let mut b = H1Body {
+            conn: Some(conn),
+            addr,
+            max_idle,
+            framing,
+            remaining,
+            chunk: Chunk::Size,
+            reusable,
+            done: false,
+        };
+        if framing == Framing::Empty {
+            b.finish();
+        }
+        ProxyBody::H1(b)
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        if let Some(conn) = self.conn.take() {
+            if self.reusable {
+                pool::put_h1(self.addr, conn, self.max_idle);
+            }
+        }
+    }
+
+    fn fail(&mut self, msg: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.done = true;
+        self.conn = None;
+        Poll::Ready(Some(Err(msg.into())))
+    }
+
+    /// Reads more into the buffer. Ready(Ok(0)) at end of stream.
+    fn poll_fill(conn: &mut H1Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if conn.buf.capacity() - conn.buf.len() < 1024 {
+            conn.buf.reserve(READ_CHUNK);
+        }
+        let spare = conn.buf.spare_capacity_mut();
+        let mut rb = ReadBuf::uninit(spare);
+        match Pin::new(&mut conn.stream).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                // SAFETY: `poll_read` initialised the first `n` spare bytes.
+                unsafe { conn.buf.set_len(conn.buf.len() + n) };
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    pub(crate) fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            // Serve what is buffered first.
+            match this.framing {
+                Framing::Empty => {
+                    this.finish();
+                    continue;
+                }
+                Framing::Length(_) if this.remaining == 0 => {
+                    this.finish();
+                    continue;
+                }
+                Framing::Length(_) if !conn.buf.is_empty() => {
+                    let n = (conn.buf.len() as u64).min(this.remaining) as usize;
+                    let data = conn.buf.split_to(n).freeze();
+                    this.remaining -= n as u64;
+                    if this.remaining == 0 {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Close if !conn.buf.is_empty() => {
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked if !conn.buf.is_empty() => {
+                    match decode_chunk(&mut conn.buf, &mut this.chunk) {
+                        Ok(Some(ChunkOut::Data(d))) => {
+                            return Poll::Ready(Some(Ok(Frame::data(d))))
+                        }
+                        Ok(Some(ChunkOut::End)) => {
+                            this.finish();
+                            continue;
+                        }
+                        Ok(None) => {} // need more bytes
+                        Err(e) => {
+                            return this.fail(format!("{}: invalid chunked body: {e}", this.addr))
+                        }
+                    }
+                }
+                _ => {}
+            }
+            // Then read more.
+            match Self::poll_fill(conn, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    return this.fail(format!("{}: reading the response body: {e}", this.addr))
+                }
+                Poll::Ready(Ok(0)) => {
+                    if this.framing == Framing::Close {
+                        this.reusable = false;
+                        this.finish();
+                        continue;
+                    }
+                    return this.fail(format!("{}: connection closed mid-body", this.addr));
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Empty => SizeHint::with_exact(0),
+            Framing::Length(_) => SizeHint::with_exact(self.remaining),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+enum ChunkOut {
+    Data(Bytes),
+    End,
+}
+
+/// Decodes what it can of a chunked body from `buf`. `Ok(None)`: more bytes needed.
+fn decode_chunk(buf: &mut BytesMut, state: &mut Chunk) -> Result<Option<ChunkOut>, &'static str> {
+    loop {
+        match *state {
+            Chunk::Size => {
+                let Some(end) = find_crlf(buf) else {
+                    return if buf.len() > 4096 {
+                        Err("chunk size line too long")
+                    } else {
+                        Ok(None)
+                    };
+                };
+                let line = &buf[..end];
+                let hex = line.split(|b| *b == b';').next().unwrap_or(line);
+                let text = std::str::from_utf8(hex).map_err(|_| "chunk size")?.trim();
+                let size = u64::from_str_radix(text, 16).map_err(|_| "chunk size")?;
+                buf.advance(end + 2);
+                *state = if size == 0 {
+                    Chunk::Trailers
+                } else {
+                    Chunk::Data(size)
+                };
+            }
+            Chunk::Data(left) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let n = (buf.len() as u64).min(left) as usize;
+                let data = buf.split_to(n).freeze();
+                *state = if left == n as u64 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left - n as u64)
+                };
+                return Ok(Some(ChunkOut::Data(data)));
+            }
+            Chunk::DataEnd => {
+                if buf.len() < 2 {
+                    return Ok(None);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err("missing CRLF after chunk");
+                }
+                buf.advance(2);
+                *state = Chunk::Size;
+            }
+            Chunk::Trailers => {
+                let Some(end) = find_crlf(buf) else {
+                    return if buf.len() > MAX_HEAD {
+                        Err("trailers too long")
+                    } else {
+                        Ok(None)
+                    };
+                };
+                buf.advance(end + 2);
+                if end == 0 {
+                    return Ok(Some(ChunkOut::End));
+                }
+                // A trailer field: dropped (trailers are not forwarded).
+            }
+        }
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], step: usize) -> Result<Vec<u8>, &'static str> {
+        let mut buf = BytesMut::new();
+        let mut state = Chunk::Size;
+        let mut out = Vec::new();
+        for piece in input.chunks(step) {
+            buf.extend_from_slice(piece);
+            while let Some(o) = decode_chunk(&mut buf, &mut state)? {
+                match o {
+                    ChunkOut::Data(d) => out.extend_from_slice(&d),
+                    ChunkOut::End => return Ok(out),
+                }
+            }
+        }
+        Err("incomplete")
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_split() {
+        let wire = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for step in [1, 2, 3, 7, 64] {
+            assert_eq!(
+                decode_all(wire, step).unwrap(),
+                b"hello, world",
+                "step {step}"
+            );
+        }
+        assert!(decode_all(b"zz\r\n", 64).is_err());
+        assert!(decode_all(b"2\r\nabXX", 64).is_err());
+    }
+
+    #[test]
+    fn request_heads_are_framed_by_the_proxy() {
+        let head = RequestHead {
+            method: Method::POST,
+            authority: "api.test".into(),
+            path: "/a?b=1".parse().unwrap(),
+            headers: {
+                let mut h = HeaderMap::new();
+                h.insert("content-length", "99".parse().unwrap());
+                h.insert("x-one", "1".parse().unwrap());
+                h
+            },
+        };
+        let mut out = Vec::new();
+        encode_head(&head, Framing::Length(5), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "POST /a?b=1 HTTP/1.1\r\nhost: api.test\r\nx-one: 1\r\ncontent-length: 5\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        encode_head(&head, Framing::Chunked, &mut out);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("transfer-encoding: chunked\r\n"));
+    }
+
+    #[test]
+    fn response_heads_decide_framing() {
+        let parse = |raw: &[u8]| {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut r = httparse::Response::new(&mut headers);
+            r.parse(raw).unwrap();
+            build_parts(&r).map(|(p, f, _)| (p.status.as_u16(), f))
+        };
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n").unwrap(),
+            (200, Framing::Length(3))
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n")
+                .unwrap(),
+            (200, Framing::Chunked)
+        );
+        assert_eq!(
+            parse(b"HTTP/1.0 200 OK\r\n\r\n").unwrap(),
+            (200, Framing::Close)
+        );
+        assert!(
+            parse(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n").is_err()
+        );
+        assert!(parse(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n").is_err());
+    }
+}
