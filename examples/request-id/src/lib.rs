@@ -62,23 +62,22 @@ fn well_formed(id: &str) -> bool {
 }
 
 /// A random (version 4) UUID in its usual text form. Written by hand rather than with
-/// `format!`: formatting machinery is slow in wasm, and this runs on every request.
+/// `format!` or 128-bit arithmetic: both are slow in wasm, and this runs per request.
 fn uuid_v4() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut b = (random::u64() as u128) << 64 | random::u64() as u128;
-    b = (b & !(0xf << 76)) | (0x4 << 76); // version 4
-    b = (b & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
-    let mut out = [0u8; 36];
-    let mut nibble = 32;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *slot = b'-';
-        } else {
-            nibble -= 1;
-            *slot = HEX[((b >> (nibble * 4)) & 0xf) as usize];
-        }
+    // The first 16 hex digits, then the last 16; version 4 and the RFC 4122 variant.
+    let hi = (random::u64() & !0xf000) | 0x4000;
+    let lo = (random::u64() & !(0b11 << 62)) | (0b10 << 62);
+    let mut out = [b'-'; 36];
+    let digits = (0..16)
+        .map(|i| (hi >> (60 - 4 * i)) & 0xf)
+        .chain((0..16).map(|i| (lo >> (60 - 4 * i)) & 0xf));
+    let slots = (0..36).filter(|i| !matches!(i, 8 | 13 | 18 | 23));
+    for (slot, digit) in slots.zip(digits) {
+        out[slot] = HEX[digit as usize];
     }
-    out.iter().map(|&c| c as char).collect()
+    // Every byte is an ASCII hex digit or a dash.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 #[weft_sdk::filter]
