@@ -1,6 +1,7 @@
 //! Cost per request of filter chains, measured on the filter host directly (no network):
 //! the request-headers and response-headers phases of a chain of 0, 1 and 5 no-op
-//! filters and of the example request-id filter; and the cost of a new instance.
+//! filters, of the example request-id filter and of the five built-in filters of the
+//! load harness's /chain5 route; and the cost of a new instance.
 //!
 //! Run: `cargo bench -p weft --bench filter_chain` (the README's `make bench` also runs
 //! the load harness). Numbers are reported in benches/README.md.
@@ -21,7 +22,8 @@ use weft::host::bindings::weft::filter::http_client::{
 };
 use weft::host::services::BoxFuture;
 use weft::host::{
-    FilterHost, HostServices, LoadedFilter, Outbound, PhaseCall, RequestCtx, ResponseCtx,
+    Action, FilterHost, HostServices, LoadedFilter, Outbound, PhaseCall, PhaseResult, RequestCtx,
+    ResponseCtx,
 };
 use weft::metrics::Registry;
 
@@ -49,10 +51,14 @@ fn components() -> PathBuf {
 }
 
 fn checked(name: &str, module: PathBuf) -> CheckedFilter {
+    checked_with(name, module, "null")
+}
+
+fn checked_with(name: &str, module: PathBuf, config: &str) -> CheckedFilter {
     CheckedFilter {
         name: name.to_owned(),
         module,
-        config_json: "null".to_owned(),
+        config_json: config.to_owned(),
         files: vec![],
         failure_policy: FailurePolicy::FailOpen,
         failure_status: StatusCode::SERVICE_UNAVAILABLE,
@@ -60,6 +66,31 @@ fn checked(name: &str, module: PathBuf) -> CheckedFilter {
         memory_limit: 16 << 20,
         field: String::new(),
     }
+}
+
+/// An HS256 token signed with the authz test secret, valid for an hour.
+fn token() -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use hmac::Mac;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","kid":"hs-1"}"#);
+    let claims =
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"user-7","aud":"orders","exp":{exp}}}"#));
+    let signed = format!("{header}.{claims}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(
+        b"a shared secret of the test suite, 32+ bytes long",
+    )
+    .unwrap();
+    mac.update(signed.as_bytes());
+    format!(
+        "{signed}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
 }
 
 /// A request like the load harness sends: a handful of ordinary headers.
@@ -106,7 +137,11 @@ fn response() -> Box<ResponseCtx> {
 /// The header phases of a chain, as the exchange runs them: each filter's declared
 /// phases only.
 async fn exchange(chain: &[Arc<LoadedFilter>]) {
-    let mut req = Some(request());
+    exchange_with(chain, request()).await
+}
+
+async fn exchange_with(chain: &[Arc<LoadedFilter>], req: Box<RequestCtx>) {
+    let mut req = Some(req);
     for f in chain.iter().filter(|f| f.info.phases.request_headers) {
         let _ = f.call(PhaseCall::RequestHeaders, &mut req, &mut None).await;
     }
@@ -142,6 +177,56 @@ fn benches(c: &mut Criterion) {
         .map(|i| load(&format!("noop{i}"), "noop.wasm"))
         .collect();
     let request_id = load("request-id", "request-id.wasm");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let jwks = std::fs::read(repo.join("filters/authz/testdata/jwks.json")).unwrap();
+    let load_with = |name: &str, config: &str, files: Vec<(String, Vec<u8>)>| {
+        let mut c = checked_with(name, dir.join(format!("{name}.wasm")), config);
+        c.files = files;
+        Arc::new(rt.block_on(host.load_filter(&c, outbound.clone())).unwrap())
+    };
+    // The same five filters and configuration as the load harness's /chain5 route.
+    let chain5: Vec<Arc<LoadedFilter>> = vec![
+        load_with(
+            "authz",
+            r#"{"jwt":{"audiences":["orders"],"jwks_file":"jwks"}}"#,
+            vec![("jwks".into(), jwks)],
+        ),
+        load_with(
+            "ratelimit",
+            r#"{"rules":[{"name":"ip","key":"client_ip","rate":1000000000,"per":"1s"}]}"#,
+            vec![],
+        ),
+        load_with(
+            "fault",
+            r#"{"abort":{"percent":0},"delay":{"percent":0,"duration":"1ms"}}"#,
+            vec![],
+        ),
+        load_with(
+            "router",
+            r#"{"routes":[{"match":{"path":{"prefix":"/api"}},"cluster":"echo"}]}"#,
+            vec![],
+        ),
+        load_with("retry", "null", vec![]),
+    ];
+    let bearer: http::HeaderValue = format!("Bearer {}", token()).parse().unwrap();
+    let authorized = || {
+        let mut r = request();
+        r.headers
+            .insert(http::header::AUTHORIZATION, bearer.clone());
+        r
+    };
+    // The bench is only meaningful if the chain lets the request through.
+    rt.block_on(async {
+        let mut req = Some(authorized());
+        for f in &chain5 {
+            match f.call(PhaseCall::RequestHeaders, &mut req, &mut None).await {
+                Ok(PhaseResult::Action(Action::Continue | Action::RouteTo(_))) => {}
+                Ok(PhaseResult::Action(a)) => panic!("{} stopped the request: {a:?}", f.name),
+                Ok(_) => {}
+                Err(e) => panic!("{} failed: {e}", f.name),
+            }
+        }
+    });
 
     let mut g = c.benchmark_group("chain_per_request");
     g.bench_function("0_filters", |b| b.iter(|| rt.block_on(exchange(&[]))));
@@ -150,6 +235,14 @@ fn benches(c: &mut Criterion) {
     g.bench_function("request_id", |b| {
         b.iter(|| rt.block_on(exchange(std::slice::from_ref(&request_id))))
     });
+    g.bench_function("5_builtin_authz_ratelimit_fault_router_retry", |b| {
+        b.iter(|| rt.block_on(exchange_with(&chain5, authorized())))
+    });
+    for f in &chain5 {
+        g.bench_function(format!("builtin_{}", f.name), |b| {
+            b.iter(|| rt.block_on(exchange_with(std::slice::from_ref(f), authorized())))
+        });
+    }
     g.finish();
 
     let module = host.load_module(&dir.join("noop.wasm")).unwrap();

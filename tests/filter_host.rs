@@ -322,3 +322,20 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[tokio::test]
+async fn only_filters_that_can_call_out_are_called_asynchronously() {
+    let dir = tempdir();
+    let host = host(&dir);
+    for (name, wants_async) in [
+        ("authz", false),
+        ("ext-authz", true),
+        ("retry", false),
+        ("request-id", false),
+    ] {
+        let module = host
+            .load_module(&support::filters::component(name))
+            .unwrap();
+        assert_eq!(module.needs_async, wants_async, "{name}");
+    }
+}

@@ -4,7 +4,9 @@
 #   2. weft with no filters,
 #   3. weft with the example filter (request-id),
 #   4. weft with a chain of five no-op filters,
-#   5. nginx as a reverse proxy,
+#   5. weft with the five built-in filters (authz with a JWT, ratelimit, fault at 0%,
+#      router, retry),
+#   6. nginx as a reverse proxy,
 # each proxy on the same number of worker threads, pinned to the same cores.
 #
 # Usage: benches/load/run.sh            (after `make build`)
@@ -107,6 +109,10 @@ listeners:
         match: { prefix: /noop5 }
         cluster: up
         filters: [n1, n2, n3, n4, n5]
+      - name: chain5
+        match: { prefix: /chain5 }
+        cluster: up
+        filters: [authz, ratelimit, fault, router, retry]
       - name: plain
         cluster: up
 clusters:
@@ -120,7 +126,33 @@ filters:
   n3: { module: $ROOT/target/filters/noop.wasm }
   n4: { module: $ROOT/target/filters/noop.wasm }
   n5: { module: $ROOT/target/filters/noop.wasm }
+  authz:
+    module: $ROOT/target/filters/authz.wasm
+    files: { jwks: $ROOT/filters/authz/testdata/jwks.json }
+    config: { jwt: { audiences: [orders], jwks_file: jwks } }
+  ratelimit:
+    module: $ROOT/target/filters/ratelimit.wasm
+    config: { rules: [{ name: ip, key: client_ip, rate: 1000000000, per: 1s }] }
+  fault:
+    module: $ROOT/target/filters/fault.wasm
+    config: { abort: { percent: 0 }, delay: { percent: 0, duration: 1ms } }
+  router:
+    module: $ROOT/target/filters/router.wasm
+    config: { routes: [{ match: { path: { prefix: /chain5 } }, cluster: up }] }
+  retry:
+    module: $ROOT/target/filters/retry.wasm
 YAML
+
+# An HS256 token for the authz filter (the test key in filters/authz/testdata).
+TOKEN=$(python3 - <<'PY'
+import base64, hashlib, hmac, json, time
+b = lambda x: base64.urlsafe_b64encode(x).rstrip(b"=").decode()
+head = b(json.dumps({"alg": "HS256", "kid": "hs-1"}).encode())
+body = b(json.dumps({"sub": "bench", "aud": "orders", "exp": int(time.time()) + 86400}).encode())
+sig = hmac.new(b"a shared secret of the test suite, 32+ bytes long", f"{head}.{body}".encode(), hashlib.sha256).digest()
+print(f"{head}.{body}.{b(sig)}")
+PY
+)
 
 # CPU time (user + system, in clock ticks) of a set of processes.
 cpu_ticks() {
@@ -132,12 +164,15 @@ cpu_ticks() {
 }
 
 # One wrk run: prints "rps p50_ms p99_ms cpu_us_per_request" (CPU of the given pids).
+# WRK_HEADER, when set, is sent with every request.
 measure() {
   local url=$1; shift
-  taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null 2>&1 || true
+  local hdr=()
+  [ -n "${WRK_HEADER:-}" ] && hdr=(-H "$WRK_HEADER")
+  taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d2s "${hdr[@]}" "$url" >/dev/null 2>&1 || true
   local out t0 t1
   t0=$(cpu_ticks "$@")
-  out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+  out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" "$url")
   t1=$(cpu_ticks "$@")
   local rps p50 p99 errors reqs cpu
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -172,6 +207,7 @@ for round in $(seq 1 "$ROUNDS"); do
   record weft_plain $(measure "http://127.0.0.1:$WEFT_PORT/plain" "$WEFT_PID")
   record weft_example $(measure "http://127.0.0.1:$WEFT_PORT/example" "$WEFT_PID")
   record weft_noop5 $(measure "http://127.0.0.1:$WEFT_PORT/noop5" "$WEFT_PID")
+  record weft_chain5 $(WRK_HEADER="authorization: Bearer $TOKEN" measure "http://127.0.0.1:$WEFT_PORT/chain5" "$WEFT_PID")
   kill "$WEFT_PID"; wait "$WEFT_PID" 2>/dev/null || true
 
   taskset -c "$PROXY_CPUS" nginx -c "$WORK/ngx/nginx.conf" -p "$WORK/ngx" -e stderr &
@@ -186,13 +222,14 @@ pct() { python3 -c "print(f'{(float($1)/float($2)-1)*100:+.1f}%')"; }
 echo
 echo "| setup ($WORKERS worker(s)) | requests/s | p50 ms | p99 ms | proxy CPU µs/request | requests/s vs weft, no filters |"
 echo "|---|---:|---:|---:|---:|---:|"
-for name in direct weft_plain weft_example weft_noop5 nginx; do
+for name in direct weft_plain weft_example weft_noop5 weft_chain5 nginx; do
   label=$name
   case $name in
     direct) label="upstream directly";;
     weft_plain) label="weft, no filters";;
     weft_example) label="weft, example filter (request-id)";;
     weft_noop5) label="weft, 5 no-op filters";;
+    weft_chain5) label="weft, authz+ratelimit+fault+router+retry";;
     nginx) label="nginx reverse proxy";;
   esac
   echo "| $label | ${BEST_RPS[$name]} | ${BEST_P50[$name]} | ${BEST_P99[$name]} | ${BEST_CPU[$name]} | $(pct "${BEST_RPS[$name]}" "${BEST_RPS[weft_plain]}") |"

@@ -65,8 +65,10 @@ mod response;
 mod summary;
 
 pub mod clock;
+pub mod config;
 pub mod http;
 pub mod log;
+pub mod matching;
 pub mod metrics;
 pub mod random;
 pub mod state;

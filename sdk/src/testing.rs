@@ -303,6 +303,14 @@ impl TestResponse {
     }
 }
 
+/// Runs `f` with a test request as the SDK's [`Request`], for testing helpers that take
+/// one (such as [`crate::matching::Match::matches`]).
+pub fn with_request<R>(req: &mut TestRequest, f: impl FnOnce(&mut Request) -> R) -> R {
+    f(&mut Request {
+        raw: RequestHandle(req),
+    })
+}
+
 /// A handler standing in for a cluster in tests.
 type ClusterMock = Box<dyn FnMut(&OutboundRequest) -> Result<OutboundResponse, CallError>>;
 

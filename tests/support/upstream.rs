@@ -75,6 +75,31 @@ async fn answer(
             return Ok(Response::new(body.boxed()));
         }
         ["drop"] => return Err(std::io::Error::other("dropping the connection")),
+        ["flaky", percent] => {
+            // Fails with 503 this share of the time.
+            let p: f64 = percent.parse().unwrap_or(0.0);
+            if fastrand::f64() * 100.0 < p {
+                let mut r = Response::new(full("flaky failure"));
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                return Ok(r);
+            }
+        }
+        ["check", ..] => {
+            // An authorization service: allows `Bearer good`, with a tenant header.
+            let auth = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            if auth == Some("Bearer good") {
+                let mut r = Response::new(full("ok"));
+                r.headers_mut().insert("x-tenant", "acme".parse().unwrap());
+                return Ok(r);
+            }
+            let mut r = Response::new(full("denied by the authorization service"));
+            *r.status_mut() = StatusCode::FORBIDDEN;
+            r.headers_mut().insert("x-authz", "denied".parse().unwrap());
+            return Ok(r);
+        }
         ["early"] => {
             // Refuses without reading the request body (as an upstream refusing a large
             // upload does).

@@ -190,22 +190,25 @@ pub fn build(req: &BuildRequest) -> Result<Vec<Built>, BuildError> {
         selected.len(),
         toolchain.describe()
     );
-    let mut cmd = toolchain.cargo_build();
-    cmd.arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--lib")
-        .env("CARGO_TARGET_DIR", &target_dir);
+    // One cargo invocation per crate: cargo unifies the features of crates built
+    // together, and a filter must be built with exactly its own (authz and ext-authz are
+    // the same code with different features).
     for p in &selected {
+        let mut cmd = toolchain.cargo_build();
+        cmd.arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--lib")
+            .env("CARGO_TARGET_DIR", &target_dir);
         cmd.args(["-p", &p.name]);
-    }
-    if !req.verbose {
-        cmd.arg("--quiet");
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| BuildError::Cargo(format!("cannot run cargo: {e}")))?;
-    if !status.success() {
-        return Err(BuildError::Cargo(status.to_string()));
+        if !req.verbose {
+            cmd.arg("--quiet");
+        }
+        let status = cmd
+            .status()
+            .map_err(|e| BuildError::Cargo(format!("cannot run cargo: {e}")))?;
+        if !status.success() {
+            return Err(BuildError::Cargo(format!("{}: {status}", p.name)));
+        }
     }
 
     std::fs::create_dir_all(&out_dir).map_err(|source| BuildError::Write {
