@@ -73,6 +73,7 @@ pub mod metrics;
 pub mod random;
 pub mod state;
 pub mod testing;
+pub mod text;
 
 #[doc(hidden)]
 pub mod __private;

@@ -94,11 +94,13 @@ impl Request<'_> {
 
     /// The client's IP address, without the port.
     pub fn client_ip(&self) -> String {
-        let addr = self.client_address();
-        match addr.parse::<std::net::SocketAddr>() {
-            Ok(sa) => sa.ip().to_string(),
-            Err(_) => addr,
-        }
+        let mut addr = self.client_address();
+        let ip = strip_port(&addr);
+        let (start, len) = (ip.as_ptr() as usize - addr.as_ptr() as usize, ip.len());
+        // In place: no parsing and re-printing (which costs in wasm).
+        addr.truncate(start + len);
+        addr.drain(..start);
+        addr
     }
 
     /// The client's verified identity (a SPIFFE ID from its mTLS certificate).
@@ -158,5 +160,30 @@ impl Request<'_> {
     /// [`crate::UpstreamFailure::Timeout`].
     pub fn set_try_timeout(&mut self, timeout: Duration) {
         self.raw.set_try_timeout(millis(timeout))
+    }
+}
+
+/// `1.2.3.4:5` → `1.2.3.4`, `[::1]:5` → `::1`; an address without a port is kept.
+fn strip_port(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split_once(']').map_or(addr, |(ip, _)| ip);
+    }
+    match addr.rsplit_once(':') {
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => ip,
+        _ => addr,
+    }
+}
+
+#[cfg(test)]
+mod strip_port_tests {
+    use super::strip_port;
+
+    #[test]
+    fn strips_the_port_of_v4_and_v6_addresses() {
+        assert_eq!(strip_port("10.1.2.3:40000"), "10.1.2.3");
+        assert_eq!(strip_port("[::1]:443"), "::1");
+        assert_eq!(strip_port("[2001:db8::7]:8080"), "2001:db8::7");
+        assert_eq!(strip_port("2001:db8::7"), "2001:db8::7");
+        assert_eq!(strip_port("10.1.2.3"), "10.1.2.3");
     }
 }

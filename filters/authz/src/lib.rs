@@ -62,7 +62,9 @@ mod rbac;
 #[cfg(feature = "ext-authz")]
 mod ext;
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -148,7 +150,13 @@ pub struct Config {
 struct Jwt {
     keys: Vec<jwks::Entry>,
     config: JwtConfig,
+    /// Tokens this instance verified recently, with their claims: a hit costs no host
+    /// call, no hashing and no JSON. Bounded; emptied when full.
+    recent: RefCell<HashMap<String, Rc<Map<String, Value>>>>,
 }
+
+/// Entries of an instance's own token cache before it is emptied.
+const RECENT_TOKENS: usize = 512;
 
 struct Metrics {
     allowed: Counter,
@@ -173,7 +181,7 @@ pub struct Authz {
 /// What authentication found.
 enum Principal {
     /// A valid token's claims.
-    Token(Map<String, Value>),
+    Token(Rc<Map<String, Value>>),
     /// No token (and none required).
     Anonymous,
 }
@@ -228,11 +236,15 @@ impl Jwt {
             "jwt.jwks_file"
         };
         let keys = jwks::parse(&raw).map_err(|e| format!("{field}: {e}"))?;
-        Ok(Jwt { keys, config })
+        Ok(Jwt {
+            keys,
+            config,
+            recent: RefCell::default(),
+        })
     }
 
-    /// Verifies (or finds in the cache) a token.
-    fn verify(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
+    /// Verifies (or finds in a cache) a token.
+    fn verify(&self, token: &str) -> Result<Rc<Map<String, Value>>, TokenError> {
         let now = clock::now_secs();
         let expect = jwt::Expectations {
             issuer: self.config.issuer.as_deref(),
@@ -240,32 +252,50 @@ impl Jwt {
             skew_secs: self.config.clock_skew.as_secs(),
             now_secs: now,
         };
-        let cache = self.config.cache.filter(|d| !d.is_zero());
-        let key = cache.map(|_| {
-            let digest = sha2::Sha256::digest(token.as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("tok:{hex}")
-        });
-        if let Some(key) = &key {
-            if let Some(bytes) = state::get(key) {
-                if let Ok(claims) = serde_json::from_slice::<Map<String, Value>>(&bytes) {
-                    // Still checked: the cache may hold a token across its nbf or exp.
-                    jwt::check_claims(&claims, &expect)?;
-                    return Ok(claims);
-                }
+        let Some(ttl) = self.config.cache.filter(|d| !d.is_zero()) else {
+            return jwt::verify(token, &self.keys, &expect).map(Rc::new);
+        };
+        if let Some(claims) = self.recent.borrow().get(token) {
+            // Still checked: a cache may hold a token across its nbf or exp.
+            jwt::check_claims(claims, &expect)?;
+            return Ok(claims.clone());
+        }
+        let claims = Rc::new(self.verify_shared(token, ttl, &expect)?);
+        let mut recent = self.recent.borrow_mut();
+        if recent.len() >= RECENT_TOKENS {
+            recent.clear();
+        }
+        recent.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    /// Verifies a token or finds it in the cache all workers share, keyed by its
+    /// digest.
+    fn verify_shared(
+        &self,
+        token: &str,
+        ttl: Duration,
+        expect: &jwt::Expectations<'_>,
+    ) -> Result<Map<String, Value>, TokenError> {
+        let digest = sha2::Sha256::digest(token.as_bytes());
+        let mut key = String::with_capacity(4 + 64);
+        key.push_str("tok:");
+        weft_sdk::text::push_hex(&mut key, &digest);
+        if let Some(bytes) = state::get(&key) {
+            if let Ok(claims) = serde_json::from_slice::<Map<String, Value>>(&bytes) {
+                jwt::check_claims(&claims, expect)?;
+                return Ok(claims);
             }
         }
-        let claims = jwt::verify(token, &self.keys, &expect)?;
-        if let (Some(key), Some(ttl)) = (key, cache) {
-            let until_exp = claims
-                .get("exp")
-                .and_then(Value::as_f64)
-                .map(|exp| Duration::from_secs_f64((exp - now as f64).max(0.0)));
-            let ttl = until_exp.map_or(ttl, |u| u.min(ttl));
-            if !ttl.is_zero() {
-                if let Ok(bytes) = serde_json::to_vec(&claims) {
-                    state::set(&key, &bytes, Some(ttl));
-                }
+        let claims = jwt::verify(token, &self.keys, expect)?;
+        let until_exp = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map(|exp| Duration::from_secs_f64((exp - expect.now_secs as f64).max(0.0)));
+        let ttl = until_exp.map_or(ttl, |u| u.min(ttl));
+        if !ttl.is_zero() {
+            if let Ok(bytes) = serde_json::to_vec(&claims) {
+                state::set(&key, &bytes, Some(ttl));
             }
         }
         Ok(claims)
@@ -296,9 +326,12 @@ impl Jwt {
                 req.set_header(header, &v).ok();
             }
         }
-        for (name, v) in &claims {
+        for (name, v) in claims.iter() {
             if let Some(v) = scalar(v) {
-                req.set_property(&format!("jwt.{name}"), &v);
+                let mut property = String::with_capacity(4 + name.len());
+                property.push_str("jwt.");
+                property.push_str(name);
+                req.set_property(&property, &v);
             }
         }
         if self.config.strip_token {
@@ -397,7 +430,7 @@ impl Filter for Authz {
             }
         }
         let claims = match &principal {
-            Principal::Token(c) => Some(c),
+            Principal::Token(c) => Some(&**c),
             Principal::Anonymous => None,
         };
         match rbac::decide(&self.rules, self.default, req, claims) {

@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use weft_sdk::metrics::Counter;
+use weft_sdk::text::concat_u64;
 use weft_sdk::{
     clock, random, state, Action, Filter, InitContext, Request, Response, UpstreamFailure,
 };
@@ -225,15 +226,15 @@ impl Retry {
         let secs = b.window.as_secs().max(1);
         let (mut requests, mut retries) = (0i64, 0i64);
         for i in 0..secs {
-            requests += state::counter_get(&format!("req:{}", now - i));
-            retries += state::counter_get(&format!("rty:{}", now - i));
+            requests += state::counter_get(&concat_u64("req:", now - i));
+            retries += state::counter_get(&concat_u64("rty:", now - i));
         }
         let allowance = b.ratio * requests as f64 + (b.min_per_second * secs) as f64;
         if (retries + 1) as f64 > allowance {
             return false;
         }
         state::counter_add(
-            &format!("rty:{now}"),
+            &concat_u64("rty:", now),
             1,
             Some(b.window + Duration::from_secs(1)),
         );
@@ -309,7 +310,7 @@ impl Filter for Retry {
         }
         if let Some(b) = &self.budget {
             state::counter_add(
-                &format!("req:{}", clock::now_secs()),
+                &concat_u64("req:", clock::now_secs()),
                 1,
                 Some(b.window + Duration::from_secs(1)),
             );
