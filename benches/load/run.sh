@@ -6,7 +6,9 @@
 #   4. weft with a chain of five no-op filters,
 #   5. weft with the five built-in filters (authz with a JWT, ratelimit, fault at 0%,
 #      router, retry),
-#   6. nginx as a reverse proxy,
+#   6. weft with the example filter while its configuration is reloaded every 100 ms
+#      (POST /reload on the admin endpoint; the p99 to compare with 3.),
+#   7. nginx as a reverse proxy,
 # each proxy on the same number of worker threads, pinned to the same cores.
 #
 # Usage: benches/load/run.sh            (after `make build`)
@@ -30,7 +32,7 @@ if [ "$WORKERS" -ge "$NCPU" ]; then
   echo "WORKERS ($WORKERS) must leave a core for wrk and the upstream (this machine has $NCPU)" >&2
   exit 1
 fi
-for tool in wrk nginx taskset; do
+for tool in wrk nginx taskset curl; do
   command -v $tool >/dev/null || { echo "missing $tool (apt-get install wrk nginx-light util-linux)" >&2; exit 1; }
 done
 [ -x "$WEFT" ] || { echo "build first: make build" >&2; exit 1; }
@@ -52,6 +54,7 @@ wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev
 UP_PORT=$(free_port)
 NGX_PORT=$(free_port)
 WEFT_PORT=$(free_port)
+ADMIN_PORT=$(free_port)
 
 # The upstream: nginx answering a small fixed body, one worker, on the load cores.
 mkdir -p "$WORK/up" "$WORK/ngx"
@@ -97,6 +100,8 @@ http {
 NGX
 
 cat > "$WORK/weft.yaml" <<YAML
+admin:
+  address: 127.0.0.1:$ADMIN_PORT
 listeners:
   - name: edge
     address: 127.0.0.1:$WEFT_PORT
@@ -208,6 +213,16 @@ for round in $(seq 1 "$ROUNDS"); do
   record weft_example $(measure "http://127.0.0.1:$WEFT_PORT/example" "$WEFT_PID")
   record weft_noop5 $(measure "http://127.0.0.1:$WEFT_PORT/noop5" "$WEFT_PID")
   record weft_chain5 $(WRK_HEADER="authorization: Bearer $TOKEN" measure "http://127.0.0.1:$WEFT_PORT/chain5" "$WEFT_PID")
+  # Reloads every 100 ms during a measurement of the example route (bounded loop).
+  ( for _ in $(seq 1 $(( (DURATION + 3) * 10 ))); do
+      curl -s -o /dev/null -X POST "http://127.0.0.1:$ADMIN_PORT/reload" || true
+      sleep 0.1
+    done ) &
+  RELOADER=$!; PIDS+=($RELOADER)
+  record weft_reloading $(measure "http://127.0.0.1:$WEFT_PORT/example" "$WEFT_PID")
+  kill "$RELOADER" 2>/dev/null || true; wait "$RELOADER" 2>/dev/null || true
+  RELOADS=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^weft_config_reloads_total\{outcome="applied"\}/ {print $2}')
+  echo "  reloads applied so far: $RELOADS" >&2
   kill "$WEFT_PID"; wait "$WEFT_PID" 2>/dev/null || true
 
   taskset -c "$PROXY_CPUS" nginx -c "$WORK/ngx/nginx.conf" -p "$WORK/ngx" -e stderr &
@@ -222,7 +237,7 @@ pct() { python3 -c "print(f'{(float($1)/float($2)-1)*100:+.1f}%')"; }
 echo
 echo "| setup ($WORKERS worker(s)) | requests/s | p50 ms | p99 ms | proxy CPU µs/request | requests/s vs weft, no filters |"
 echo "|---|---:|---:|---:|---:|---:|"
-for name in direct weft_plain weft_example weft_noop5 weft_chain5 nginx; do
+for name in direct weft_plain weft_example weft_noop5 weft_chain5 weft_reloading nginx; do
   label=$name
   case $name in
     direct) label="upstream directly";;
@@ -230,6 +245,7 @@ for name in direct weft_plain weft_example weft_noop5 weft_chain5 nginx; do
     weft_example) label="weft, example filter (request-id)";;
     weft_noop5) label="weft, 5 no-op filters";;
     weft_chain5) label="weft, authz+ratelimit+fault+router+retry";;
+    weft_reloading) label="weft, example filter, reloading every 100 ms";;
     nginx) label="nginx reverse proxy";;
   esac
   echo "| $label | ${BEST_RPS[$name]} | ${BEST_P50[$name]} | ${BEST_P99[$name]} | ${BEST_CPU[$name]} | $(pct "${BEST_RPS[$name]}" "${BEST_RPS[weft_plain]}") |"

@@ -4,6 +4,9 @@
 //! - `GET /ready`: 200 while serving.
 //! - `GET /config`: the configuration the proxy runs, as written.
 //! - `GET /filters`: each filter's module, digest, phases, policy and counters (JSON).
+//! - `GET /reload`: the configuration version serving and the latest reloads (JSON).
+//! - `POST /reload`: reload now; 200 with the outcome when applied, 422 with the reason
+//!   when refused (the previous configuration keeps serving).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,6 +26,7 @@ use crate::body::ProxyBody;
 use crate::error::text_response;
 use crate::host::BodyMode;
 use crate::metrics::Registry;
+use crate::reload::{ReloadHandle, Trigger};
 use crate::snapshot::SnapshotHandle;
 
 /// The running admin endpoint.
@@ -91,11 +95,27 @@ async fn route(
     req: Request<Incoming>,
     handle: SnapshotHandle,
     metrics: Arc<Registry>,
+    reloads: ReloadHandle,
 ) -> Response<ProxyBody> {
+    if req.uri().path() == "/reload" && req.method() == Method::POST {
+        return match reloads.reload(Trigger::Admin).await {
+            Some(outcome) => {
+                let status = if outcome.applied {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                let mut r = json_response(json!(outcome));
+                *r.status_mut() = status;
+                r
+            }
+            None => text_response(StatusCode::SERVICE_UNAVAILABLE, "reloads have stopped\n"),
+        };
+    }
     if req.method() != Method::GET {
         return text_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            "the admin endpoint answers GET only\n",
+            "the admin endpoint answers GET, and POST on /reload\n",
         );
     }
     match req.uri().path() {
@@ -110,13 +130,14 @@ async fn route(
         "/ready" => text_response(StatusCode::OK, "ready\n"),
         "/config" => text_response(StatusCode::OK, handle.load().source.to_string()),
         "/filters" => json_response(filters(&handle)),
+        "/reload" => json_response(json!(reloads.status())),
         "/" => text_response(
             StatusCode::OK,
-            "weft admin: /metrics /ready /config /filters\n",
+            "weft admin: /metrics /ready /config /filters /reload (GET, POST)\n",
         ),
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics /ready /config /filters\n",
+            "not found; try /metrics /ready /config /filters /reload\n",
         ),
     }
 }
@@ -127,6 +148,7 @@ impl AdminServer {
         addr: SocketAddr,
         handle: SnapshotHandle,
         metrics: Arc<Registry>,
+        reloads: ReloadHandle,
     ) -> std::io::Result<AdminServer> {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
@@ -153,10 +175,11 @@ impl AdminServer {
                         };
                         let handle = handle.clone();
                         let metrics = metrics.clone();
+                        let reloads = reloads.clone();
                         tokio::spawn(async move {
                             let svc = service_fn(move |req| {
-                                let (h, m) = (handle.clone(), metrics.clone());
-                                async move { Ok::<_, Infallible>(route(req, h, m).await) }
+                                let (h, m, r) = (handle.clone(), metrics.clone(), reloads.clone());
+                                async move { Ok::<_, Infallible>(route(req, h, m, r).await) }
                             });
                             let _ = auto::Builder::new(TokioExecutor::new())
                                 .serve_connection(TokioIo::new(stream), svc)

@@ -9,6 +9,8 @@ use crate::admin::AdminServer;
 use crate::config::{check, Checked, ConfigError, LoadedConfig};
 use crate::host::{FilterHost, HostServices};
 use crate::metrics::Registry;
+use crate::reload::watch::FileWatcher;
+use crate::reload::{ReloadHandle, Reloader};
 use crate::server::Server;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 
@@ -53,7 +55,11 @@ pub fn host_for(path: &Path, metrics: &Arc<Registry>) -> anyhow::Result<FilterHo
 /// A running proxy.
 pub struct App {
     /// The data plane.
-    pub server: Server,
+    pub server: Arc<Server>,
+    /// Asks for reloads.
+    pub reloads: ReloadHandle,
+    /// Reloads on file changes, if asked to.
+    pub watcher: Option<FileWatcher>,
     /// The admin endpoint, if configured.
     pub admin: Option<AdminServer>,
     /// The current snapshot.
@@ -65,22 +71,47 @@ pub struct App {
 }
 
 impl App {
-    /// Loads `config` and starts serving it on `workers` workers.
-    pub fn start(config: &Path, workers: usize) -> anyhow::Result<App> {
+    /// Loads `config` and starts serving it on `workers` workers; with `watch`, reloads
+    /// when the configuration or a file it names changes.
+    pub fn start(config: &Path, workers: usize, watch: bool) -> anyhow::Result<App> {
         let metrics = Registry::new();
         let host = Arc::new(host_for(config, &metrics)?);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let loaded = rt.block_on(load(config, &host, &metrics))?;
-        let admin_addr = loaded.snapshot.admin;
-        let snapshot: SnapshotHandle = Arc::new(ArcSwap::from_pointee(loaded.snapshot));
-        let server = Server::start(snapshot.clone(), workers)?;
+        let Loaded {
+            config: parsed,
+            checked,
+            snapshot: first,
+        } = loaded;
+        let admin_addr = first.admin;
+        let snapshot: SnapshotHandle = Arc::new(ArcSwap::from_pointee(first));
+        let server = Arc::new(Server::start(snapshot.clone(), workers)?);
+        let reloads = Reloader::new(
+            config,
+            &parsed,
+            &checked,
+            host.clone(),
+            metrics.clone(),
+            snapshot.clone(),
+            server.clone(),
+        )
+        .spawn()?;
+        let watcher = if watch {
+            Some(crate::reload::watch::spawn(reloads.clone())?)
+        } else {
+            None
+        };
         let admin = admin_addr
-            .map(|addr| AdminServer::start(addr, snapshot.clone(), metrics.clone()))
+            .map(|addr| {
+                AdminServer::start(addr, snapshot.clone(), metrics.clone(), reloads.clone())
+            })
             .transpose()?;
         Ok(App {
             server,
+            reloads,
+            watcher,
             admin,
             snapshot,
             host,
@@ -90,6 +121,7 @@ impl App {
 
     /// Stops accepting, drains connections and stops.
     pub fn shutdown(self) {
+        drop(self.watcher);
         self.server.shutdown();
         if let Some(a) = self.admin {
             a.shutdown();

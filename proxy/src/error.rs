@@ -139,6 +139,9 @@ pub enum ProxyError {
         /// The status its configuration answers with.
         status: StatusCode,
     },
+    /// The request came in on a listener a reload removed; its connection is closing.
+    #[error("listener {0} was removed by a configuration reload")]
+    ListenerRemoved(String),
     /// A bug or exhaustion inside the proxy.
     #[error("internal error: {0}")]
     Internal(String),
@@ -148,7 +151,7 @@ impl ProxyError {
     /// Who caused it.
     pub fn source_of(&self) -> Source {
         match self {
-            ProxyError::NoRoute { .. } => Source::Config,
+            ProxyError::NoRoute { .. } | ProxyError::ListenerRemoved(_) => Source::Config,
             ProxyError::Upstream {
                 failure: UpstreamFailure::UnknownCluster,
                 ..
@@ -173,6 +176,7 @@ impl ProxyError {
             ProxyError::Upstream { failure, .. } => failure.status(),
             ProxyError::ResponseBodyTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::FilterFailed { status, .. } => *status,
+            ProxyError::ListenerRemoved(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -186,6 +190,7 @@ impl ProxyError {
             ProxyError::Upstream { failure, .. } => failure.as_str(),
             ProxyError::ResponseBodyTooLarge { .. } => "response-body-too-large",
             ProxyError::FilterFailed { .. } => "filter-failed",
+            ProxyError::ListenerRemoved(_) => "listener-removed",
             ProxyError::Internal(_) => "internal",
         }
     }
@@ -205,6 +210,9 @@ impl ProxyError {
         let mut resp = Response::new(ProxyBody::full(Bytes::from(body)));
         *resp.status_mut() = self.status();
         let headers = resp.headers_mut();
+        if matches!(self, ProxyError::ListenerRemoved(_)) {
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod exchange;
 pub mod host;
 pub mod metrics;
+pub mod reload;
 pub mod server;
 pub mod snapshot;
 pub mod upstream;

@@ -162,6 +162,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The listener of this name; `hint` is where it is expected.
+    pub fn listener(&self, name: &str, hint: usize) -> Option<&ListenerSnap> {
+        match self.listeners.get(hint) {
+            Some(l) if &*l.name == name => Some(l),
+            _ => self.listeners.iter().find(|l| &*l.name == name),
+        }
+    }
+
     /// Builds a snapshot: clusters, then every filter a route uses (compiled, started,
     /// its configuration accepted), then routes. Any problem is reported against the
     /// configuration's line.

@@ -96,24 +96,33 @@ impl Conn {
 
     /// Sends a request and reads the whole response. `uri` is a path; `host` the authority.
     pub async fn send(&mut self, req: Request<Body>) -> Reply {
+        self.try_send(req).await.expect("response")
+    }
+
+    /// [`Conn::send`], with a failed or reset exchange as an error instead of a panic.
+    pub async fn try_send(&mut self, req: Request<Body>) -> Result<Reply, String> {
         let resp = match self {
             Conn::H1(s) => {
-                s.ready().await.expect("h1 ready");
+                s.ready().await.map_err(|e| format!("h1 not ready: {e}"))?;
                 s.send_request(req).await
             }
             Conn::H2(s) => {
-                s.ready().await.expect("h2 ready");
+                s.ready().await.map_err(|e| format!("h2 not ready: {e}"))?;
                 s.send_request(req).await
             }
         }
-        .expect("response");
+        .map_err(|e| format!("no response: {e}"))?;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        Reply {
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("body cut: {e}"))?
+            .to_bytes();
+        Ok(Reply {
             status: parts.status,
             headers: parts.headers,
             body,
-        }
+        })
     }
 }
 
@@ -161,6 +170,27 @@ pub async fn get_text(url: &str) -> String {
     let addr: SocketAddr = uri.authority().unwrap().as_str().parse().unwrap();
     let reply = get(addr, uri.path(), &[]).await;
     String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+/// A POST with no body to a full URL (for the admin endpoint): the status and the body.
+pub async fn post_text(url: &str) -> (StatusCode, String) {
+    let uri: http::Uri = url.parse().unwrap();
+    let addr: SocketAddr = uri.authority().unwrap().as_str().parse().unwrap();
+    let mut c = Conn::open(addr, Version::H1).await;
+    let reply = c
+        .send(request(
+            Version::H1,
+            addr,
+            Method::POST,
+            uri.path(),
+            &[],
+            empty(),
+        ))
+        .await;
+    (
+        reply.status,
+        String::from_utf8_lossy(&reply.body).into_owned(),
+    )
 }
 
 /// Writes raw bytes and returns what comes back until the server closes or 2 s pass.

@@ -29,8 +29,11 @@ use crate::snapshot::{Route, Snapshot};
 pub struct ConnInfo {
     /// The client's address.
     pub client: SocketAddr,
-    /// The listener's position in the snapshot.
-    pub listener: usize,
+    /// The listener's name.
+    pub listener: Arc<str>,
+    /// Where the listener was in the snapshot the connection started on (a hint:
+    /// reloads may move it).
+    pub listener_hint: usize,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The client's verified identity (mTLS).
@@ -81,7 +84,9 @@ pub async fn serve(
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
-    let listener = &snapshot.listeners[conn.listener];
+    let Some(listener) = snapshot.listener(&conn.listener, conn.listener_hint) else {
+        return ProxyError::ListenerRemoved(conn.listener.to_string()).to_response();
+    };
 
     // Route.
     let (route, request) = match request::admit(listener, conn, parts) {

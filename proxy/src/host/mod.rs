@@ -99,6 +99,7 @@ impl FilterHost {
         module::classify(path, &bytes)?;
         let digest = module::digest(&bytes);
         if let Some(m) = self.modules.lock().get(&digest).and_then(Weak::upgrade) {
+            self.count_load("reused");
             return Ok(m);
         }
         let (component, from_cache) = self
@@ -122,11 +123,24 @@ impl FilterHost {
             needs_async: FilterModule::imports_http_client(&component, &self.engine),
             pre,
         });
+        self.count_load(if from_cache { "disk_cache" } else { "compiled" });
         let mut modules = self.modules.lock();
         modules.retain(|_, m| m.strong_count() > 0);
         modules.insert(digest, Arc::downgrade(&module));
         tracing::debug!(module = %path.display(), digest = %module.digest, from_cache, "filter module loaded");
         Ok(module)
+    }
+
+    fn count_load(&self, how: &str) {
+        self.services
+            .metrics
+            .counter(
+                "weft_filter_module_loads_total",
+                "Filter modules loaded, by how: reused (already loaded, same digest), \
+                 disk_cache (precompiled on disk) or compiled.",
+                &[("how", how)],
+            )
+            .inc();
     }
 
     /// Loads and starts a configured filter.

@@ -11,7 +11,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::worker::LiveGuard;
+use super::worker::{Accepting, LiveGuard};
 use crate::config::model::ListenerProtocol;
 use crate::exchange::{self, ConnInfo};
 use crate::snapshot::SnapshotHandle;
@@ -38,16 +38,22 @@ fn builder(protocol: ListenerProtocol) -> auto::Builder<TokioExecutor> {
 pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    listener: usize,
+    mut listener: Accepting,
     handle: SnapshotHandle,
     mut shutdown: watch::Receiver<bool>,
     _live: LiveGuard,
 ) {
     let _ = stream.set_nodelay(true);
-    let protocol = handle.load().listeners[listener].protocol;
+    // A listener removed by a reload just after accepting: its requests are answered
+    // 503 `listener-removed` and the connection closed (see `exchange::serve`).
+    let protocol = handle
+        .load()
+        .listener(&listener.name, listener.hint)
+        .map_or(ListenerProtocol::Auto, |l| l.protocol);
     let info = Arc::new(ConnInfo {
         client: peer,
-        listener,
+        listener: listener.name.clone(),
+        listener_hint: listener.hint,
         scheme: "http",
         peer_identity: None,
     });
@@ -66,6 +72,10 @@ pub async fn serve_connection(
             }
         }
         _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        _ = listener.stop.changed() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::conn::serve_connection;
 use super::DRAIN;
@@ -37,12 +37,29 @@ impl Drop for LiveGuard {
     }
 }
 
+/// What the server asks of a worker.
+pub enum Command {
+    /// Accept connections on this socket for the listener `name` until `stop`.
+    Listen {
+        /// The listener's name.
+        name: Arc<str>,
+        /// Its position in the snapshot it was added with.
+        hint: usize,
+        /// This worker's socket for it.
+        socket: StdListener,
+        /// Set when the listener is removed.
+        stop: watch::Receiver<bool>,
+        /// Held while the socket is open, so the server knows when it is closed.
+        open: Arc<()>,
+    },
+}
+
 /// Runs a worker until shutdown and drain.
 pub fn run(
     id: usize,
-    sockets: Vec<(usize, StdListener)>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
     handle: SnapshotHandle,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -56,25 +73,28 @@ pub fn run(
     };
     rt.block_on(async move {
         let live = Arc::new(Live::default());
-        let mut accepting = Vec::new();
-        for (listener, socket) in sockets {
-            let socket = match TcpListener::from_std(socket) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(worker = id, "cannot use a listening socket: {e}");
-                    continue;
-                }
-            };
-            accepting.push(tokio::spawn(accept_loop(
-                socket,
-                listener,
-                handle.clone(),
-                shutdown.clone(),
-                live.clone(),
-            )));
-        }
-        for a in accepting {
-            let _ = a.await;
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Listen { name, hint, socket, stop, open }) => {
+                        let socket = match TcpListener::from_std(socket) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::error!(worker = id, listener = %name, "cannot use a listening socket: {e}");
+                                continue;
+                            }
+                        };
+                        let listener = Accepting { name, hint, stop };
+                        let (handle, shutdown, live) = (handle.clone(), shutdown.clone(), live.clone());
+                        tokio::spawn(async move {
+                            accept_loop(socket, listener, handle, shutdown, live).await;
+                            drop(open); // after the socket: it is closed now
+                        });
+                    }
+                    None => break,
+                },
+                _ = shutdown.changed() => break,
+            }
         }
         // Draining: connections were told to finish; wait for them, within limits.
         let drained = tokio::time::timeout(DRAIN, async {
@@ -97,9 +117,20 @@ pub fn run(
     });
 }
 
+/// A listener as a worker serves it.
+#[derive(Clone)]
+pub struct Accepting {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Where it is expected in the snapshot.
+    pub hint: usize,
+    /// Set when a reload removes it.
+    pub stop: watch::Receiver<bool>,
+}
+
 async fn accept_loop(
     socket: TcpListener,
-    listener: usize,
+    mut listener: Accepting,
     handle: SnapshotHandle,
     mut shutdown: watch::Receiver<bool>,
     live: Arc<Live>,
@@ -109,7 +140,7 @@ async fn accept_loop(
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let guard = live.enter();
-                    tokio::spawn(serve_connection(stream, peer, listener, handle.clone(), shutdown.clone(), guard));
+                    tokio::spawn(serve_connection(stream, peer, listener.clone(), handle.clone(), shutdown.clone(), guard));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -118,6 +149,10 @@ async fn accept_loop(
                 }
             },
             _ = shutdown.changed() => return,
+            _ = listener.stop.changed() => {
+                tracing::info!(listener = %listener.name, "listener removed: no longer accepting");
+                return;
+            }
         }
     }
 }
