@@ -1,14 +1,18 @@
 # The two commands the README gives:
 #   make run    builds the proxy and every filter, then runs examples/gateway.yaml
 #   make test   runs every test
-# Both install the wasm toolchain if this machine lacks one (scripts/install-toolchain.sh).
+# Both install the wasm toolchain if this machine lacks one (scripts/install-toolchain.sh);
+# `make test` also installs the real peers the tests start (etcd: scripts/install-test-peers.sh).
 
 CARGO ?= cargo
 
-.PHONY: run build test lint bench toolchain
+.PHONY: run build test lint bench toolchain test-peers
 
 toolchain:
 	@scripts/install-toolchain.sh
+
+test-peers:
+	@scripts/install-test-peers.sh
 
 build: toolchain
 	$(CARGO) build --release -p weft
@@ -17,7 +21,7 @@ build: toolchain
 run: build
 	@scripts/run-example.sh
 
-test: toolchain
+test: toolchain test-peers
 	$(CARGO) test --release --workspace
 
 lint:

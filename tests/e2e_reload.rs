@@ -530,7 +530,17 @@ async fn sighup_reloads() {
         .success();
     assert!(sent);
     wait_until(addr, "after SIGHUP", |r| classify(r) == Ok(Served::B)).await;
-    assert_eq!(reload_status(&weft).await["recent"][0]["trigger"], "signal");
+    // The outcome is recorded just after the swap.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = reload_status(&weft).await;
+        if s["recent"][0]["trigger"] == "signal" {
+            assert_eq!(s["version"], 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

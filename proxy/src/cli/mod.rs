@@ -1,5 +1,7 @@
 //! The `weft` command line: one variant per subcommand, each with its `run`.
 
+pub mod bundle;
+pub mod control;
 pub mod echo;
 pub mod filter;
 pub mod run;
@@ -28,6 +30,12 @@ pub enum Command {
     Filter(filter::FilterCommand),
     /// Run a small upstream that echoes requests, to try weft out.
     Echo(echo::EchoArgs),
+    /// Filter bundles: pack, sign, verify.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
+    /// The control plane: serve it, push bundles, roll back, show status.
+    #[command(subcommand)]
+    Control(control::ControlCommand),
 }
 
 impl Command {
@@ -38,6 +46,8 @@ impl Command {
             Command::Validate(a) => a.run(),
             Command::Filter(f) => f.run(),
             Command::Echo(a) => a.run(),
+            Command::Bundle(b) => b.run(),
+            Command::Control(c) => c.run(),
         }
     }
 }

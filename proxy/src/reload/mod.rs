@@ -42,6 +42,8 @@ pub enum Trigger {
     Signal,
     /// `POST /reload` on the admin endpoint.
     Admin,
+    /// A bundle from the control plane.
+    Control,
 }
 
 /// The result of one reload.
@@ -289,25 +291,14 @@ impl Reloader {
             status: self.status.clone(),
             watched: self.watched.clone(),
         };
-        std::thread::Builder::new()
-            .name("weft-reload".into())
-            .spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    tracing::error!("cannot start the reload runtime");
-                    return;
-                };
-                rt.block_on(async move {
-                    while let Some(req) = rx.recv().await {
-                        let outcome = self.reload(req.trigger).await;
-                        if let Some(reply) = req.reply {
-                            let _ = reply.send(outcome);
-                        }
-                    }
-                });
-            })?;
+        crate::rt::spawn_thread("weft-reload", move || async move {
+            while let Some(req) = rx.recv().await {
+                let outcome = self.reload(req.trigger).await;
+                if let Some(reply) = req.reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+        })?;
         Ok(handle)
     }
 
