@@ -285,6 +285,17 @@ async fn a_bundle_reaches_three_proxies_and_a_tampered_one_is_refused() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Each proxy fetched the one blob it lacked (the request-id module), nothing else.
+    for p in &proxies {
+        assert_eq!(p.metric("weft_control_blobs_fetched_total").await, 1.0);
+        assert_eq!(
+            p.metric("weft_control_pushes_total{outcome=\"applied\"}")
+                .await,
+            1.0
+        );
+        assert_eq!(p.metric("weft_control_connected").await, 1.0);
+    }
+
     // Tampered after signing: the manifest says stamp "evil" now. Every proxy refuses
     // it (NACK with the reason) and keeps serving v2.
     let v3 = op.bundle("v3", Some("three"));
@@ -369,6 +380,8 @@ async fn proxies_serve_through_a_control_plane_outage_and_converge_after() {
     push(cp.addr, &op.bundle("v2", Some("two")), &[]);
     let took = converge(&[&p1, &p2, &p3], "stamp:two").await;
     eprintln!("converged {took:?} after the control plane returned");
+    // v2 uses the module v1 brought: nothing fetched.
+    assert_eq!(p1.metric("weft_control_blobs_fetched_total").await, 0.0);
     let (ok, failures) = traffic.finish().await;
     assert!(failures.is_empty(), "{failures:?}");
     assert!(ok > 50);

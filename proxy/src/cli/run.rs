@@ -68,9 +68,20 @@ impl RunArgs {
         } else {
             let agent = self.agent_config()?;
             // The last good configuration if there is one, else the first bundle.
+            let had_config = agent.current_config().is_file();
             let config = bootstrap(&agent, Duration::from_secs(60))?;
-            let app = App::start(&config, workers, false)?;
-            crate::control::agent::spawn(agent, app.reloads.clone())?;
+            let app = match App::start(&config, workers, false) {
+                Ok(app) => app,
+                Err(e) => {
+                    // A first bundle this proxy cannot run is not a "last good"
+                    // configuration: forget it, so the next start asks again.
+                    if !had_config {
+                        agent.forget_current();
+                    }
+                    return Err(e);
+                }
+            };
+            crate::control::agent::spawn(agent, app.reloads.clone(), app.metrics.clone())?;
             (app, config)
         };
         for (name, addr) in &app.server.bound() {

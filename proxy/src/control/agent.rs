@@ -10,6 +10,7 @@
 //! serving its last good configuration, and a restarted proxy starts from it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use super::grpc::{self, ChannelBody, Decoder};
 use super::server::next;
 use super::{Hello, Push, Reply, STREAM_PATH};
 use crate::bundle::{check_blob, write_atomic, Envelope, TrustedKeys};
+use crate::metrics::{Counter, Gauge, Registry};
 use crate::reload::{ReloadHandle, Trigger};
 
 type Body = UnsyncBoxBody<Bytes, std::convert::Infallible>;
@@ -50,6 +52,12 @@ impl AgentConfig {
 
     fn current_version_file(&self) -> PathBuf {
         self.state_dir.join("current.version")
+    }
+
+    /// Removes the configuration on disk (and its version).
+    pub fn forget_current(&self) {
+        let _ = std::fs::remove_file(self.current_config());
+        let _ = std::fs::remove_file(self.current_version_file());
     }
 
     /// The version of the configuration on disk, if any.
@@ -117,14 +125,14 @@ async fn ensure_blob(
     Ok(true)
 }
 
-/// Verifies a push and writes its blobs and configuration under the state directory.
-/// Returns the configuration's text.
+/// Verifies a push and writes its blobs under the state directory. Returns the
+/// configuration's text and how many blobs had to be fetched.
 async fn materialize(
     cfg: &AgentConfig,
     send: &mut Sender,
     server: &str,
     push: &Push,
-) -> Result<String, String> {
+) -> Result<(String, u64), String> {
     let env = Envelope {
         manifest: push.manifest.clone().into_bytes(),
         signature: push.signature.clone(),
@@ -148,7 +156,7 @@ async fn materialize(
         fetched,
         "bundle verified"
     );
-    Ok(manifest.config)
+    Ok((manifest.config, fetched))
 }
 
 /// Applies a push: verify, fetch, write, reload. The previous configuration is put
@@ -159,8 +167,10 @@ async fn apply(
     server: &str,
     push: &Push,
     reloads: &ReloadHandle,
+    stats: &AgentStats,
 ) -> Result<(), String> {
-    let config = materialize(cfg, send, server, push).await?;
+    let (config, fetched) = materialize(cfg, send, server, push).await?;
+    stats.fetched.add(fetched);
     let path = cfg.current_config();
     let previous = std::fs::read(&path).ok();
     write_atomic(&path, config.as_bytes()).map_err(|e| e.to_string())?;
@@ -197,8 +207,9 @@ pub fn bootstrap(cfg: &AgentConfig, patience: Duration) -> anyhow::Result<PathBu
         loop {
             for server in &cfg.servers {
                 match first_push(cfg, server).await {
-                    Ok(config) => {
+                    Ok((version, config)) => {
                         write_atomic(&path, config.as_bytes())?;
+                        write_atomic(&cfg.current_version_file(), version.as_bytes())?;
                         return Ok(path.clone());
                     }
                     Err(e) => last_error = e,
@@ -212,13 +223,16 @@ pub fn bootstrap(cfg: &AgentConfig, patience: Duration) -> anyhow::Result<PathBu
     })
 }
 
-async fn first_push(cfg: &AgentConfig, server: &str) -> Result<String, String> {
+/// The first bundle pushed: its version and configuration.
+async fn first_push(cfg: &AgentConfig, server: &str) -> Result<(String, String), String> {
     let mut send = connect(server).await?;
     let (tx, mut body, mut dec) = open(&mut send, server, &cfg.hello).await?;
     let push: Push = next(&mut body, &mut dec)
         .await?
         .ok_or("the control plane closed the stream before any bundle")?;
-    let config = materialize(cfg, &mut send, server, &push).await;
+    let config = materialize(cfg, &mut send, server, &push)
+        .await
+        .map(|(config, _)| (push.version.clone(), config));
     if let Err(e) = &config {
         let _ = tx.send(grpc::encode(&Reply {
             nonce: push.nonce,
@@ -261,23 +275,51 @@ async fn open(
 }
 
 /// One stream's life: pushes in, replies out, until it breaks.
-async fn session(cfg: &AgentConfig, server: &str, reloads: &ReloadHandle) -> Result<(), String> {
+async fn session(
+    cfg: &AgentConfig,
+    server: &str,
+    reloads: &ReloadHandle,
+    stats: &AgentStats,
+) -> Result<(), String> {
     let mut send = connect(server).await?;
     let mut hello = cfg.hello.clone();
     hello.version = cfg.current_version();
     let (tx, mut body, mut dec) = open(&mut send, server, &hello).await?;
     tracing::info!(%server, "connected to the control plane");
-    while let Some(push) = next::<Push>(&mut body, &mut dec).await? {
+    stats.connected.set(1.0);
+    let result = serve_pushes(
+        cfg, server, reloads, stats, &mut send, &tx, &mut body, &mut dec,
+    )
+    .await;
+    stats.connected.set(0.0);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_pushes(
+    cfg: &AgentConfig,
+    server: &str,
+    reloads: &ReloadHandle,
+    stats: &AgentStats,
+    send: &mut Sender,
+    tx: &tokio::sync::mpsc::UnboundedSender<Bytes>,
+    body: &mut hyper::body::Incoming,
+    dec: &mut Decoder,
+) -> Result<(), String> {
+    while let Some(push) = next::<Push>(body, dec).await? {
         let error = if cfg.current_version().as_deref() == Some(push.version.as_str()) {
+            stats.pushes("unchanged").inc();
             None
         } else {
-            match apply(cfg, &mut send, server, &push, reloads).await {
+            match apply(cfg, send, server, &push, reloads, stats).await {
                 Ok(()) => {
                     tracing::info!(version = %push.version, "bundle applied");
+                    stats.pushes("applied").inc();
                     None
                 }
                 Err(e) => {
                     tracing::error!(version = %push.version, "bundle refused: {e}");
+                    stats.pushes("refused").inc();
                     Some(e)
                 }
             }
@@ -293,15 +335,54 @@ async fn session(cfg: &AgentConfig, server: &str, reloads: &ReloadHandle) -> Res
     Err(format!("{server}: the control plane closed the stream"))
 }
 
+/// The agent's metrics.
+struct AgentStats {
+    metrics: Arc<Registry>,
+    fetched: Arc<Counter>,
+    connected: Arc<Gauge>,
+}
+
+impl AgentStats {
+    fn new(metrics: Arc<Registry>) -> AgentStats {
+        AgentStats {
+            fetched: metrics.counter(
+                "weft_control_blobs_fetched_total",
+                "Blobs fetched from the control plane (those on disk by digest are not).",
+                &[],
+            ),
+            connected: metrics.gauge(
+                "weft_control_connected",
+                "1 while a stream to a control-plane replica is open.",
+                &[],
+            ),
+            metrics,
+        }
+    }
+
+    fn pushes(&self, outcome: &str) -> Arc<Counter> {
+        self.metrics.counter(
+            "weft_control_pushes_total",
+            "Bundles pushed by the control plane, by outcome: applied, refused (NACK) or \
+             unchanged (already running).",
+            &[("outcome", outcome)],
+        )
+    }
+}
+
 /// Keeps a stream to the control plane open for the life of the process, on a thread
 /// of its own.
-pub fn spawn(cfg: AgentConfig, reloads: ReloadHandle) -> std::io::Result<()> {
+pub fn spawn(
+    cfg: AgentConfig,
+    reloads: ReloadHandle,
+    metrics: Arc<Registry>,
+) -> std::io::Result<()> {
+    let stats = AgentStats::new(metrics);
     crate::rt::spawn_thread("weft-control-agent", move || async move {
         let mut backoff = Duration::from_millis(100);
         loop {
             for server in &cfg.servers {
                 let started = tokio::time::Instant::now();
-                if let Err(e) = session(&cfg, server, &reloads).await {
+                if let Err(e) = session(&cfg, server, &reloads, &stats).await {
                     tracing::warn!("control plane: {e}; serving the last good configuration");
                 }
                 if started.elapsed() > Duration::from_secs(5) {
