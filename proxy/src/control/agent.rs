@@ -105,7 +105,7 @@ async fn ensure_blob(
         .method(Method::GET)
         .uri(format!("http://{server}/v1/blobs/{sha256}"))
         .body(Empty::new().boxed_unsync())
-        .expect("a valid request");
+        .map_err(|e| format!("{server}: not a control-plane address: {e}"))?;
     send.ready().await.map_err(|e| e.to_string())?;
     let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
@@ -262,7 +262,7 @@ async fn open(
         .uri(format!("http://{server}{STREAM_PATH}"))
         .header(http::header::CONTENT_TYPE, grpc::CONTENT_TYPE)
         .body(body.boxed_unsync())
-        .expect("a valid request");
+        .map_err(|e| format!("{server}: not a control-plane address: {e}"))?;
     send.ready().await.map_err(|e| e.to_string())?;
     let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
     if resp.status() != StatusCode::OK {

@@ -45,14 +45,15 @@ async fn connect(endpoint: &str) -> Result<http1::SendRequest<Full<Bytes>>, Stri
     Ok(send)
 }
 
-fn post(endpoint: &str, path: &str, body: &Value) -> Request<Full<Bytes>> {
+/// A POST to an endpoint; the error names an endpoint that cannot be an address.
+fn post(endpoint: &str, path: &str, body: &Value) -> Result<Request<Full<Bytes>>, String> {
     Request::builder()
         .method(Method::POST)
         .uri(path)
         .header(http::header::HOST, endpoint)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a valid request")
+        .map_err(|e| format!("etcd {endpoint}: not an address: {e}"))
 }
 
 impl Etcd {
@@ -81,7 +82,7 @@ impl Etcd {
             let attempt = async {
                 let mut send = connect(ep).await?;
                 let resp = send
-                    .send_request(post(ep, path, &body))
+                    .send_request(post(ep, path, &body)?)
                     .await
                     .map_err(|e| format!("etcd {ep}: {e}"))?;
                 let status = resp.status();
@@ -182,7 +183,7 @@ impl Etcd {
     ) -> Result<(), String> {
         let mut send = connect(ep).await?;
         let resp = send
-            .send_request(post(ep, "/v3/watch", body))
+            .send_request(post(ep, "/v3/watch", body)?)
             .await
             .map_err(|e| e.to_string())?;
         let mut body = resp.into_body();

@@ -312,8 +312,7 @@ impl Control {
             let mut nonce = 0;
             loop {
                 let assigned = self.store.rules().assigned(&hello).map(str::to_owned);
-                if assigned.is_some() && assigned != sent {
-                    let version = assigned.clone().expect("checked");
+                if let Some(version) = assigned.filter(|a| sent.as_ref() != Some(a)) {
                     let Some(env) = self.store.bundle(&version).await else {
                         tracing::error!(%version, "assigned bundle missing from the store");
                         break;
@@ -328,8 +327,8 @@ impl Control {
                     if tx.send(grpc::encode(&push)).is_err() {
                         break;
                     }
-                    self.update(&name, |p| p.sent = Some(version));
-                    sent = assigned;
+                    self.update(&name, |p| p.sent = Some(version.clone()));
+                    sent = Some(version);
                 }
                 tokio::select! {
                     msg = next::<Reply>(&mut incoming, &mut dec) => match msg {
