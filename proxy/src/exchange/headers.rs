@@ -1,8 +1,6 @@
 //! Header handling at the proxy's edges: what a hop may not carry on (RFC 9110 section
 //! 7.6.1), and what the proxy adds for the upstream.
 
-use std::net::SocketAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Connection-specific headers, never forwarded.
@@ -36,18 +34,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Prepares a client's request headers for the upstream: hop-by-hop headers go,
 /// `Host` moves to the authority, `Expect` is answered here, and the client's address
-/// is appended to `X-Forwarded-For` with `X-Forwarded-Proto` set if absent.
-pub fn for_upstream(headers: &mut HeaderMap, client: SocketAddr, scheme: &'static str) {
+/// (`client_ip`, made once per connection) is appended to `X-Forwarded-For` with
+/// `X-Forwarded-Proto` set if absent.
+pub fn for_upstream(headers: &mut HeaderMap, client_ip: &HeaderValue, scheme: &'static str) {
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
     headers.remove(header::EXPECT);
-    let ip = client.ip().to_string();
     let xff = HeaderName::from_static("x-forwarded-for");
-    let value = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {ip}"),
-        None => ip,
+    let value = match headers.get(&xff) {
+        None => Some(client_ip.clone()),
+        Some(prior) => {
+            let mut joined = Vec::with_capacity(prior.len() + 2 + client_ip.len());
+            joined.extend_from_slice(prior.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client_ip.as_bytes());
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).ok()
+        }
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    if let Some(v) = value {
         headers.insert(xff, v);
     }
     headers
@@ -76,7 +80,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("host", "a".parse().unwrap());
         h.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
-        for_upstream(&mut h, "192.0.2.7:5000".parse().unwrap(), "http");
+        for_upstream(&mut h, &HeaderValue::from_static("192.0.2.7"), "http");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert!(!h.contains_key("host"));

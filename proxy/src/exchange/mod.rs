@@ -29,6 +29,9 @@ use crate::snapshot::{Route, Snapshot};
 pub struct ConnInfo {
     /// The client's address.
     pub client: SocketAddr,
+    /// The client's IP as a header value, made once per connection for
+    /// `X-Forwarded-For` (see [`ConnInfo::client_ip_value`]).
+    pub client_ip: http::HeaderValue,
     /// The listener's name.
     pub listener: Arc<str>,
     /// Where the listener was in the snapshot the connection started on (a hint:
@@ -38,6 +41,14 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// The client's verified identity (mTLS).
     pub peer_identity: Option<String>,
+}
+
+impl ConnInfo {
+    /// The client's IP address as a header value.
+    pub fn client_ip_value(client: SocketAddr) -> http::HeaderValue {
+        http::HeaderValue::from_maybe_shared(bytes::Bytes::from(client.ip().to_string()))
+            .expect("an IP address is a valid header value")
+    }
 }
 
 /// The state of one request as it goes through the phases.

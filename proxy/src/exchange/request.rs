@@ -61,7 +61,7 @@ pub fn admit<'a>(
         });
     };
     let mut headers = parts.headers;
-    for_upstream(&mut headers, conn.client, conn.scheme);
+    for_upstream(&mut headers, &conn.client_ip, conn.scheme);
     let request = Box::new(RequestCtx {
         method: parts.method,
         scheme: conn.scheme,

@@ -52,6 +52,7 @@ pub async fn serve_connection(
         .map_or(ListenerProtocol::Auto, |l| l.protocol);
     let info = Arc::new(ConnInfo {
         client: peer,
+        client_ip: ConnInfo::client_ip_value(peer),
         listener: listener.name.clone(),
         listener_hint: listener.hint,
         scheme: "http",

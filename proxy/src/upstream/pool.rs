@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,12 +16,46 @@ use hyper::client::conn::http2;
 use super::h1::H1Conn;
 use crate::body::ProxyBody;
 
+/// A multiply-rotate hash (as rustc's FxHash) for endpoint addresses: the keys come
+/// from the configuration and name resolution, not from clients, so SipHash's
+/// flooding resistance buys nothing here and costs two hashes per request.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(n as u64);
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(n as u64);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type AddrMap<V> = HashMap<SocketAddr, V, BuildHasherDefault<AddrHasher>>;
+
 thread_local! {
     // Boxed: connections move between the pool and response bodies without copying, and
     // the body enum that holds one stays small.
     #[allow(clippy::vec_box)]
-    static H1: RefCell<HashMap<SocketAddr, Vec<Box<H1Conn>>>> = RefCell::new(HashMap::new());
-    static H2: RefCell<HashMap<SocketAddr, http2::SendRequest<ProxyBody>>> = RefCell::new(HashMap::new());
+    static H1: RefCell<AddrMap<Vec<Box<H1Conn>>>> = RefCell::new(AddrMap::default());
+    static H2: RefCell<AddrMap<http2::SendRequest<ProxyBody>>> = RefCell::new(AddrMap::default());
 }
 
 /// Takes an idle HTTP/1.1 connection to `addr`, skipping stale and closed ones.
