@@ -105,6 +105,15 @@ pub enum ProxyError {
     /// The request is malformed in a way hyper let through.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request head could not be read: malformed (400), too large (431), too slow
+    /// (408), or framed in a way the proxy does not take (501).
+    #[error("malformed request: {reason}")]
+    Malformed {
+        /// The status answered.
+        status: StatusCode,
+        /// What was wrong.
+        reason: String,
+    },
     /// The request body is larger than a filter's buffer allows.
     #[error("request body larger than {limit} bytes, the most filter {filter} buffers")]
     RequestBodyTooLarge {
@@ -156,9 +165,9 @@ impl ProxyError {
                 failure: UpstreamFailure::UnknownCluster,
                 ..
             } => Source::Config,
-            ProxyError::BadRequest(_) | ProxyError::RequestBodyTooLarge { .. } => {
-                Source::Downstream
-            }
+            ProxyError::BadRequest(_)
+            | ProxyError::Malformed { .. }
+            | ProxyError::RequestBodyTooLarge { .. } => Source::Downstream,
             ProxyError::Upstream { .. } | ProxyError::ResponseBodyTooLarge { .. } => {
                 Source::Upstream
             }
@@ -172,6 +181,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Malformed { status, .. } => *status,
             ProxyError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Upstream { failure, .. } => failure.status(),
             ProxyError::ResponseBodyTooLarge { .. } => StatusCode::BAD_GATEWAY,
@@ -186,6 +196,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => "no-route",
             ProxyError::BadRequest(_) => "bad-request",
+            ProxyError::Malformed { .. } => "malformed-request",
             ProxyError::RequestBodyTooLarge { .. } => "request-body-too-large",
             ProxyError::Upstream { failure, .. } => failure.as_str(),
             ProxyError::ResponseBodyTooLarge { .. } => "response-body-too-large",
@@ -210,7 +221,10 @@ impl ProxyError {
         let mut resp = Response::new(ProxyBody::full(Bytes::from(body)));
         *resp.status_mut() = self.status();
         let headers = resp.headers_mut();
-        if matches!(self, ProxyError::ListenerRemoved(_)) {
+        if matches!(
+            self,
+            ProxyError::ListenerRemoved(_) | ProxyError::Malformed { .. }
+        ) {
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         headers.insert(

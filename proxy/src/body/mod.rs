@@ -31,6 +31,8 @@ pub enum ProxyBody {
     /// An upstream HTTP/1.1 response body, read from its connection, which goes back
     /// to the pool at the body's end.
     H1(crate::upstream::h1::H1Body),
+    /// A request body read from a client's HTTP/1.1 connection served by weft.
+    H1Request(crate::server::h1::RequestBody),
     /// A body produced by a task (a filter processing chunks).
     Channel(ChannelBody),
     /// A request body that is recorded while it streams, so it can be sent again.
@@ -58,6 +60,7 @@ impl std::fmt::Debug for ProxyBody {
             ProxyBody::Full(_) => "full",
             ProxyBody::Incoming(_) => "incoming",
             ProxyBody::H1(_) => "upstream-h1",
+            ProxyBody::H1Request(_) => "client-h1",
             ProxyBody::Channel(_) => "channel",
             ProxyBody::Replay(_) => "replay",
             ProxyBody::Observed(_) => "observed",
@@ -79,6 +82,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ProxyBody::H1(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::H1Request(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Channel(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Replay(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Observed(b) => Pin::new(b.as_mut()).poll_frame(cx),
@@ -91,6 +95,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Incoming(b) => b.is_end_stream(),
             ProxyBody::H1(b) => b.is_end_stream(),
+            ProxyBody::H1Request(b) => b.is_end_stream(),
             ProxyBody::Channel(b) => b.is_end_stream(),
             ProxyBody::Replay(b) => b.is_end_stream(),
             ProxyBody::Observed(b) => b.is_end_stream(),
@@ -103,6 +108,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Incoming(b) => b.size_hint(),
             ProxyBody::H1(b) => b.size_hint(),
+            ProxyBody::H1Request(b) => b.size_hint(),
             ProxyBody::Channel(_) => SizeHint::default(),
             ProxyBody::Replay(b) => b.size_hint(),
             ProxyBody::Observed(b) => b.size_hint(),

@@ -3,7 +3,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Connection-specific headers, never forwarded.
+/// Connection-specific headers, never forwarded (the list [`is_hop_by_hop`] checks).
+#[cfg(test)]
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -14,10 +15,21 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// Whether `name` is a connection-specific header: `connection`, `keep-alive`,
+/// `proxy-connection`, `te`, `trailer`, `transfer-encoding`, `upgrade`.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names. One scan
 /// decides whether there is anything to remove: ordinary messages have none.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -27,7 +39,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    // Remove only what is there (usually just `connection`): each removal hashes.
+    let mut present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k) || named.contains(k))
+        .cloned()
+        .collect();
+    present.dedup();
+    for name in &present {
         headers.remove(name);
     }
 }
@@ -73,6 +92,16 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_the_list() {
+        for name in HOP_BY_HOP.iter() {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in ["host", "x-keep", "content-length", "keep-alives"] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
     }
 
     #[test]

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
@@ -91,7 +90,7 @@ impl Exchange {
 pub async fn serve(
     snapshot: Arc<Snapshot>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<ProxyBody>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
@@ -139,7 +138,7 @@ pub async fn serve(
 
 /// The phases after routing. A route without filters takes a short path whose future
 /// stays small; filter phases are boxed, so only requests that run filters carry them.
-async fn run(ex: &mut Exchange, body: Incoming) -> Result<Response<ProxyBody>, ProxyError> {
+async fn run(ex: &mut Exchange, body: ProxyBody) -> Result<Response<ProxyBody>, ProxyError> {
     if ex.route.chain.is_empty() {
         let body = request::unfiltered(body);
         let (head, body) = upstream::forward(ex, body).await?;
@@ -150,7 +149,7 @@ async fn run(ex: &mut Exchange, body: Incoming) -> Result<Response<ProxyBody>, P
 
 async fn run_filtered(
     ex: &mut Exchange,
-    body: Incoming,
+    body: ProxyBody,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // Phase 1: request headers.
     if let chain::RequestDecision::Respond(local) = chain::request_headers(ex).await? {

@@ -9,7 +9,6 @@ use http::uri::PathAndQuery;
 use http::{Method, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::chain::on_failure;
@@ -115,11 +114,11 @@ impl RequestBody {
 }
 
 /// The body of a request no filter looks at.
-pub fn unfiltered(incoming: Incoming) -> RequestBody {
-    if incoming.is_end_stream() {
+pub fn unfiltered(body: ProxyBody) -> RequestBody {
+    if body.is_end_stream() {
         RequestBody::Empty
     } else {
-        RequestBody::Once(Some(ProxyBody::Incoming(incoming)))
+        RequestBody::Once(Some(body))
     }
 }
 
@@ -134,11 +133,11 @@ pub enum BodyOutcome {
 /// Phase 2. The body streams past untouched unless a filter asked for it: filters in
 /// `buffer` mode get it whole first (then every body filter sees the whole body, once);
 /// otherwise filters in `stream` mode see each chunk as it passes on to the upstream.
-pub async fn body(ex: &mut Exchange, incoming: Incoming) -> Result<BodyOutcome, ProxyError> {
-    let mut body = if incoming.is_end_stream() {
+pub async fn body(ex: &mut Exchange, body: ProxyBody) -> Result<BodyOutcome, ProxyError> {
+    let mut body = if body.is_end_stream() {
         ProxyBody::Empty
     } else {
-        ProxyBody::Incoming(incoming)
+        body
     };
     if ex.route.needs.log && !body.is_end_stream() {
         let counter = ex.request_bytes.clone();

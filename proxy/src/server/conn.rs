@@ -5,42 +5,63 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
+use http::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::h1;
+use super::rewind::Rewind;
 use super::worker::{Accepting, LiveGuard};
+use crate::body::ProxyBody;
 use crate::config::model::ListenerProtocol;
 use crate::exchange::{self, ConnInfo};
 use crate::snapshot::SnapshotHandle;
 
-fn builder(protocol: ListenerProtocol) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .keep_alive(true)
-        .max_buf_size(256 << 10);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(1024)
-        .keep_alive_interval(Duration::from_secs(30));
-    match protocol {
-        ListenerProtocol::Auto => b,
-        ListenerProtocol::Http1 => b.http1_only(),
-        ListenerProtocol::Http2 => b.http2_only(),
-    }
+/// HTTP/2's connection preface, which a client with prior knowledge sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads until the first bytes tell HTTP/2's preface from anything else. `None`: the
+/// client went away (or stayed silent past the head timeout) first.
+async fn sniff(stream: &TcpStream, buf: &mut BytesMut) -> Option<bool> {
+    let read = async {
+        loop {
+            let n = buf.len().min(H2_PREFACE.len());
+            if buf[..n] != H2_PREFACE[..n] {
+                return Some(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(true);
+            }
+            if stream.readable().await.is_err() {
+                return None;
+            }
+            match stream.try_read_buf(buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Serves a connection until it closes, or until shutdown lets it finish gracefully.
+/// HTTP/1.1 is served by weft's own server side (`h1`); HTTP/2 by hyper.
 pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    mut listener: Accepting,
+    listener: Accepting,
     handle: SnapshotHandle,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     _live: LiveGuard,
 ) {
     let _ = stream.set_nodelay(true);
@@ -58,13 +79,56 @@ pub async fn serve_connection(
         scheme: "http",
         peer_identity: None,
     });
-    let service = service_fn(move |req| {
+    let mut buf = BytesMut::with_capacity(8 << 10);
+    let h2 = match protocol {
+        ListenerProtocol::Http2 => true,
+        ListenerProtocol::Http1 => false,
+        ListenerProtocol::Auto => match sniff(&stream, &mut buf).await {
+            Some(h2) => h2,
+            None => return,
+        },
+    };
+    if h2 {
+        serve_h2(
+            Rewind::new(buf, stream),
+            peer,
+            listener,
+            handle,
+            shutdown,
+            info,
+        )
+        .await;
+    } else {
+        let stop = h1::Stop {
+            shutdown,
+            listener: listener.stop,
+        };
+        h1::serve(stream, buf, info, handle, stop).await;
+    }
+}
+
+async fn serve_h2(
+    io: Rewind,
+    peer: SocketAddr,
+    mut listener: Accepting,
+    handle: SnapshotHandle,
+    mut shutdown: watch::Receiver<bool>,
+    info: Arc<ConnInfo>,
+) {
+    let service = service_fn(move |req: Request<Incoming>| {
         let info = info.clone();
         let snapshot = handle.load_full();
-        async move { Ok::<_, Infallible>(exchange::serve(snapshot, &info, req).await) }
+        async move {
+            let req = req.map(ProxyBody::Incoming);
+            Ok::<_, Infallible>(exchange::serve(snapshot, &info, req).await)
+        }
     });
-    let builder = builder(protocol);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024)
+        .keep_alive_interval(Duration::from_secs(30));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {

@@ -12,7 +12,9 @@
 //! requests and close. Listeners that stay keep their sockets and connections.
 
 mod conn;
+pub(crate) mod h1;
 mod listener;
+mod rewind;
 mod worker;
 
 use std::net::SocketAddr;

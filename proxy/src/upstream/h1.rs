@@ -33,12 +33,12 @@ use super::send::RequestHead;
 use crate::body::{BoxError, ProxyBody};
 use crate::error::UpstreamFailure;
 
-/// Largest response head accepted.
-const MAX_HEAD: usize = 64 << 10;
+/// Largest message head accepted.
+pub(crate) const MAX_HEAD: usize = 64 << 10;
 /// Most response headers accepted.
 const MAX_HEADERS: usize = 128;
 /// Read buffer growth step.
-const READ_CHUNK: usize = 16 << 10;
+pub(crate) const READ_CHUNK: usize = 16 << 10;
 
 /// A kept-alive HTTP/1.1 connection.
 pub struct H1Conn {
@@ -108,7 +108,7 @@ impl H1Conn {
 
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     /// No body.
     Empty,
     /// This many bytes.
@@ -298,7 +298,7 @@ async fn write_body(
 }
 
 /// Whether the upstream lets the connection be reused, by its version and `Connection`.
-fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+pub(crate) fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
     let conn = headers
         .get(http::header::CONNECTION)
         .and_then(|v| v.to_str().ok());
@@ -461,7 +461,7 @@ fn build_parts(
 
 /// Where a chunked body's decoder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
+pub(crate) enum Chunk {
     /// Expecting a size line.
     Size,
     /// Inside a chunk, this much left.
@@ -631,13 +631,19 @@ impl H1Body {
     }
 }
 
-enum ChunkOut {
+/// What the chunk decoder produced.
+pub(crate) enum ChunkOut {
+    /// Body bytes.
     Data(Bytes),
+    /// The last chunk and trailers were read.
     End,
 }
 
 /// Decodes what it can of a chunked body from `buf`. `Ok(None)`: more bytes needed.
-fn decode_chunk(buf: &mut BytesMut, state: &mut Chunk) -> Result<Option<ChunkOut>, &'static str> {
+pub(crate) fn decode_chunk(
+    buf: &mut BytesMut,
+    state: &mut Chunk,
+) -> Result<Option<ChunkOut>, &'static str> {
     loop {
         match *state {
             Chunk::Size => {

@@ -1,0 +1,226 @@
+//! weft's own HTTP/1.1 server side.
+//!
+//! hyper's server runs each connection as a dispatcher state machine that hands the
+//! request to a service and the body through its own buffers; for a proxy, which only
+//! forwards, most of that is overhead. Here the connection's task reads a head
+//! (`head`), runs the exchange with a body that reads straight from the socket
+//! (`body`), and writes the response (`write`); then the next request, from the bytes
+//! already read if the client pipelined.
+//!
+//! What it handles: keep-alive by version and `Connection`; bodies framed by length or
+//! chunks, and smuggling shapes refused (`head`); `Expect: 100-continue` (answered
+//! when the body is first read, unless a response came first); a 30 s limit for a
+//! request head to arrive (408 when one had started); a client that pipelines; a
+//! response whose `Connection: close` ends the connection (a listener removed by a
+//! reload); shutdown and listener removal closing idle connections at once and busy
+//! ones after their response. A malformed head gets 400 (431 when too large) and the
+//! connection closes.
+
+mod body;
+mod head;
+mod write;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::Request;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+pub use body::RequestBody;
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::exchange::{self, ConnInfo};
+use crate::snapshot::SnapshotHandle;
+use crate::upstream::h1::{Framing, MAX_HEAD, READ_CHUNK};
+use body::Handoff;
+use write::Answering;
+
+/// How long a request head may take to arrive once the connection is waiting for one.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Signals that end a connection: the worker shutting down, the listener removed.
+pub struct Stop {
+    /// Worker shutdown.
+    pub shutdown: watch::Receiver<bool>,
+    /// Listener removed by a reload.
+    pub listener: watch::Receiver<bool>,
+}
+
+impl Stop {
+    fn requested(&self) -> bool {
+        *self.shutdown.borrow() || *self.listener.borrow()
+    }
+
+    async fn wait(&mut self) {
+        if self.requested() {
+            return;
+        }
+        tokio::select! {
+            _ = self.shutdown.changed() => {}
+            _ = self.listener.changed() => {}
+        }
+    }
+}
+
+/// What waiting for a head came to.
+enum Next {
+    Head(Box<head::Head>),
+    /// The connection is over (closed, idle at shutdown, or answered with an error).
+    Done,
+}
+
+/// Serves HTTP/1.1 on `stream`, whose first bytes may already be in `buf`.
+pub async fn serve(
+    stream: TcpStream,
+    mut buf: BytesMut,
+    info: Arc<ConnInfo>,
+    handle: SnapshotHandle,
+    mut stop: Stop,
+) {
+    let stream = Arc::new(stream);
+    let timer = tokio::time::sleep(HEAD_TIMEOUT);
+    tokio::pin!(timer);
+    loop {
+        let head = match next_head(&stream, &mut buf, &mut stop, timer.as_mut()).await {
+            Next::Head(h) => h,
+            Next::Done => return,
+        };
+        let head::Head {
+            parts,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = *head;
+        let answering = Answering {
+            head: parts.method == http::Method::HEAD,
+            version: parts.version,
+        };
+        let handoff = Arc::new(Handoff::default());
+        let body = if framing == Framing::Empty {
+            *handoff.leftover.lock() = Some(std::mem::take(&mut buf));
+            ProxyBody::Empty
+        } else {
+            handoff
+                .continue_owed
+                .store(expect_continue, Ordering::Relaxed);
+            ProxyBody::H1Request(RequestBody::new(
+                stream.clone(),
+                std::mem::take(&mut buf),
+                framing,
+                handoff.clone(),
+            ))
+        };
+        let snapshot = handle.load_full();
+        let resp = exchange::serve(snapshot, &info, Request::from_parts(parts, body)).await;
+        // The response starts: a client still waiting for 100 Continue gets this instead.
+        handoff.continue_owed.store(false, Ordering::Relaxed);
+        // Whether the request body was read to its end decides, before the head is
+        // written, whether the connection can carry another request.
+        let leftover = handoff.leftover.lock().take();
+        let keep = keep_alive && leftover.is_some() && !stop.requested();
+        match write::response(&stream, resp, &answering, keep).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::debug!(peer = %info.client, "response not completed: {e}");
+                return;
+            }
+        }
+        buf = leftover.unwrap_or_default();
+        if stop.requested() {
+            return;
+        }
+    }
+}
+
+/// Reads until a whole head is in `buf`. Idle connections close at shutdown; a head
+/// that does not arrive within [`HEAD_TIMEOUT`] gets 408 (or a silent close when not a
+/// byte of it came); a malformed one gets its 4xx.
+async fn next_head(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    stop: &mut Stop,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Next {
+    let mut armed = false;
+    loop {
+        if !buf.is_empty() {
+            match head::parse(buf) {
+                Ok(Some(h)) => return Next::Head(Box::new(h)),
+                Ok(None) if buf.len() > MAX_HEAD => {
+                    let refused = head::Refused {
+                        status: http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        reason: format!("request head larger than {MAX_HEAD} bytes"),
+                    };
+                    return refuse(stream, refused).await;
+                }
+                Ok(None) => {}
+                Err(refused) => return refuse(stream, refused).await,
+            }
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(buf) {
+            Ok(0) => return Next::Done,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return Next::Done,
+        }
+        if !armed {
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + HEAD_TIMEOUT);
+            armed = true;
+        }
+        let idle = buf.is_empty();
+        tokio::select! {
+            biased;
+            r = stream.readable() => {
+                if r.is_err() {
+                    return Next::Done;
+                }
+            }
+            _ = timer.as_mut() => {
+                if idle {
+                    return Next::Done;
+                }
+                let refused = head::Refused {
+                    status: http::StatusCode::REQUEST_TIMEOUT,
+                    reason: "the request head did not arrive in time".into(),
+                };
+                return refuse(stream, refused).await;
+            }
+            _ = stop.wait(), if idle => return Next::Done,
+        }
+    }
+}
+
+/// Answers a head that could not be taken, and ends the connection.
+async fn refuse(stream: &TcpStream, refused: head::Refused) -> Next {
+    tracing::debug!(
+        status = refused.status.as_u16(),
+        "request refused: {}",
+        refused.reason
+    );
+    let resp = ProxyError::Malformed {
+        status: refused.status,
+        reason: refused.reason,
+    }
+    .to_response();
+    let to = Answering {
+        head: false,
+        version: http::Version::HTTP_11,
+    };
+    let _ = write::response(stream, resp, &to, false).await;
+    let _ = stream_shutdown(stream);
+    Next::Done
+}
+
+fn stream_shutdown(stream: &TcpStream) -> std::io::Result<()> {
+    socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write)
+}

@@ -1,0 +1,288 @@
+//! Writing a response: the head framed by the proxy (`content-length` when the body's
+//! size is known, chunked otherwise, nothing for `HEAD`, 1xx, 204 and 304), `date` as
+//! every HTTP server sends it, and the body streamed after it. A small body that is
+//! already here goes out with the head, in one write.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{HeaderValue, Response, StatusCode, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tokio::net::TcpStream;
+
+use crate::body::ProxyBody;
+use crate::upstream::h1::Framing;
+
+/// A body this small that is already here is sent with the head.
+const COALESCE: usize = 16 << 10;
+
+/// Writes all of `data`, waiting for the socket when it is full.
+pub async fn write_all(stream: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match stream.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+thread_local! {
+    static DATE_CACHE: RefCell<(u64, Option<HeaderValue>)> = const { RefCell::new((0, None)) };
+}
+
+/// The `date` value for now, formatted at most once a second per thread.
+fn date() -> HeaderValue {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE_CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        match &c.1 {
+            Some(v) if c.0 == secs => v.clone(),
+            _ => {
+                let v = HeaderValue::from_maybe_shared(Bytes::from(httpdate::fmt_http_date(now)))
+                    .expect("an HTTP date is a valid header value");
+                *c = (secs, Some(v.clone()));
+                v
+            }
+        }
+    })
+}
+
+/// What the request that this response answers looked like.
+pub struct Answering {
+    /// A `HEAD` request: the response has no body whatever its headers say.
+    pub head: bool,
+    /// The client's version: an HTTP/1.0 client gets no chunked coding.
+    pub version: Version,
+}
+
+/// Writes `resp`. Returns whether the connection may carry another request (the
+/// caller's `keep` and the response agreeing); an error means the connection is done.
+pub async fn response(
+    stream: &TcpStream,
+    resp: Response<ProxyBody>,
+    to: &Answering,
+    mut keep: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let headers = &parts.headers;
+    let bodiless = to.head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if bodiless {
+        Framing::Empty
+    } else {
+        match body.size_hint().exact() {
+            Some(0) => Framing::Length(0),
+            Some(n) => Framing::Length(n),
+            None if to.version == Version::HTTP_11 => Framing::Chunked,
+            None => Framing::Close,
+        }
+    };
+    // A `HEAD` or 304 answer keeps the length its headers state; 1xx and 204 have none;
+    // every other length is the proxy's own, from the body it sends.
+    let keep_length = bodiless && !(status.is_informational() || status == StatusCode::NO_CONTENT);
+
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut dated = false;
+    // One pass writes the headers, leaving out the ones the proxy frames itself.
+    for (name, value) in headers.iter() {
+        if name == CONNECTION {
+            if value.as_bytes().eq_ignore_ascii_case(b"close") {
+                keep = false;
+            }
+            continue;
+        }
+        if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && !keep_length) {
+            continue;
+        }
+        if name == DATE {
+            dated = true;
+        } else if name.as_str() == "keep-alive" {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !dated {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(date().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(&mut out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Close => keep = false,
+        Framing::Empty => {}
+    }
+    if !keep {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if to.version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let framing = if framing == Framing::Length(0) {
+        Framing::Empty
+    } else {
+        framing
+    };
+
+    if framing == Framing::Empty {
+        write_all(stream, &out).await?;
+        return Ok(keep);
+    }
+    // The first piece of a body that is already here (a local answer, a short upstream
+    // response read with its head) goes in the same write as the head.
+    let mut sent: u64 = 0;
+    let mut ended = false;
+    let first = {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(&mut body).poll_frame(&mut cx)
+    };
+    match first {
+        Poll::Ready(Some(Ok(frame))) => {
+            if let Ok(data) = frame.into_data() {
+                if data.len() <= COALESCE {
+                    frame_into(&mut out, &data, framing);
+                    sent += data.len() as u64;
+                } else {
+                    write_all(stream, &out).await?;
+                    out.clear();
+                    write_data(stream, &data, framing).await?;
+                    sent += data.len() as u64;
+                }
+            }
+        }
+        Poll::Ready(Some(Err(e))) => return Err(io::Error::other(e)),
+        Poll::Ready(None) => ended = true,
+        Poll::Pending => {}
+    }
+    if ended || body.is_end_stream() {
+        finish(&mut out, framing, sent)?;
+        write_all(stream, &out).await?;
+        return Ok(keep && complete(framing, sent));
+    }
+    if !out.is_empty() {
+        write_all(stream, &out).await?;
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(io::Error::other)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers are not forwarded
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if let Framing::Length(n) = framing {
+            if sent > n {
+                return Err(io::Error::other("the body is longer than its length"));
+            }
+        }
+        write_data(stream, &data, framing).await?;
+    }
+    let mut tail = Vec::new();
+    finish(&mut tail, framing, sent)?;
+    write_all(stream, &tail).await?;
+    Ok(keep && complete(framing, sent))
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn complete(framing: Framing, sent: u64) -> bool {
+    match framing {
+        Framing::Length(n) => sent == n,
+        Framing::Close => false,
+        _ => true,
+    }
+}
+
+/// The end of a body: the last chunk, or a check that the length was met.
+fn finish(out: &mut Vec<u8>, framing: Framing, sent: u64) -> io::Result<()> {
+    match framing {
+        Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        Framing::Length(n) if sent != n => {
+            return Err(io::Error::other(format!(
+                "the body ended after {sent} of {n} bytes"
+            )))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn chunk_head(len: usize) -> String {
+    format!("{len:x}\r\n")
+}
+
+fn frame_into(out: &mut Vec<u8>, data: &[u8], framing: Framing) {
+    if framing == Framing::Chunked {
+        out.extend_from_slice(chunk_head(data.len()).as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+async fn write_data(stream: &TcpStream, data: &[u8], framing: Framing) -> io::Result<()> {
+    if framing != Framing::Chunked {
+        return write_all(stream, data).await;
+    }
+    if data.len() <= COALESCE {
+        let mut out = Vec::with_capacity(data.len() + 12);
+        frame_into(&mut out, data, framing);
+        return write_all(stream, &out).await;
+    }
+    write_all(stream, chunk_head(data.len()).as_bytes()).await?;
+    write_all(stream, data).await?;
+    write_all(stream, b"\r\n").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals() {
+        for n in [0u64, 7, 10, 24, 65_536, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+}
