@@ -14,6 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
+/// The proxy's allocator (see `proxy/src/main.rs`), so the numbers are the proxy's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use http::{HeaderMap, Method, StatusCode};
 use weft::config::model::FailurePolicy;
 use weft::config::CheckedFilter;
