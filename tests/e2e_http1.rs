@@ -225,3 +225,30 @@ async fn oversized_heads_get_431_and_the_proxy_keeps_serving() {
     assert!(raw.starts_with("HTTP/1.1 431"), "{raw}");
     assert_eq!(client::get(addr, "/fine", &[]).await.status, 200);
 }
+
+#[tokio::test]
+async fn an_early_answer_reaches_a_client_still_sending_its_body() {
+    let up = Upstream::start("up");
+    let weft = Weft::start(&config(up.addr));
+    let s = TcpStream::connect(weft.addr("edge")).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    // The upstream answers 413 without reading; the client is still uploading.
+    let writer = tokio::spawn(async move {
+        let _ = wr
+            .write_all(b"POST /early HTTP/1.1\r\nhost: a\r\ncontent-length: 4000000\r\n\r\n")
+            .await;
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..8 {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        wr
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    let _ = writer.await;
+}

@@ -26,8 +26,17 @@ use crate::snapshot::SnapshotHandle;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Reads until the first bytes tell HTTP/2's preface from anything else. `None`: the
-/// client went away (or stayed silent past the head timeout) first.
-async fn sniff(stream: &TcpStream, buf: &mut BytesMut) -> Option<bool> {
+/// client went away, stayed silent past the head timeout, or the worker or listener
+/// stopped first.
+async fn sniff(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    shutdown: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<bool> {
+    if *shutdown.borrow() || *stop.borrow() {
+        return None;
+    }
     let read = async {
         loop {
             let n = buf.len().min(H2_PREFACE.len());
@@ -48,10 +57,11 @@ async fn sniff(stream: &TcpStream, buf: &mut BytesMut) -> Option<bool> {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), read)
-        .await
-        .ok()
-        .flatten()
+    tokio::select! {
+        r = tokio::time::timeout(Duration::from_secs(30), read) => r.ok().flatten(),
+        _ = shutdown.changed() => None,
+        _ = stop.changed() => None,
+    }
 }
 
 /// Serves a connection until it closes, or until shutdown lets it finish gracefully.
@@ -59,9 +69,9 @@ async fn sniff(stream: &TcpStream, buf: &mut BytesMut) -> Option<bool> {
 pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    listener: Accepting,
+    mut listener: Accepting,
     handle: SnapshotHandle,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
     _live: LiveGuard,
 ) {
     let _ = stream.set_nodelay(true);
@@ -83,10 +93,12 @@ pub async fn serve_connection(
     let h2 = match protocol {
         ListenerProtocol::Http2 => true,
         ListenerProtocol::Http1 => false,
-        ListenerProtocol::Auto => match sniff(&stream, &mut buf).await {
-            Some(h2) => h2,
-            None => return,
-        },
+        ListenerProtocol::Auto => {
+            match sniff(&stream, &mut buf, &mut shutdown, &mut listener.stop).await {
+                Some(h2) => h2,
+                None => return,
+            }
+        }
     };
     if h2 {
         serve_h2(

@@ -655,8 +655,22 @@ pub(crate) fn decode_chunk(
                     };
                 };
                 let line = &buf[..end];
-                let hex = line.split(|b| *b == b';').next().unwrap_or(line);
-                let text = std::str::from_utf8(hex).map_err(|_| "chunk size")?.trim();
+                // RFC 9112 section 7.1: 1*HEXDIG, then extensions after `;` (whitespace
+                // only before it). Anything looser (signs, leading space, bare CR or LF,
+                // control bytes) is refused: a peer that read it differently would see a
+                // different end of the body.
+                if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                    return Err("control character in a chunk size line");
+                }
+                let hex_end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
+                let mut hex = &line[..hex_end];
+                while let [rest @ .., b' ' | b'\t'] = hex {
+                    hex = rest;
+                }
+                if hex.is_empty() || hex.len() > 16 || !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err("chunk size");
+                }
+                let text = std::str::from_utf8(hex).map_err(|_| "chunk size")?;
                 let size = u64::from_str_radix(text, 16).map_err(|_| "chunk size")?;
                 buf.advance(end + 2);
                 *state = if size == 0 {
@@ -696,6 +710,12 @@ pub(crate) fn decode_chunk(
                         Ok(None)
                     };
                 };
+                if buf[..end]
+                    .iter()
+                    .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+                {
+                    return Err("control character in a trailer");
+                }
                 buf.advance(end + 2);
                 if end == 0 {
                     return Ok(Some(ChunkOut::End));
@@ -741,6 +761,23 @@ mod tests {
             );
         }
         assert!(decode_all(b"zz\r\n", 64).is_err());
+        for loose in [
+            &b"+5\r\nhello\r\n0\r\n\r\n"[..],
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"5;\nx\r\nhello\r\n0\r\n\r\n",
+            b"11111111111111111\r\n",
+            b"0\r\nx-t: a\nb\r\n\r\n",
+        ] {
+            assert!(
+                decode_all(loose, 64).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(loose)
+            );
+        }
+        assert_eq!(
+            decode_all(b"5 ;x=1\r\nhello\r\n0\r\n\r\n", 64).unwrap(),
+            b"hello"
+        );
         assert!(decode_all(b"2\r\nabXX", 64).is_err());
     }
 

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 use crate::body::BoxError;
 use crate::upstream::h1::{decode_chunk, Chunk, ChunkOut, Framing, READ_CHUNK};
 
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// The interim response a client sending `Expect: 100-continue` waits for.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// What the body hands back to its connection.
 #[derive(Default)]
@@ -24,9 +25,12 @@ pub struct Handoff {
     /// may hold the start of the next, pipelined, request). `None`: the body was not
     /// read to the end, and the connection cannot be reused.
     pub leftover: Mutex<Option<BytesMut>>,
-    /// Set while `100 Continue` is still owed to the client; cleared by the first read
-    /// of the body or by the response starting.
+    /// Set while `100 Continue` is still owed to the client; cleared once it is sent or
+    /// when the response starts.
     pub continue_owed: AtomicBool,
+    /// How many bytes of [`CONTINUE`] went out: a response must not start in the middle
+    /// of it.
+    pub continue_sent: AtomicUsize,
 }
 
 /// The body of a request on an HTTP/1.1 connection served by weft.
@@ -37,7 +41,6 @@ pub struct RequestBody {
     remaining: u64,
     chunk: Chunk,
     handoff: Arc<Handoff>,
-    continue_sent: usize,
     done: bool,
 }
 
@@ -60,7 +63,6 @@ impl RequestBody {
             remaining,
             chunk: Chunk::Size,
             handoff,
-            continue_sent: 0,
             done: false,
         }
     }
@@ -77,22 +79,21 @@ impl RequestBody {
 
     /// Sends `100 Continue` if the client waits for it and no response has started.
     fn poll_continue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.continue_sent == 0 && !self.handoff.continue_owed.load(Ordering::Relaxed) {
-            return Poll::Ready(Ok(()));
-        }
-        while self.continue_sent < CONTINUE.len() {
-            match self.stream.try_write(&CONTINUE[self.continue_sent..]) {
-                Ok(n) => {
-                    self.continue_sent += n;
-                    self.handoff.continue_owed.store(false, Ordering::Relaxed);
-                }
+        let h = &self.handoff;
+        while h.continue_owed.load(Ordering::Relaxed) {
+            let sent = h.continue_sent.load(Ordering::Relaxed);
+            if sent >= CONTINUE.len() {
+                h.continue_owed.store(false, Ordering::Relaxed);
+                break;
+            }
+            match self.stream.try_write(&CONTINUE[sent..]) {
+                Ok(n) => h.continue_sent.store(sent + n, Ordering::Relaxed),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     std::task::ready!(self.stream.poll_write_ready(cx))?;
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        self.continue_sent = usize::MAX;
         Poll::Ready(Ok(()))
     }
 
@@ -104,7 +105,7 @@ impl RequestBody {
         if this.done {
             return Poll::Ready(None);
         }
-        if this.continue_sent != usize::MAX {
+        if this.handoff.continue_owed.load(Ordering::Relaxed) {
             if let Err(e) = std::task::ready!(this.poll_continue(cx)) {
                 return this.fail(format!("sending 100 Continue: {e}"));
             }

@@ -116,25 +116,68 @@ pub async fn serve(
         };
         let snapshot = handle.load_full();
         let resp = exchange::serve(snapshot, &info, Request::from_parts(parts, body)).await;
-        // The response starts: a client still waiting for 100 Continue gets this instead.
+        // The response starts: a client still waiting for 100 Continue gets this instead,
+        // after the rest of a 100 Continue that went out in part.
         handoff.continue_owed.store(false, Ordering::Relaxed);
+        let partial = handoff.continue_sent.load(Ordering::Relaxed);
+        if partial > 0
+            && partial < body::CONTINUE.len()
+            && write::write_all(&stream, &body::CONTINUE[partial..])
+                .await
+                .is_err()
+        {
+            return;
+        }
         // Whether the request body was read to its end decides, before the head is
         // written, whether the connection can carry another request.
         let leftover = handoff.leftover.lock().take();
         let keep = keep_alive && leftover.is_some() && !stop.requested();
         match write::response(&stream, resp, &answering, keep).await {
             Ok(true) => {}
-            Ok(false) => return,
+            Ok(false) => return close(&stream).await,
             Err(e) => {
                 tracing::debug!(peer = %info.client, "response not completed: {e}");
-                return;
+                return close(&stream).await;
             }
         }
         buf = leftover.unwrap_or_default();
         if stop.requested() {
-            return;
+            return close(&stream).await;
         }
     }
+}
+
+/// How long a closing connection keeps reading what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+/// How much it reads at most meanwhile.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Closes a connection after its last response without losing that response: the
+/// write side is shut (the client sees the end), what the client still sends is read
+/// and dropped for a while (closing a socket with unread data resets the connection,
+/// and a reset can destroy the response before the client reads it: RFC 9112 section
+/// 9.6), then both sides are shut, which also ends a request body still being read
+/// elsewhere.
+async fn close(stream: &TcpStream) {
+    let sock = socket2::SockRef::from(stream);
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let drain = async {
+        let mut scratch = vec![0u8; 16 << 10];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+    let _ = sock.shutdown(std::net::Shutdown::Both);
 }
 
 /// Reads until a whole head is in `buf`. Idle connections close at shutdown; a head
@@ -217,10 +260,6 @@ async fn refuse(stream: &TcpStream, refused: head::Refused) -> Next {
         version: http::Version::HTTP_11,
     };
     let _ = write::response(stream, resp, &to, false).await;
-    let _ = stream_shutdown(stream);
+    close(stream).await;
     Next::Done
-}
-
-fn stream_shutdown(stream: &TcpStream) -> std::io::Result<()> {
-    socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write)
 }

@@ -74,6 +74,15 @@ pub async fn response(
 ) -> io::Result<bool> {
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
+    if status.is_informational() {
+        // Interim responses are not passed on; one as the final answer would leave the
+        // client waiting for another.
+        let bad = crate::error::ProxyError::Upstream {
+            failure: crate::error::UpstreamFailure::ProtocolError,
+            detail: format!("{status} as a final response"),
+        };
+        return Box::pin(response(stream, bad.to_response(), to, false)).await;
+    }
     let headers = &parts.headers;
     let bodiless = to.head
         || status.is_informational()
@@ -162,7 +171,14 @@ pub async fn response(
     };
     match first {
         Poll::Ready(Some(Ok(frame))) => {
-            if let Ok(data) = frame.into_data() {
+            // Empty data frames (an HTTP/2 upstream's bare END_STREAM) carry nothing: in
+            // chunked framing an empty chunk would end the body early.
+            if let Some(data) = frame.into_data().ok().filter(|d| !d.is_empty()) {
+                if let Framing::Length(n) = framing {
+                    if data.len() as u64 > n {
+                        return Err(io::Error::other("the body is longer than its length"));
+                    }
+                }
                 if data.len() <= COALESCE {
                     frame_into(&mut out, &data, framing);
                     sent += data.len() as u64;
@@ -250,6 +266,9 @@ fn chunk_head(len: usize) -> String {
 }
 
 fn frame_into(out: &mut Vec<u8>, data: &[u8], framing: Framing) {
+    if data.is_empty() {
+        return;
+    }
     if framing == Framing::Chunked {
         out.extend_from_slice(chunk_head(data.len()).as_bytes());
         out.extend_from_slice(data);
@@ -276,6 +295,57 @@ async fn write_data(stream: &TcpStream, data: &[u8], framing: Framing) -> io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `response` writes for `resp`, read from the other end of a loopback socket.
+    async fn written(resp: Response<ProxyBody>, to: Answering) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let keep = response(&server, resp, &to, true).await.unwrap();
+        drop(server);
+        let mut out = Vec::new();
+        let mut client = client;
+        tokio::io::AsyncReadExt::read_to_end(&mut client, &mut out)
+            .await
+            .unwrap();
+        format!("keep={keep}\n{}", String::from_utf8_lossy(&out))
+    }
+
+    #[tokio::test]
+    async fn an_empty_first_frame_does_not_end_a_chunked_body_twice() {
+        let (tx, body) = crate::body::channel(4);
+        tx.send(Ok(http_body::Frame::data(Bytes::new())))
+            .await
+            .unwrap();
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"abc"))))
+            .await
+            .unwrap();
+        drop(tx);
+        let resp = Response::new(ProxyBody::Channel(body));
+        let to = Answering {
+            head: false,
+            version: Version::HTTP_11,
+        };
+        let out = written(resp, to).await;
+        assert!(out.starts_with("keep=true\nHTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("transfer-encoding: chunked"), "{out}");
+        assert!(out.ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn a_final_1xx_becomes_502_and_closes() {
+        let mut resp = Response::new(ProxyBody::Empty);
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let to = Answering {
+            head: false,
+            version: Version::HTTP_11,
+        };
+        let out = written(resp, to).await;
+        assert!(out.starts_with("keep=false\nHTTP/1.1 502"), "{out}");
+        assert!(out.contains("connection: close"), "{out}");
+    }
 
     #[test]
     fn decimals() {
