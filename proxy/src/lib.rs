@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod exchange;
+mod h1wire;
 pub mod host;
 pub mod metrics;
 pub mod reload;

@@ -40,12 +40,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
     // Remove only what is there (usually just `connection`): each removal hashes.
-    let mut present: Vec<HeaderName> = headers
+    // `keys` yields each name once.
+    let present: Vec<HeaderName> = headers
         .keys()
         .filter(|k| is_hop_by_hop(k) || named.contains(k))
         .cloned()
         .collect();
-    present.dedup();
     for name in &present {
         headers.remove(name);
     }

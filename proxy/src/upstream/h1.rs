@@ -32,13 +32,13 @@ use super::pool;
 use super::send::RequestHead;
 use crate::body::{BoxError, ProxyBody};
 use crate::error::UpstreamFailure;
+use crate::h1wire::{
+    decode_chunk, keep_alive, push_chunk_size, push_decimal, Chunk, ChunkOut, Framing, MAX_HEAD,
+    READ_CHUNK,
+};
 
-/// Largest message head accepted.
-pub(crate) const MAX_HEAD: usize = 64 << 10;
 /// Most response headers accepted.
 const MAX_HEADERS: usize = 128;
-/// Read buffer growth step.
-pub(crate) const READ_CHUNK: usize = 16 << 10;
 
 /// A kept-alive HTTP/1.1 connection.
 pub struct H1Conn {
@@ -106,19 +106,6 @@ impl H1Conn {
     }
 }
 
-/// How a message body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
-    /// No body.
-    Empty,
-    /// This many bytes.
-    Length(u64),
-    /// Chunked transfer coding.
-    Chunked,
-    /// Until the connection closes.
-    Close,
-}
-
 /// Writes the request head, then the body, framed.
 fn encode_head(head: &RequestHead, framing: Framing, out: &mut Vec<u8>) {
     out.extend_from_slice(head.method.as_str().as_bytes());
@@ -139,17 +126,13 @@ fn encode_head(head: &RequestHead, framing: Framing, out: &mut Vec<u8>) {
     match framing {
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa(n).as_bytes());
+            push_decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Framing::Empty | Framing::Close => {}
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
 }
 
 /// How a request body will be framed, from what is known about it.
@@ -277,9 +260,8 @@ async fn write_body(
             continue;
         }
         let r = if chunked {
-            let size = format!("{:x}\r\n", data.len());
-            let mut chunk = Vec::with_capacity(size.len() + data.len() + 2);
-            chunk.extend_from_slice(size.as_bytes());
+            let mut chunk = Vec::with_capacity(data.len() + 20);
+            push_chunk_size(&mut chunk, data.len());
             chunk.extend_from_slice(&data);
             chunk.extend_from_slice(b"\r\n");
             writer.write_all(&chunk).await
@@ -295,20 +277,6 @@ async fn write_body(
             .map_err(|e| (io_failure(&e), e.to_string()))?;
     }
     Ok(())
-}
-
-/// Whether the upstream lets the connection be reused, by its version and `Connection`.
-pub(crate) fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    let conn = headers
-        .get(http::header::CONNECTION)
-        .and_then(|v| v.to_str().ok());
-    let says = |token: &str| {
-        conn.is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
-    match version {
-        Version::HTTP_10 => says("keep-alive"),
-        _ => !says("close"),
-    }
 }
 
 /// Reads into the connection's buffer; Ok(0) at end of stream.
@@ -457,19 +425,6 @@ fn build_parts(
     parts.version = Version::HTTP_11;
     parts.headers = headers;
     Ok((parts, framing, reuse))
-}
-
-/// Where a chunked body's decoder is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Chunk {
-    /// Expecting a size line.
-    Size,
-    /// Inside a chunk, this much left.
-    Data(u64),
-    /// Expecting the CRLF after a chunk.
-    DataEnd,
-    /// Expecting trailers (or the final CRLF).
-    Trailers,
 }
 
 /// A response body read straight from its connection.
@@ -631,155 +586,9 @@ impl H1Body {
     }
 }
 
-/// What the chunk decoder produced.
-pub(crate) enum ChunkOut {
-    /// Body bytes.
-    Data(Bytes),
-    /// The last chunk and trailers were read.
-    End,
-}
-
-/// Decodes what it can of a chunked body from `buf`. `Ok(None)`: more bytes needed.
-pub(crate) fn decode_chunk(
-    buf: &mut BytesMut,
-    state: &mut Chunk,
-) -> Result<Option<ChunkOut>, &'static str> {
-    loop {
-        match *state {
-            Chunk::Size => {
-                let Some(end) = find_crlf(buf) else {
-                    return if buf.len() > 4096 {
-                        Err("chunk size line too long")
-                    } else {
-                        Ok(None)
-                    };
-                };
-                let line = &buf[..end];
-                // RFC 9112 section 7.1: 1*HEXDIG, then extensions after `;` (whitespace
-                // only before it). Anything looser (signs, leading space, bare CR or LF,
-                // control bytes) is refused: a peer that read it differently would see a
-                // different end of the body.
-                if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-                    return Err("control character in a chunk size line");
-                }
-                let hex_end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
-                let mut hex = &line[..hex_end];
-                while let [rest @ .., b' ' | b'\t'] = hex {
-                    hex = rest;
-                }
-                if hex.is_empty() || hex.len() > 16 || !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return Err("chunk size");
-                }
-                let text = std::str::from_utf8(hex).map_err(|_| "chunk size")?;
-                let size = u64::from_str_radix(text, 16).map_err(|_| "chunk size")?;
-                buf.advance(end + 2);
-                *state = if size == 0 {
-                    Chunk::Trailers
-                } else {
-                    Chunk::Data(size)
-                };
-            }
-            Chunk::Data(left) => {
-                if buf.is_empty() {
-                    return Ok(None);
-                }
-                let n = (buf.len() as u64).min(left) as usize;
-                let data = buf.split_to(n).freeze();
-                *state = if left == n as u64 {
-                    Chunk::DataEnd
-                } else {
-                    Chunk::Data(left - n as u64)
-                };
-                return Ok(Some(ChunkOut::Data(data)));
-            }
-            Chunk::DataEnd => {
-                if buf.len() < 2 {
-                    return Ok(None);
-                }
-                if &buf[..2] != b"\r\n" {
-                    return Err("missing CRLF after chunk");
-                }
-                buf.advance(2);
-                *state = Chunk::Size;
-            }
-            Chunk::Trailers => {
-                let Some(end) = find_crlf(buf) else {
-                    return if buf.len() > MAX_HEAD {
-                        Err("trailers too long")
-                    } else {
-                        Ok(None)
-                    };
-                };
-                if buf[..end]
-                    .iter()
-                    .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-                {
-                    return Err("control character in a trailer");
-                }
-                buf.advance(end + 2);
-                if end == 0 {
-                    return Ok(Some(ChunkOut::End));
-                }
-                // A trailer field: dropped (trailers are not forwarded).
-            }
-        }
-    }
-}
-
-fn find_crlf(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_all(input: &[u8], step: usize) -> Result<Vec<u8>, &'static str> {
-        let mut buf = BytesMut::new();
-        let mut state = Chunk::Size;
-        let mut out = Vec::new();
-        for piece in input.chunks(step) {
-            buf.extend_from_slice(piece);
-            while let Some(o) = decode_chunk(&mut buf, &mut state)? {
-                match o {
-                    ChunkOut::Data(d) => out.extend_from_slice(&d),
-                    ChunkOut::End => return Ok(out),
-                }
-            }
-        }
-        Err("incomplete")
-    }
-
-    #[test]
-    fn chunked_bodies_decode_in_any_split() {
-        let wire = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n";
-        for step in [1, 2, 3, 7, 64] {
-            assert_eq!(
-                decode_all(wire, step).unwrap(),
-                b"hello, world",
-                "step {step}"
-            );
-        }
-        assert!(decode_all(b"zz\r\n", 64).is_err());
-        for loose in [
-            &b"+5\r\nhello\r\n0\r\n\r\n"[..],
-            b" 5\r\nhello\r\n0\r\n\r\n",
-            b"5;\nx\r\nhello\r\n0\r\n\r\n",
-            b"11111111111111111\r\n",
-            b"0\r\nx-t: a\nb\r\n\r\n",
-        ] {
-            assert!(
-                decode_all(loose, 64).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(loose)
-            );
-        }
-        assert_eq!(
-            decode_all(b"5 ;x=1\r\nhello\r\n0\r\n\r\n", 64).unwrap(),
-            b"hello"
-        );
-        assert!(decode_all(b"2\r\nabXX", 64).is_err());
-    }
 
     #[test]
     fn request_heads_are_framed_by_the_proxy() {

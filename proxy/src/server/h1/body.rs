@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
 use crate::body::BoxError;
-use crate::upstream::h1::{decode_chunk, Chunk, ChunkOut, Framing, READ_CHUNK};
+use crate::h1wire::{decode_chunk, Chunk, ChunkOut, Framing, READ_CHUNK};
 
 /// The interim response a client sending `Expect: 100-continue` waits for.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";

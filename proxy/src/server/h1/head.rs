@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Uri, Version};
 
-use crate::upstream::h1::{keep_alive, Framing};
+use crate::h1wire::{keep_alive, Framing};
 
 /// Most request headers accepted.
 pub const MAX_HEADERS: usize = 128;

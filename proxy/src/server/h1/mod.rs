@@ -34,8 +34,8 @@ pub use body::RequestBody;
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::exchange::{self, ConnInfo};
+use crate::h1wire::{Framing, MAX_HEAD, READ_CHUNK};
 use crate::snapshot::SnapshotHandle;
-use crate::upstream::h1::{Framing, MAX_HEAD, READ_CHUNK};
 use body::Handoff;
 use write::Answering;
 
@@ -99,38 +99,45 @@ pub async fn serve(
             head: parts.method == http::Method::HEAD,
             version: parts.version,
         };
-        let handoff = Arc::new(Handoff::default());
-        let body = if framing == Framing::Empty {
-            *handoff.leftover.lock() = Some(std::mem::take(&mut buf));
-            ProxyBody::Empty
+        // A request with a body lends the connection's buffer to it, and gets it back
+        // through a `Handoff` if the body is read to its end; one without keeps it here.
+        let (body, handoff) = if framing == Framing::Empty {
+            (ProxyBody::Empty, None)
         } else {
+            let handoff = Arc::new(Handoff::default());
             handoff
                 .continue_owed
                 .store(expect_continue, Ordering::Relaxed);
-            ProxyBody::H1Request(RequestBody::new(
+            let body = RequestBody::new(
                 stream.clone(),
                 std::mem::take(&mut buf),
                 framing,
                 handoff.clone(),
-            ))
+            );
+            (ProxyBody::H1Request(body), Some(handoff))
         };
         let snapshot = handle.load_full();
         let resp = exchange::serve(snapshot, &info, Request::from_parts(parts, body)).await;
-        // The response starts: a client still waiting for 100 Continue gets this instead,
-        // after the rest of a 100 Continue that went out in part.
-        handoff.continue_owed.store(false, Ordering::Relaxed);
-        let partial = handoff.continue_sent.load(Ordering::Relaxed);
-        if partial > 0
-            && partial < body::CONTINUE.len()
-            && write::write_all(&stream, &body::CONTINUE[partial..])
-                .await
-                .is_err()
-        {
-            return;
-        }
         // Whether the request body was read to its end decides, before the head is
         // written, whether the connection can carry another request.
-        let leftover = handoff.leftover.lock().take();
+        let leftover = match &handoff {
+            None => Some(std::mem::take(&mut buf)),
+            Some(handoff) => {
+                // The response starts: a client still waiting for 100 Continue gets this
+                // instead, after the rest of a 100 Continue that went out in part.
+                handoff.continue_owed.store(false, Ordering::Relaxed);
+                let partial = handoff.continue_sent.load(Ordering::Relaxed);
+                if partial > 0
+                    && partial < body::CONTINUE.len()
+                    && write::write_all(&stream, &body::CONTINUE[partial..])
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+                handoff.leftover.lock().take()
+            }
+        };
         let keep = keep_alive && leftover.is_some() && !stop.requested();
         match write::response(&stream, resp, &answering, keep).await {
             Ok(true) => {}

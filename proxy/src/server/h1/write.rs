@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
-use crate::upstream::h1::Framing;
+use crate::h1wire::{push_chunk_size, push_decimal, Framing};
 
 /// A body this small that is already here is sent with the head.
 const COALESCE: usize = 16 << 10;
@@ -224,21 +224,6 @@ pub async fn response(
     Ok(keep && complete(framing, sent))
 }
 
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 fn complete(framing: Framing, sent: u64) -> bool {
     match framing {
         Framing::Length(n) => sent == n,
@@ -261,16 +246,12 @@ fn finish(out: &mut Vec<u8>, framing: Framing, sent: u64) -> io::Result<()> {
     Ok(())
 }
 
-fn chunk_head(len: usize) -> String {
-    format!("{len:x}\r\n")
-}
-
 fn frame_into(out: &mut Vec<u8>, data: &[u8], framing: Framing) {
     if data.is_empty() {
         return;
     }
     if framing == Framing::Chunked {
-        out.extend_from_slice(chunk_head(data.len()).as_bytes());
+        push_chunk_size(out, data.len());
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
     } else {
@@ -287,7 +268,9 @@ async fn write_data(stream: &TcpStream, data: &[u8], framing: Framing) -> io::Re
         frame_into(&mut out, data, framing);
         return write_all(stream, &out).await;
     }
-    write_all(stream, chunk_head(data.len()).as_bytes()).await?;
+    let mut size = Vec::with_capacity(20);
+    push_chunk_size(&mut size, data.len());
+    write_all(stream, &size).await?;
     write_all(stream, data).await?;
     write_all(stream, b"\r\n").await
 }
@@ -345,14 +328,5 @@ mod tests {
         let out = written(resp, to).await;
         assert!(out.starts_with("keep=false\nHTTP/1.1 502"), "{out}");
         assert!(out.contains("connection: close"), "{out}");
-    }
-
-    #[test]
-    fn decimals() {
-        for n in [0u64, 7, 10, 24, 65_536, u64::MAX] {
-            let mut out = Vec::new();
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string().into_bytes());
-        }
     }
 }
