@@ -71,10 +71,10 @@ impl RequestCtx {
     }
 
     /// Sets a property.
-    pub fn set_property(&mut self, key: &str, value: &str) {
-        match self.properties.iter_mut().find(|(k, _)| k == key) {
-            Some((_, v)) => *v = value.to_owned(),
-            None => self.properties.push((key.to_owned(), value.to_owned())),
+    pub fn set_property(&mut self, key: String, value: String) {
+        match self.properties.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.properties.push((key, value)),
         }
     }
 }

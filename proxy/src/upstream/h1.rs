@@ -381,7 +381,8 @@ fn build_parts(
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    // Room for headers filters and the proxy add on the way back, without a rehash.
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 4);
     let mut length: Option<u64> = None;
     let mut chunked = false;
     for h in resp.headers.iter() {

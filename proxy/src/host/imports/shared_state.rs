@@ -19,7 +19,11 @@ impl HostState {
                 key.len()
             )));
         }
-        Ok(format!("{}{key}", self.identity.state_prefix))
+        let prefix = &self.identity.state_prefix;
+        let mut scoped = String::with_capacity(prefix.len() + key.len());
+        scoped.push_str(prefix);
+        scoped.push_str(key);
+        Ok(scoped)
     }
 }
 

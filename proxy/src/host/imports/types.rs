@@ -45,8 +45,17 @@ fn name_for_change(name: &str) -> Result<HeaderName, String> {
     Ok(n)
 }
 
-fn value(value: &str) -> Result<HeaderValue, String> {
-    HeaderValue::from_str(value).map_err(|_| format!("invalid header value {value:?}"))
+/// A header value from the guest's string, taken over rather than copied.
+fn value(value: String) -> Result<HeaderValue, String> {
+    // The rule `HeaderValue` applies: visible ASCII, obs-text, spaces and tabs.
+    if !value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    {
+        return Err(format!("invalid header value {value:?}"));
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value.into_bytes()))
+        .map_err(|_| "invalid header value".to_owned())
 }
 
 fn get(map: &HeaderMap, name: &str) -> Option<String> {
@@ -63,13 +72,13 @@ fn list(map: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-fn set(map: &mut HeaderMap, name: &str, v: &str) -> Result<(), String> {
+fn set(map: &mut HeaderMap, name: &str, v: String) -> Result<(), String> {
     let n = name_for_change(name)?;
     map.insert(n, value(v)?);
     Ok(())
 }
 
-fn append(map: &mut HeaderMap, name: &str, v: &str) -> Result<(), String> {
+fn append(map: &mut HeaderMap, name: &str, v: String) -> Result<(), String> {
     let n = name_for_change(name)?;
     map.append(n, value(v)?);
     Ok(())
@@ -79,6 +88,39 @@ fn remove(map: &mut HeaderMap, name: &str) {
     if let Ok(n) = name_for_change(name) {
         map.remove(n);
     }
+}
+
+/// `ip:port` as `SocketAddr`'s `Display` writes it, without the formatting machinery
+/// for the common IPv4 case (this runs per request for rate limits keyed by client).
+fn address_text(addr: std::net::SocketAddr) -> String {
+    let std::net::SocketAddr::V4(v4) = addr else {
+        return addr.to_string();
+    };
+    let mut out = String::with_capacity(21);
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(&mut out, u32::from(octet));
+    }
+    out.push(':');
+    push_decimal(&mut out, u32::from(v4.port()));
+    out
+}
+
+fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits only.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 fn is_host(name: &str) -> bool {
@@ -196,7 +238,7 @@ impl HostRequest for HostState {
         if is_host(&name) {
             return Ok(valid_authority(&value).map(|()| req.authority = value));
         }
-        Ok(set(&mut req.headers, &name, &value))
+        Ok(set(&mut req.headers, &name, value))
     }
 
     fn append_header(
@@ -209,7 +251,7 @@ impl HostRequest for HostState {
         if is_host(&name) {
             return Ok(Err("a request has one host; use set-authority".to_owned()));
         }
-        Ok(append(&mut req.headers, &name, &value))
+        Ok(append(&mut req.headers, &name, value))
     }
 
     fn remove_header(&mut self, _: Resource<Request>, name: String) -> wasmtime::Result<()> {
@@ -230,12 +272,12 @@ impl HostRequest for HostState {
         if req.response_headers.len() >= 64 {
             return Ok(Err("at most 64 response headers can be added".to_owned()));
         }
-        let header = name_for_change(&name).and_then(|n| Ok((n, self::value(&value)?)));
+        let header = name_for_change(&name).and_then(|n| Ok((n, self::value(value)?)));
         Ok(header.map(|h| req.response_headers.push(h)))
     }
 
     fn client_address(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
-        Ok(self.req()?.client_addr.to_string())
+        Ok(address_text(self.req()?.client_addr))
     }
 
     fn peer_identity(&mut self, _: Resource<Request>) -> wasmtime::Result<Option<String>> {
@@ -272,7 +314,7 @@ impl HostRequest for HostState {
         if req.properties.len() >= 256 && req.property(&key).is_none() {
             return Err(wasmtime::Error::msg("more than 256 request properties"));
         }
-        req.set_property(&key, &value);
+        req.set_property(key, value);
         Ok(())
     }
 
@@ -339,7 +381,7 @@ impl HostResponse for HostState {
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
-        Ok(set(&mut self.resp()?.head.headers, &name, &value))
+        Ok(set(&mut self.resp()?.head.headers, &name, value))
     }
 
     fn append_header(
@@ -348,7 +390,7 @@ impl HostResponse for HostState {
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
-        Ok(append(&mut self.resp()?.head.headers, &name, &value))
+        Ok(append(&mut self.resp()?.head.headers, &name, value))
     }
 
     fn remove_header(&mut self, _: Resource<Response>, name: String) -> wasmtime::Result<()> {
@@ -376,19 +418,32 @@ mod tests {
     #[test]
     fn managed_headers_cannot_change() {
         let mut m = HeaderMap::new();
-        assert!(set(&mut m, "Transfer-Encoding", "chunked")
+        assert!(set(&mut m, "Transfer-Encoding", "chunked".into())
             .unwrap_err()
             .contains("managed by the proxy"));
-        assert!(set(&mut m, "content-length", "1").is_err());
-        assert!(set(&mut m, "bad name", "x")
+        assert!(set(&mut m, "content-length", "1".into()).is_err());
+        assert!(set(&mut m, "bad name", "x".into())
             .unwrap_err()
             .contains("invalid header name"));
-        assert!(set(&mut m, "x-ok", "line\nbreak")
+        assert!(set(&mut m, "x-ok", "line\nbreak".into())
             .unwrap_err()
             .contains("invalid header value"));
-        set(&mut m, "X-Ok", "1").unwrap();
-        append(&mut m, "x-ok", "2").unwrap();
+        set(&mut m, "X-Ok", "1".into()).unwrap();
+        append(&mut m, "x-ok", "2".into()).unwrap();
         assert_eq!(get_all(&m, "x-ok"), vec!["1", "2"]);
+    }
+
+    #[test]
+    fn addresses_read_as_display_writes_them() {
+        for a in [
+            "127.0.0.1:8080",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[::1]:443",
+        ] {
+            let addr: std::net::SocketAddr = a.parse().unwrap();
+            assert_eq!(address_text(addr), a);
+        }
     }
 
     #[test]

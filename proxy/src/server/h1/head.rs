@@ -75,7 +75,9 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Head>, Refused> {
     let slice = |(at, n): (usize, usize)| bytes.slice(at..at + n);
 
     let uri = Uri::from_maybe_shared(slice(target)).map_err(|_| bad("invalid request target"))?;
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    // Room for what the proxy (X-Forwarded-For, -Proto) and filters add, so adding them
+    // does not rehash the map.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 6);
     for (name, value) in fields {
         let value = HeaderValue::from_maybe_shared(slice(value))
             .map_err(|_| bad(format!("invalid value of header {name}")))?;
