@@ -17,4 +17,5 @@ pub mod reload;
 pub mod rt;
 pub mod server;
 pub mod snapshot;
+pub mod upgrade;
 pub mod upstream;

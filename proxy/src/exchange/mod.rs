@@ -68,6 +68,8 @@ pub struct Exchange {
     pub outcome: upstream::Outcome,
     /// Request body bytes read from the client (counted only for the log phase).
     pub request_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// The protocol the client asked to switch to (see [`crate::upgrade`]).
+    pub upgrade: Option<http::HeaderValue>,
 }
 
 impl Exchange {
@@ -98,6 +100,7 @@ pub async fn serve(
         return ProxyError::ListenerRemoved(conn.listener.to_string()).to_response();
     };
 
+    let upgrade = crate::upgrade::requested(&parts);
     // Route.
     let (route, request) = match request::admit(listener, conn, parts) {
         Ok(admitted) => admitted,
@@ -113,6 +116,7 @@ pub async fn serve(
         body_verdict: None,
         outcome: upstream::Outcome::default(),
         request_bytes: Arc::default(),
+        upgrade,
     };
 
     let response = match run(&mut ex, body).await {

@@ -68,6 +68,7 @@ pub async fn forward(
         ex.route.needs.response_headers || ex.route.needs.log || ex.route.needs.response_body;
     loop {
         let attempt_body = body.take().unwrap_or(ProxyBody::Empty);
+        let upgrade = ex.upgrade.clone();
         let req = ex.req_mut();
         let headers = if keep_request {
             req.headers.clone()
@@ -79,6 +80,7 @@ pub async fn forward(
             authority: req.authority.clone(),
             path: req.path.clone(),
             headers,
+            upgrade,
         };
         let try_timeout = req.try_timeout;
         let cluster = ex.snapshot.clusters.get(&*ex.req().cluster).cloned();

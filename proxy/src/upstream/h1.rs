@@ -12,7 +12,8 @@
 //! body is sent (the connection is then not reused); `Connection: close` and HTTP/1.0
 //! responses; kept-alive connections closed by the upstream while idle (found before use
 //! without a system call in the common case, and a request never sent is sent again on a
-//! new connection).
+//! new connection); a protocol upgrade the client asked for (the connection leaves with
+//! the 101 response: see `crate::upgrade`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ use crate::h1wire::{
     decode_chunk, keep_alive, push_chunk_size, push_decimal, Chunk, ChunkOut, Framing, MAX_HEAD,
     READ_CHUNK,
 };
+use crate::upgrade::{Upgraded, UpstreamSide};
 
 /// Most response headers accepted.
 const MAX_HEADERS: usize = 128;
@@ -131,6 +133,11 @@ fn encode_head(head: &RequestHead, framing: Framing, out: &mut Vec<u8>) {
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Framing::Empty | Framing::Close => {}
+    }
+    if let Some(protocol) = &head.upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+        out.extend_from_slice(protocol.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -235,6 +242,25 @@ pub async fn exchange(
                     && idempotent(&head.method);
                 H1Error::new(failure, format!("{addr}: {detail}"), unsent)
             })?;
+    let mut parts = parts;
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(asked) = &head.upgrade {
+            // The connection now speaks the new protocol: it goes to the client's side
+            // (never back to the pool), with whatever came after the 101.
+            let protocol = parts
+                .headers
+                .get(http::header::UPGRADE)
+                .cloned()
+                .unwrap_or_else(|| asked.clone());
+            let H1Conn { stream, buf, .. } = *conn;
+            parts.extensions.insert(Upgraded::new(UpstreamSide {
+                stream,
+                early: buf,
+                protocol,
+            }));
+            return Ok((parts, ProxyBody::Empty));
+        }
+    }
     let reusable = sent_all && reuse && framing != Framing::Close;
     let body = H1Body::start(conn, addr, max_idle, framing, reusable);
     Ok((parts, body))
@@ -603,6 +629,7 @@ mod tests {
                 h.insert("x-one", "1".parse().unwrap());
                 h
             },
+            upgrade: None,
         };
         let mut out = Vec::new();
         encode_head(&head, Framing::Length(5), &mut out);

@@ -59,6 +59,7 @@ fn head(cluster: &str, req: &OutboundRequest) -> Result<RequestHead, CallError> 
         authority: req.authority.clone().unwrap_or_else(|| cluster.to_owned()),
         path,
         headers,
+        upgrade: None,
     })
 }
 

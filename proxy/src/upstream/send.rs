@@ -24,6 +24,9 @@ pub struct RequestHead {
     pub path: http::uri::PathAndQuery,
     /// Headers, without `Host` and hop-by-hop headers.
     pub headers: HeaderMap,
+    /// The protocol the client asked to switch to (see [`crate::upgrade`]); asked of
+    /// HTTP/1.1 upstreams only.
+    pub upgrade: Option<http::HeaderValue>,
 }
 
 /// The upstream's answer: its head, a body streaming from it, and who answered.

@@ -14,7 +14,8 @@
 //! response whose `Connection: close` ends the connection (a listener removed by a
 //! reload); shutdown and listener removal closing idle connections at once and busy
 //! ones after their response. A malformed head gets 400 (431 when too large) and the
-//! connection closes.
+//! connection closes. An upgrade (WebSocket) the upstream accepts turns the connection
+//! into a tunnel to it (`crate::upgrade`).
 
 mod body;
 mod head;
@@ -36,6 +37,7 @@ use crate::error::ProxyError;
 use crate::exchange::{self, ConnInfo};
 use crate::h1wire::{Framing, MAX_HEAD, READ_CHUNK};
 use crate::snapshot::SnapshotHandle;
+use crate::upgrade::{Upgraded, UpstreamSide};
 use body::Handoff;
 use write::Answering;
 
@@ -118,6 +120,12 @@ pub async fn serve(
         };
         let snapshot = handle.load_full();
         let resp = exchange::serve(snapshot, &info, Request::from_parts(parts, body)).await;
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS && handoff.is_none() {
+            if let Some(side) = resp.extensions().get::<Upgraded>().and_then(Upgraded::take) {
+                let early = std::mem::take(&mut buf);
+                return switch(stream, early, resp, side, stop, &info).await;
+            }
+        }
         // Whether the request body was read to its end decides, before the head is
         // written, whether the connection can carry another request.
         let leftover = match &handoff {
@@ -151,6 +159,35 @@ pub async fn serve(
         if stop.requested() {
             return close(&stream).await;
         }
+    }
+}
+
+/// Answers 101 for an upgrade the upstream accepted, then carries the new protocol's
+/// bytes both ways until both sides close or the worker or listener stops.
+async fn switch(
+    stream: Arc<TcpStream>,
+    early: BytesMut,
+    resp: http::Response<ProxyBody>,
+    side: UpstreamSide,
+    mut stop: Stop,
+    info: &ConnInfo,
+) {
+    let (parts, body) = resp.into_parts();
+    // The exchange is over for the log phase: what follows is not HTTP.
+    drop(body);
+    if let Err(e) = write::switching(&stream, &parts, &side.protocol).await {
+        tracing::debug!(peer = %info.client, "101 not written: {e}");
+        return;
+    }
+    // Only this task holds the connection: the request had no body to read from it.
+    let Ok(stream) = Arc::try_unwrap(stream) else {
+        return;
+    };
+    match crate::upgrade::tunnel(stream, early, side, stop.wait()).await {
+        Ok((up, down)) => {
+            tracing::debug!(peer = %info.client, up, down, "upgraded connection ended")
+        }
+        Err(e) => tracing::debug!(peer = %info.client, "upgraded connection ended: {e}"),
     }
 }
 

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderValue, Response, StatusCode, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -62,6 +62,35 @@ pub struct Answering {
     pub head: bool,
     /// The client's version: an HTTP/1.0 client gets no chunked coding.
     pub version: Version,
+}
+
+/// Writes a 101 Switching Protocols head for an upgrade the upstream accepted: its
+/// headers (as filters left them) with the proxy's own `Connection` and `Upgrade`.
+pub async fn switching(
+    stream: &TcpStream,
+    parts: &http::response::Parts,
+    protocol: &HeaderValue,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    for (name, value) in parts.headers.iter() {
+        if name == CONNECTION
+            || name == UPGRADE
+            || name == TRANSFER_ENCODING
+            || name == CONTENT_LENGTH
+            || name.as_str() == "keep-alive"
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+    out.extend_from_slice(protocol.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    write_all(stream, &out).await
 }
 
 /// Writes `resp`. Returns whether the connection may carry another request (the
