@@ -261,7 +261,12 @@ pub async fn exchange(
             return Ok((parts, ProxyBody::Empty));
         }
     }
-    let reusable = sent_all && reuse && framing != Framing::Close;
+    // A 101 nobody asked for (answered 502 to the client) leaves the connection in
+    // another protocol: not reusable either.
+    let reusable = sent_all
+        && reuse
+        && framing != Framing::Close
+        && parts.status != StatusCode::SWITCHING_PROTOCOLS;
     let body = H1Body::start(conn, addr, max_idle, framing, reusable);
     Ok((parts, body))
 }
