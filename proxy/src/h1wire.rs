@@ -1,10 +1,14 @@
 //! The HTTP/1.1 wire format pieces that weft's server side (`server::h1`) and its
 //! upstream client (`upstream::h1`) share: how a body is framed, the chunked decoder
-//! and encoder, keep-alive by version and `Connection`, and number formatting that
-//! does not allocate.
+//! and encoder, keep-alive by version and `Connection`, number formatting that does
+//! not allocate, and reading a socket without a wasted system call.
 
-use bytes::{Buf, Bytes, BytesMut};
+use std::io;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Version};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 
 /// Largest message head accepted.
 pub(crate) const MAX_HEAD: usize = 64 << 10;
@@ -24,18 +28,57 @@ pub(crate) enum Framing {
     Close,
 }
 
+/// Reads what the socket holds into `buf`'s spare room (at least one byte of which must
+/// be free), as `TcpStream::try_read_buf` does, except that a read which leaves room
+/// also forgets the socket's readiness: the kernel had no more, so the next read would
+/// only say `WouldBlock`. Without this, every request on a keep-alive connection costs
+/// one such wasted read (tokio's `AsyncRead` forgets readiness after a short read; its
+/// `try_read*` methods do not). A read that races new data is safe: the new data
+/// brings a new readiness event, which this does not clear.
+pub(crate) fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    debug_assert!(buf.capacity() > buf.len(), "read_some needs spare room");
+    let mut read = 0;
+    let outcome = stream.try_io(Interest::READABLE, || {
+        let spare = buf.spare_capacity_mut();
+        let room = spare.len();
+        let n = socket2::SockRef::from(stream).recv(spare)?;
+        // SAFETY: `recv` initialised the first `n` bytes of the spare room.
+        unsafe { buf.advance_mut(n) };
+        read = n;
+        if n > 0 && n < room {
+            // Clears the readiness this call started from; the bytes are kept.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    });
+    match outcome {
+        Ok(()) => Ok(read),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && read > 0 => Ok(read),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether the peer lets the connection be reused, by its version and `Connection`.
 pub(crate) fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    let conn = headers
-        .get(http::header::CONNECTION)
-        .and_then(|v| v.to_str().ok());
-    let says = |token: &str| {
-        conn.is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    let says = |token: &[u8]| {
+        headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| connection_tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(token)))
     };
     match version {
-        Version::HTTP_10 => says("keep-alive"),
-        _ => !says("close"),
+        Version::HTTP_10 => says(b"keep-alive"),
+        _ => !says(b"close"),
     }
+}
+
+/// The tokens of a `Connection` header value (comma-separated, spaces trimmed, empty
+/// ones skipped), as bytes: no UTF-8 check, no allocation.
+pub(crate) fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// Appends `n` in decimal.

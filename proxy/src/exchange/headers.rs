@@ -15,38 +15,67 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// Whether `name` is a connection-specific header: `connection`, `keep-alive`,
-/// `proxy-connection`, `te`, `trailer`, `transfer-encoding`, `upgrade`.
+/// The connection-specific headers other than `Connection`, with their bits in the set
+/// [`hop_bit`] makes.
+const OTHER_HOPS: [(u8, HeaderName); 6] = [
+    (1 << 1, HeaderName::from_static("keep-alive")),
+    (1 << 2, HeaderName::from_static("proxy-connection")),
+    (1 << 3, header::TE),
+    (1 << 4, header::TRAILER),
+    (1 << 5, header::TRANSFER_ENCODING),
+    (1 << 6, header::UPGRADE),
+];
+/// `Connection`'s bit.
+const CONNECTION_BIT: u8 = 1;
+
+/// The bit of a connection-specific header (`connection`, `keep-alive`,
+/// `proxy-connection`, `te`, `trailer`, `transfer-encoding`, `upgrade`), or 0.
+fn hop_bit(name: &HeaderName) -> u8 {
+    if name == header::CONNECTION {
+        return CONNECTION_BIT;
+    }
+    OTHER_HOPS
+        .iter()
+        .find(|(_, hop)| hop == name)
+        .map_or(0, |(bit, _)| *bit)
+}
+
+#[cfg(test)]
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+    hop_bit(name) != 0
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. One scan
-/// decides whether there is anything to remove: ordinary messages have none.
+/// of the names decides what to remove; nothing is allocated unless `Connection` names
+/// a header outside the standard list (`Connection: keep-alive` or `close` names none).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
+    let present = headers.keys().fold(0, |set, name| set | hop_bit(name));
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    // Remove only what is there (usually just `connection`): each removal hashes.
-    // `keys` yields each name once.
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| is_hop_by_hop(k) || named.contains(k))
-        .cloned()
-        .collect();
-    for name in &present {
+    let mut named: Vec<HeaderName> = Vec::new();
+    if present & CONNECTION_BIT != 0 {
+        for value in headers.get_all(header::CONNECTION) {
+            for token in crate::h1wire::connection_tokens(value.as_bytes()) {
+                if token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive")
+                {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    if hop_bit(&name) == 0 && !named.contains(&name) {
+                        named.push(name);
+                    }
+                }
+            }
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for (bit, name) in &OTHER_HOPS {
+        if present & bit != 0 {
+            headers.remove(name);
+        }
+    }
+    for name in &named {
         headers.remove(name);
     }
 }
@@ -92,6 +121,18 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+
+        let mut h = HeaderMap::new();
+        h.append("connection", "Keep-Alive".parse().unwrap());
+        h.append("connection", " ,X-One ,upgrade".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("x-one", "1".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert("x-keep", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-keep"]);
     }
 
     #[test]

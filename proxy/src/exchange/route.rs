@@ -1,5 +1,7 @@
 //! Route selection: which route of a listener serves a request.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName, Method};
 
 /// How a route matches the request's host (the authority without its port).
@@ -78,7 +80,8 @@ impl RouteMatch {
 
 /// The request's host: from the URI's authority (HTTP/2, absolute-form) or the `Host`
 /// header, lower case, without port. Empty when there is none.
-pub fn request_host(uri: &http::Uri, headers: &HeaderMap) -> String {
+/// Borrowed unless it had upper-case letters.
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Cow<'a, str> {
     let raw = match uri.authority() {
         Some(a) => a.host(),
         None => headers
@@ -87,7 +90,11 @@ pub fn request_host(uri: &http::Uri, headers: &HeaderMap) -> String {
             .map(strip_port)
             .unwrap_or(""),
     };
-    raw.to_ascii_lowercase()
+    if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(raw.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(raw)
+    }
 }
 
 fn strip_port(authority: &str) -> &str {

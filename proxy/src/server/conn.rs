@@ -49,7 +49,7 @@ async fn sniff(
             if stream.readable().await.is_err() {
                 return None;
             }
-            match stream.try_read_buf(buf) {
+            match crate::h1wire::read_some(stream, buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

@@ -147,7 +147,7 @@ impl RequestBody {
             if this.buf.capacity() - this.buf.len() < 1024 {
                 this.buf.reserve(READ_CHUNK);
             }
-            match this.stream.try_read_buf(&mut this.buf) {
+            match crate::h1wire::read_some(&this.stream, &mut this.buf) {
                 Ok(0) => return this.fail("the client closed the connection mid-body".into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

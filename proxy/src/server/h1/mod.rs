@@ -21,6 +21,8 @@ mod body;
 mod head;
 mod write;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,19 +54,30 @@ pub struct Stop {
     pub listener: watch::Receiver<bool>,
 }
 
+/// A connection's [`Stop::signal`].
+type Stopped = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 impl Stop {
     fn requested(&self) -> bool {
         *self.shutdown.borrow() || *self.listener.borrow()
     }
 
-    async fn wait(&mut self) {
-        if self.requested() {
-            return;
-        }
-        tokio::select! {
-            _ = self.shutdown.changed() => {}
-            _ = self.listener.changed() => {}
-        }
+    /// Completes when either signal fires. Made once per connection and polled while
+    /// the connection waits for a head: it stays registered with both signals instead
+    /// of registering anew for every request.
+    fn signal(&self) -> Stopped {
+        let mut shutdown = self.shutdown.clone();
+        let mut listener = self.listener.clone();
+        Box::pin(async move {
+            if *shutdown.borrow_and_update() || *listener.borrow_and_update() {
+                return;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {}
+                _ = listener.changed() => {}
+            }
+        })
     }
 }
 
@@ -81,13 +94,14 @@ pub async fn serve(
     mut buf: BytesMut,
     info: Arc<ConnInfo>,
     handle: SnapshotHandle,
-    mut stop: Stop,
+    stop: Stop,
 ) {
+    let mut stopped = stop.signal();
     let stream = Arc::new(stream);
     let timer = tokio::time::sleep(HEAD_TIMEOUT);
     tokio::pin!(timer);
     loop {
-        let head = match next_head(&stream, &mut buf, &mut stop, timer.as_mut()).await {
+        let head = match next_head(&stream, &mut buf, &mut stopped, timer.as_mut()).await {
             Next::Head(h) => h,
             Next::Done => return,
         };
@@ -123,7 +137,7 @@ pub async fn serve(
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS && handoff.is_none() {
             if let Some(side) = resp.extensions().get::<Upgraded>().and_then(Upgraded::take) {
                 let early = std::mem::take(&mut buf);
-                return switch(stream, early, resp, side, stop, &info).await;
+                return switch(stream, early, resp, side, stopped, &info).await;
             }
         }
         // Whether the request body was read to its end decides, before the head is
@@ -169,7 +183,7 @@ async fn switch(
     early: BytesMut,
     resp: http::Response<ProxyBody>,
     side: UpstreamSide,
-    mut stop: Stop,
+    stopped: Stopped,
     info: &ConnInfo,
 ) {
     let (parts, body) = resp.into_parts();
@@ -183,7 +197,7 @@ async fn switch(
     let Ok(stream) = Arc::try_unwrap(stream) else {
         return;
     };
-    match crate::upgrade::tunnel(stream, early, side, stop.wait()).await {
+    match crate::upgrade::tunnel(stream, early, side, stopped).await {
         Ok((up, down)) => {
             tracing::debug!(peer = %info.client, up, down, "upgraded connection ended")
         }
@@ -230,7 +244,7 @@ async fn close(stream: &TcpStream) {
 async fn next_head(
     stream: &TcpStream,
     buf: &mut BytesMut,
-    stop: &mut Stop,
+    stopped: &mut Stopped,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
 ) -> Next {
     let mut armed = false;
@@ -252,7 +266,7 @@ async fn next_head(
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
         }
-        match stream.try_read_buf(buf) {
+        match crate::h1wire::read_some(stream, buf) {
             Ok(0) => return Next::Done,
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -282,7 +296,7 @@ async fn next_head(
                 };
                 return refuse(stream, refused).await;
             }
-            _ = stop.wait(), if idle => return Next::Done,
+            _ = stopped.as_mut(), if idle => return Next::Done,
         }
     }
 }
