@@ -64,7 +64,7 @@ pub(crate) fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
         headers
             .get_all(http::header::CONNECTION)
             .iter()
-            .any(|v| connection_tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(token)))
+            .any(|v| list_items(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(token)))
     };
     match version {
         Version::HTTP_10 => says(b"keep-alive"),
@@ -72,9 +72,9 @@ pub(crate) fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
     }
 }
 
-/// The tokens of a `Connection` header value (comma-separated, spaces trimmed, empty
-/// ones skipped), as bytes: no UTF-8 check, no allocation.
-pub(crate) fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// The items of a comma-separated header value (`Connection`, `Transfer-Encoding`),
+/// spaces trimmed, empty ones skipped, as bytes: no UTF-8 check, no allocation.
+pub(crate) fn list_items(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)

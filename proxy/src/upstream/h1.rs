@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -34,7 +34,7 @@ use super::send::RequestHead;
 use crate::body::{BoxError, ProxyBody};
 use crate::error::UpstreamFailure;
 use crate::h1wire::{
-    decode_chunk, keep_alive, push_chunk_size, push_decimal, Chunk, ChunkOut, Framing, MAX_HEAD,
+    decode_chunk, list_items, push_chunk_size, push_decimal, Chunk, ChunkOut, Framing, MAX_HEAD,
     READ_CHUNK,
 };
 use crate::upgrade::{Upgraded, UpstreamSide};
@@ -327,13 +327,8 @@ async fn read_head(
     let mut read_any = !conn.buf.is_empty();
     loop {
         if !conn.buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&conn.buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let parsed = build_parts(&resp)?;
-                    conn.buf.advance(len);
-                    let (parts, framing, reuse) = parsed;
+            match parse_head(&mut conn.buf)? {
+                Some((parts, framing, reuse)) => {
                     if parts.status.is_informational()
                         && parts.status != StatusCode::SWITCHING_PROTOCOLS
                     {
@@ -350,21 +345,14 @@ async fn read_head(
                     };
                     return Ok((parts, framing, reuse));
                 }
-                Ok(httparse::Status::Partial) if conn.buf.len() > MAX_HEAD => {
+                None if conn.buf.len() > MAX_HEAD => {
                     return Err((
                         UpstreamFailure::ProtocolError,
                         "response head too large".into(),
                         false,
                     ));
                 }
-                Ok(httparse::Status::Partial) => {}
-                Err(e) => {
-                    return Err((
-                        UpstreamFailure::ProtocolError,
-                        format!("invalid response: {e}"),
-                        false,
-                    ))
-                }
+                None => {}
             }
         }
         match fill(conn).await {
@@ -390,18 +378,30 @@ async fn read_head(
 
 type Fail = (UpstreamFailure, String, bool);
 
-/// The response head as the proxy passes it on, how its body is framed, and whether the
-/// connection may be reused. The version is the proxy's own (HTTP/1.1): the upstream's
-/// only decides reuse.
-fn build_parts(
-    resp: &httparse::Response<'_, '_>,
-) -> Result<(http::response::Parts, Framing, bool), Fail> {
+/// Parses a response head from the front of `buf`: `Ok(None)` until it is complete.
+/// On success the head's bytes leave `buf`, and header values are views of them, not
+/// copies. Returns the head as the proxy passes it on, how its body is framed, and
+/// whether the connection may be reused. The version is the proxy's own (HTTP/1.1): the
+/// upstream's only decides reuse.
+///
+/// What the proxy consumes here does not go on: `Transfer-Encoding` (the proxy frames
+/// the body itself), `Keep-Alive`, and `Connection` values naming only `keep-alive` or
+/// `close`. A `Connection` naming other headers stays, for `strip_hop_by_hop` to remove
+/// them with it.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<(http::response::Parts, Framing, bool)>, Fail> {
     let bad = |what: &str| {
         (
             UpstreamFailure::ProtocolError,
             format!("invalid response: {what}"),
             false,
         )
+    };
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut raw);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(bad(&e.to_string())),
     };
     let status = resp
         .code
@@ -412,21 +412,21 @@ fn build_parts(
     } else {
         Version::HTTP_11
     };
-    // Room for headers filters and the proxy add on the way back, without a rehash.
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 4);
+    let base = buf.as_ptr() as usize;
+    let mut fields: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(resp.headers.len());
     let mut length: Option<u64> = None;
     let mut chunked = false;
+    let (mut says_close, mut says_keep_alive) = (false, false);
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("header name"))?;
         if name == http::header::TRANSFER_ENCODING {
-            let v = std::str::from_utf8(h.value).map_err(|_| bad("transfer-encoding"))?;
-            chunked = v
-                .split(',')
+            chunked = list_items(h.value)
                 .next_back()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
             if !chunked {
                 return Err(bad("unsupported transfer-encoding"));
             }
+            continue;
         } else if name == http::header::CONTENT_LENGTH {
             let n: u64 = std::str::from_utf8(h.value)
                 .ok()
@@ -436,13 +436,28 @@ fn build_parts(
                 return Err(bad("conflicting content-length"));
             }
             length = Some(n);
+        } else if name == http::header::CONNECTION {
+            let mut names_others = false;
+            for token in list_items(h.value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    says_close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    says_keep_alive = true;
+                } else {
+                    names_others = true;
+                }
+            }
+            if !names_others {
+                continue;
+            }
+        } else if name.as_str() == "keep-alive" {
+            continue;
         }
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("header value"))?;
-        headers.append(name, value);
+        fields.push((name, h.value.as_ptr() as usize - base, h.value.len()));
     }
     let framing = if chunked {
         // Transfer-Encoding wins over Content-Length (RFC 9112 6.3); drop the length.
-        headers.remove(http::header::CONTENT_LENGTH);
+        fields.retain(|(name, ..)| name != http::header::CONTENT_LENGTH);
         Framing::Chunked
     } else {
         match length {
@@ -451,12 +466,24 @@ fn build_parts(
             None => Framing::Close,
         }
     };
-    let reuse = keep_alive(version, &headers);
+    let reuse = match version {
+        Version::HTTP_10 => says_keep_alive && !says_close,
+        _ => !says_close,
+    };
+    // The head's bytes become shared: every value below is a view into them.
+    let bytes = buf.split_to(len).freeze();
+    // Room for headers filters and the proxy add on the way back, without a rehash.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 4);
+    for (name, at, n) in fields {
+        let value = HeaderValue::from_maybe_shared(bytes.slice(at..at + n))
+            .map_err(|_| bad("header value"))?;
+        headers.append(name, value);
+    }
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.status = status;
     parts.version = Version::HTTP_11;
     parts.headers = headers;
-    Ok((parts, framing, reuse))
+    Ok(Some((parts, framing, reuse)))
 }
 
 /// A response body read straight from its connection.
@@ -653,10 +680,11 @@ mod tests {
     #[test]
     fn response_heads_decide_framing() {
         let parse = |raw: &[u8]| {
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            let mut r = httparse::Response::new(&mut headers);
-            r.parse(raw).unwrap();
-            build_parts(&r).map(|(p, f, _)| (p.status.as_u16(), f))
+            let mut buf = BytesMut::from(raw);
+            parse_head(&mut buf).map(|head| {
+                let (p, f, _) = head.expect("a whole head");
+                (p.status.as_u16(), f)
+            })
         };
         assert_eq!(
             parse(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n").unwrap(),
@@ -675,5 +703,38 @@ mod tests {
             parse(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n").is_err()
         );
         assert!(parse(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn what_the_proxy_consumes_does_not_go_on() {
+        let parse = |raw: &[u8]| {
+            let mut buf = BytesMut::from(raw);
+            let (p, _, reuse) = parse_head(&mut buf).unwrap().unwrap();
+            assert!(buf.is_empty());
+            let names: Vec<String> = p.headers.keys().map(|k| k.to_string()).collect();
+            (names, reuse)
+        };
+        let (names, reuse) = parse(
+            b"HTTP/1.1 200 OK\r\nServer: x\r\nConnection: Keep-Alive\r\nKeep-Alive: timeout=5\r\n\
+              Transfer-Encoding: chunked\r\n\r\n",
+        );
+        assert_eq!((names, reuse), (vec!["server".to_owned()], true));
+        let (names, reuse) =
+            parse(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!((names, reuse), (vec!["content-length".to_owned()], false));
+        assert!(!parse(b"HTTP/1.0 200 OK\r\n\r\n").1);
+        assert!(parse(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n").1);
+        // A Connection naming another header stays, for strip_hop_by_hop.
+        let (names, reuse) = parse(b"HTTP/1.1 200 OK\r\nConnection: x-a, close\r\nx-a: 1\r\n\r\n");
+        assert_eq!(
+            (names, reuse),
+            (vec!["connection".to_owned(), "x-a".to_owned()], false)
+        );
+        // Values are the received bytes.
+        let mut buf = BytesMut::from(&b"HTTP/1.1 204 No Content\r\nx-b:  v 1 \r\n\r\nrest"[..]);
+        let (p, framing, _) = parse_head(&mut buf).unwrap().unwrap();
+        assert_eq!(p.headers["x-b"], "v 1");
+        assert_eq!(framing, Framing::Close);
+        assert_eq!(&buf[..], b"rest");
     }
 }
