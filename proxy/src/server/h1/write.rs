@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING, UPGRADE};
@@ -22,12 +22,35 @@ use crate::h1wire::{push_chunk_size, push_decimal, Framing};
 /// A body this small that is already here is sent with the head.
 const COALESCE: usize = 16 << 10;
 
-/// Writes all of `data`, waiting for the socket when it is full.
-pub async fn write_all(stream: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+/// How long a client may accept none of a response's bytes before its connection is
+/// closed (Envoy's `stream_idle_timeout` is also 5 minutes by default). A client that
+/// stops reading would otherwise hold its connection, and the upstream connection
+/// feeding it, for ever.
+pub const WRITE_STALL: Duration = Duration::from_secs(300);
+
+/// Writes all of `data`, waiting for the socket when it is full, at most
+/// [`WRITE_STALL`] at a time.
+pub async fn write_all(stream: &TcpStream, data: &[u8]) -> io::Result<()> {
+    write_all_within(stream, data, WRITE_STALL).await
+}
+
+/// [`write_all`] with the stall limit given. The timer exists only while the socket is
+/// full, so a client that keeps up costs none.
+async fn write_all_within(stream: &TcpStream, mut data: &[u8], stall: Duration) -> io::Result<()> {
     while !data.is_empty() {
         match stream.try_write(data) {
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(stall, stream.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("the client accepted no bytes for {stall:?}"),
+                        ))
+                    }
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -323,6 +346,24 @@ mod tests {
             .await
             .unwrap();
         format!("keep={keep}\n{}", String::from_utf8_lossy(&out))
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // Far more than the socket buffers hold; the client never reads.
+        let big = vec![b'x'; 64 << 20];
+        let started = std::time::Instant::now();
+        let err = write_all_within(&server, &big, Duration::from_millis(300))
+            .await
+            .expect_err("a stalled client cannot take 64 MiB");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        drop(client);
     }
 
     #[tokio::test]
