@@ -172,10 +172,8 @@ fn benches(c: &mut Criterion) {
     let host = FilterHost::new(Some(cache), 100, HostServices::new(Registry::new())).unwrap();
     let outbound: Arc<dyn Outbound> = Arc::new(NoOutbound);
     let load = |name: &str, file: &str| -> Arc<LoadedFilter> {
-        Arc::new(
-            rt.block_on(host.load_filter(&checked(name, dir.join(file)), outbound.clone()))
-                .unwrap(),
-        )
+        rt.block_on(host.load_filter(&checked(name, dir.join(file)), outbound.clone(), None))
+            .unwrap()
     };
     let noops: Vec<Arc<LoadedFilter>> = (0..5)
         .map(|i| load(&format!("noop{i}"), "noop.wasm"))
@@ -186,7 +184,8 @@ fn benches(c: &mut Criterion) {
     let load_with = |name: &str, config: &str, files: Vec<(String, Vec<u8>)>| {
         let mut c = checked_with(name, dir.join(format!("{name}.wasm")), config);
         c.files = files;
-        Arc::new(rt.block_on(host.load_filter(&c, outbound.clone())).unwrap())
+        rt.block_on(host.load_filter(&c, outbound.clone(), None))
+            .unwrap()
     };
     // The same five filters and configuration as the load harness's /chain5 route.
     let chain5: Vec<Arc<LoadedFilter>> = vec![

@@ -578,3 +578,57 @@ async fn two_hundred_reloads_leave_memory_where_it_was() {
     assert!(grown < 8 * 1024, "RSS grew by {grown} kB over 200 reloads");
     assert_eq!(reload_status(&weft).await["version"], 221);
 }
+
+/// `weft_filter_instances_created_total` for filter `f`, from the admin endpoint.
+async fn instances_created(weft: &Weft) -> u64 {
+    let text = client::get_text(&format!("http://{}/metrics", weft.admin.unwrap())).await;
+    text.lines()
+        .find(|l| l.starts_with("weft_filter_instances_created_total{filter=\"f\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no instance count for f in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_unchanged_filters_and_restarts_changed_ones() {
+    let up = Upstream::start("up");
+    let dir = TempDir::new("kept");
+    let module = dir.0.join("f.wasm");
+    std::fs::copy(component("stamp"), &module).unwrap();
+    let weft = Weft::start(&single(up.addr, &module, Some("{ stamp: one }")));
+    let addr = weft.addr("edge");
+    assert!(stamped(&client::get(addr, "/x", &[]).await, "one"));
+    let started = instances_created(&weft).await;
+
+    // Nothing about the filter changed: the running one, and its instances, stay.
+    for _ in 0..5 {
+        let (status, body) = admin_reload(&weft).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert!(stamped(&client::get(addr, "/x", &[]).await, "one"));
+    assert_eq!(instances_created(&weft).await, started);
+
+    // Its configuration changed: it is started again with the new one.
+    replace(
+        &weft.config,
+        single(up.addr, &module, Some("{ stamp: two }")).as_bytes(),
+    );
+    let (status, body) = admin_reload(&weft).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(stamped(&client::get(addr, "/x", &[]).await, "two"));
+    assert!(instances_created(&weft).await > started);
+
+    // Its module's content changed in place, the configuration did not: started again
+    // on the new module (request-id answers with an id, not a stamp).
+    replace(&weft.config, single(up.addr, &module, None).as_bytes());
+    let (status, body) = admin_reload(&weft).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(stamped(&client::get(addr, "/x", &[]).await, "stamp"));
+    let after_config = instances_created(&weft).await;
+    std::fs::write(&module, std::fs::read(component("request-id")).unwrap()).unwrap();
+    let (status, body) = admin_reload(&weft).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let r = client::get(addr, "/x", &[]).await;
+    assert!(r.header("x-request-id").is_some(), "{:?}", r.headers);
+    assert!(instances_created(&weft).await > after_config);
+}

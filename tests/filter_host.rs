@@ -99,10 +99,11 @@ async fn load(
     name: &str,
     module: &str,
     config: &str,
-) -> Result<LoadedFilter, FilterLoadError> {
+) -> Result<Arc<LoadedFilter>, FilterLoadError> {
     host.load_filter(
         &checked(name, &support::filters::component(module), config),
         Arc::new(NoOutbound),
+        None,
     )
     .await
 }
@@ -311,6 +312,27 @@ async fn compiled_modules_are_cached_on_disk_by_digest() {
     let second = host(&dir).load_module(&module).unwrap();
     assert!(second.from_cache);
     assert_eq!(first.digest, second.digest);
+}
+
+#[tokio::test]
+async fn a_module_file_changed_in_place_is_read_again() {
+    let dir = tempdir();
+    let host = host(&dir);
+    let path = dir.join("f.wasm");
+    std::fs::copy(support::filters::component("noop"), &path).unwrap();
+    let first = host.load_module(&path).unwrap();
+    // Unchanged: the same module (found by the file's stamp, not read again).
+    let again = host.load_module(&path).unwrap();
+    assert!(Arc::ptr_eq(&first, &again));
+    // Overwritten in place (same inode, same directory entry): the new content counts.
+    let other = std::fs::read(support::filters::component("stamp")).unwrap();
+    std::fs::write(&path, &other).unwrap();
+    let changed = host.load_module(&path).unwrap();
+    assert_ne!(changed.digest, first.digest);
+    assert_eq!(changed.digest, weft::host::module::digest(&other));
+    // And back, in place again.
+    std::fs::copy(support::filters::component("noop"), &path).unwrap();
+    assert_eq!(host.load_module(&path).unwrap().digest, first.digest);
 }
 
 fn tempdir() -> std::path::PathBuf {

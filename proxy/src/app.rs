@@ -25,15 +25,17 @@ pub struct Loaded {
 }
 
 /// Reads, checks and builds a configuration with `host`'s filters. What `weft validate`
-/// and `weft run` share.
+/// and `weft run` share. A reload passes the snapshot it replaces, whose unchanged
+/// filters are kept (see [`Snapshot::build`]).
 pub async fn load(
     path: &Path,
     host: &FilterHost,
     metrics: &Registry,
+    previous: Option<&Snapshot>,
 ) -> Result<Loaded, ConfigError> {
     let config = LoadedConfig::read(path)?;
     let checked = check(&config)?;
-    let snapshot = Snapshot::build(&config, &checked, host, metrics).await?;
+    let snapshot = Snapshot::build(&config, &checked, host, metrics, previous).await?;
     Ok(Loaded {
         config,
         checked,
@@ -79,7 +81,7 @@ impl App {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let loaded = rt.block_on(load(config, &host, &metrics))?;
+        let loaded = rt.block_on(load(config, &host, &metrics, None))?;
         let Loaded {
             config: parsed,
             checked,

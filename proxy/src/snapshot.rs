@@ -172,12 +172,15 @@ impl Snapshot {
 
     /// Builds a snapshot: clusters, then every filter a route uses (compiled, started,
     /// its configuration accepted), then routes. Any problem is reported against the
-    /// configuration's line.
+    /// configuration's line. A filter of `previous` that nothing about changed (see
+    /// [`LoadedFilter::unchanged`]) is kept, instances and all, instead of started
+    /// again: a reload costs what it changes.
     pub async fn build(
         loaded: &LoadedConfig,
         checked: &Checked,
         host: &FilterHost,
         metrics: &Registry,
+        previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
         let clusters: Arc<Clusters> = Arc::new(
             checked
@@ -198,16 +201,20 @@ impl Snapshot {
             if !used.contains(name) {
                 continue;
             }
-            let started = host.load_filter(f, outbound.clone()).await.map_err(|e| {
-                let field = match &e {
-                    FilterLoadError::Module(_) => format!("{}.module", f.field),
-                    FilterLoadError::Rejected(_) | FilterLoadError::Start(_) => {
-                        format!("{}.config", f.field)
-                    }
-                };
-                loaded.error(FieldError::new(field, e.to_string()))
-            })?;
-            filters.insert(name.clone(), Arc::new(started));
+            let kept = previous.and_then(|p| p.filters.get(name));
+            let started = host
+                .load_filter(f, outbound.clone(), kept)
+                .await
+                .map_err(|e| {
+                    let field = match &e {
+                        FilterLoadError::Module(_) => format!("{}.module", f.field),
+                        FilterLoadError::Rejected(_) | FilterLoadError::Start(_) => {
+                            format!("{}.config", f.field)
+                        }
+                    };
+                    loaded.error(FieldError::new(field, e.to_string()))
+                })?;
+            filters.insert(name.clone(), started);
         }
 
         let mut listeners = Vec::new();

@@ -25,7 +25,7 @@ impl ValidateArgs {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let loaded = rt.block_on(load(&self.config, &host, &metrics))?;
+        let loaded = rt.block_on(load(&self.config, &host, &metrics, None))?;
         let routes: usize = loaded
             .checked
             .listeners

@@ -171,6 +171,22 @@ impl LoadedFilter {
         })
     }
 
+    /// Whether this filter is what `checked` asks for with `module`: the same name,
+    /// module content, configuration, files and limits. Such a filter is kept across a
+    /// reload. One that can call out (`http-client`) is always started again: its
+    /// calls go to the clusters of the configuration it was started with.
+    pub fn unchanged(&self, checked: &CheckedFilter, module: &Arc<FilterModule>) -> bool {
+        !module.needs_async
+            && Arc::ptr_eq(&self.module, module)
+            && self.name == checked.name
+            && self.config.config == checked.config_json
+            && self.config.files == checked.files
+            && self.policy == checked.failure_policy
+            && self.failure_status == checked.failure_status
+            && self.timeout == checked.timeout
+            && self.memory_limit == checked.memory_limit as usize
+    }
+
     /// Idle instances ready for calls.
     pub fn idle_instances(&self) -> usize {
         self.idle.lock().len()

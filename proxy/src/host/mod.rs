@@ -38,7 +38,7 @@ pub use call::{RequestCtx, ResponseCtx};
 pub use failure::FilterFailure;
 pub use filter::{FilterLoadError, LoadedFilter};
 pub use instance::{PhaseCall, PhaseResult};
-pub use module::{FilterModule, ModuleError};
+pub use module::{FileStamp, FilterModule, ModuleError};
 pub use services::{HostServices, Outbound};
 
 use bindings::{Filter, FilterPre};
@@ -54,6 +54,9 @@ pub struct FilterHost {
     linker: Linker<HostState>,
     cache: DiskCache,
     modules: Mutex<HashMap<String, Weak<FilterModule>>>,
+    /// The digest of each module file read, by the file's stamp when read: a reload
+    /// that names an unchanged file neither reads nor hashes it again.
+    digests: Mutex<HashMap<PathBuf, (FileStamp, String)>>,
     /// Services every filter shares.
     pub services: Arc<HostServices>,
     _ticker: EpochTicker,
@@ -79,6 +82,7 @@ impl FilterHost {
             linker,
             cache,
             modules: Mutex::new(HashMap::new()),
+            digests: Mutex::new(HashMap::new()),
             services,
             _ticker: ticker,
         })
@@ -92,12 +96,29 @@ impl FilterHost {
     /// Loads a component file: reuses an already-loaded module with the same digest,
     /// else compiles it (or reads it from the disk cache) and links it.
     pub fn load_module(&self, path: &Path) -> Result<Arc<FilterModule>, ModuleError> {
+        // Stamped before reading: a write after this point changes the next stamp.
+        let stamp = FileStamp::of(path);
+        if let Some(stamp) = &stamp {
+            let known = self
+                .digests
+                .lock()
+                .get(path)
+                .and_then(|(s, d)| (s == stamp).then(|| d.clone()));
+            if let Some(m) = known.and_then(|d| self.modules.lock().get(&d).and_then(Weak::upgrade))
+            {
+                self.count_load("reused");
+                return Ok(m);
+            }
+        }
         let bytes = std::fs::read(path).map_err(|source| ModuleError::Read {
             path: path.to_owned(),
             source,
         })?;
         module::classify(path, &bytes)?;
         let digest = module::digest(&bytes);
+        if let Some(stamp) = stamp {
+            self.remember(path, stamp, &digest);
+        }
         if let Some(m) = self.modules.lock().get(&digest).and_then(Weak::upgrade) {
             self.count_load("reused");
             return Ok(m);
@@ -131,6 +152,19 @@ impl FilterHost {
         Ok(module)
     }
 
+    /// Records a file's digest, forgetting files whose modules are gone.
+    fn remember(&self, path: &Path, stamp: FileStamp, digest: &str) {
+        let live = |d: &String| {
+            self.modules
+                .lock()
+                .get(d)
+                .is_some_and(|m| m.strong_count() > 0)
+        };
+        let mut digests = self.digests.lock();
+        digests.retain(|_, (_, d)| live(d));
+        digests.insert(path.to_owned(), (stamp, digest.to_owned()));
+    }
+
     fn count_load(&self, how: &str) {
         self.services
             .metrics
@@ -148,8 +182,13 @@ impl FilterHost {
         &self,
         checked: &CheckedFilter,
         outbound: Arc<dyn Outbound>,
-    ) -> Result<LoadedFilter, FilterLoadError> {
+        previous: Option<&Arc<LoadedFilter>>,
+    ) -> Result<Arc<LoadedFilter>, FilterLoadError> {
         let module = self.load_module(&checked.module)?;
-        LoadedFilter::start(module, checked, self.services.clone(), outbound).await
+        if let Some(kept) = previous.filter(|p| p.unchanged(checked, &module)) {
+            return Ok(kept.clone());
+        }
+        let started = LoadedFilter::start(module, checked, self.services.clone(), outbound).await?;
+        Ok(Arc::new(started))
     }
 }

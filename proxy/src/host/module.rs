@@ -66,6 +66,31 @@ pub struct FilterModule {
 }
 
 /// The sha256 of some bytes, hex.
+/// What identifies a file's content without reading it: device, inode, size, and the
+/// modification and change times to the nanosecond. Any write changes the change time
+/// (which no user can set), and a replacement by rename changes the inode, so an equal
+/// stamp means the content digested earlier (git trusts its index the same way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp([i64; 7]);
+
+impl FileStamp {
+    /// The stamp of the file at `path`, if it can be read.
+    pub fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp([
+            m.dev() as i64,
+            m.ino() as i64,
+            m.size() as i64,
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ]))
+    }
+}
+
+/// The sha256 of a component, hex.
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

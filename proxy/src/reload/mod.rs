@@ -368,7 +368,8 @@ impl Reloader {
     }
 
     async fn try_reload(&self) -> Result<(crate::server::ListenerChanges, Vec<String>), String> {
-        let loaded = load(&self.config, &self.host, &self.metrics)
+        let current = self.handle.load_full();
+        let loaded = load(&self.config, &self.host, &self.metrics, Some(&current))
             .await
             .map_err(|e| e.to_string())?;
         let needs_restart = self.fixed.differences(&Fixed::of(&loaded.checked));
