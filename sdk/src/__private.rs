@@ -66,25 +66,20 @@ macro_rules! __export_filter {
                 fn init(config: glue::RawConfig) -> ::std::result::Result<glue::RawInfo, ::std::string::String> {
                     glue::init::<$ty>(&FILTER, config)
                 }
-                fn on_request_headers(req: &glue::RawRequest) -> glue::RawAction {
-                    glue::on_request_headers::<$ty>(&FILTER, req)
+                fn on_request_headers() -> glue::RawAction {
+                    glue::on_request_headers::<$ty>(&FILTER)
                 }
-                fn on_request_body(req: &glue::RawRequest, body: ::std::vec::Vec<u8>, eos: bool) -> glue::RawBodyAction {
-                    glue::on_request_body::<$ty>(&FILTER, req, body, eos)
+                fn on_request_body(body: ::std::vec::Vec<u8>, eos: bool) -> glue::RawBodyAction {
+                    glue::on_request_body::<$ty>(&FILTER, body, eos)
                 }
-                fn on_response_headers(req: &glue::RawRequest, resp: &glue::RawResponse) -> glue::RawAction {
-                    glue::on_response_headers::<$ty>(&FILTER, req, resp)
+                fn on_response_headers() -> glue::RawAction {
+                    glue::on_response_headers::<$ty>(&FILTER)
                 }
-                fn on_response_body(
-                    req: &glue::RawRequest,
-                    resp: &glue::RawResponse,
-                    body: ::std::vec::Vec<u8>,
-                    eos: bool,
-                ) -> glue::RawBodyAction {
-                    glue::on_response_body::<$ty>(&FILTER, req, resp, body, eos)
+                fn on_response_body(body: ::std::vec::Vec<u8>, eos: bool) -> glue::RawBodyAction {
+                    glue::on_response_body::<$ty>(&FILTER, body, eos)
                 }
-                fn on_log(req: &glue::RawRequest, summary: glue::RawSummary) {
-                    glue::on_log::<$ty>(&FILTER, req, summary)
+                fn on_log(summary: glue::RawSummary) {
+                    glue::on_log::<$ty>(&FILTER, summary)
                 }
             }
             $crate::__private::bindings::export_raw!(WeftFilterExports with_types_in $crate::__private::bindings);

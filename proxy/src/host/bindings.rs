@@ -10,8 +10,4 @@ wasmtime::component::bindgen!({
         "weft:filter/http-client.send": async | trappable,
         default: trappable,
     },
-    with: {
-        "weft:filter/types.request": super::call::RequestRes,
-        "weft:filter/types.response": super::call::ResponseRes,
-    },
 });

@@ -1,10 +1,9 @@
-//! What a filter call can see: the request and response heads lent to it through the
-//! `request` and `response` resources.
+//! What a filter call can see: the request and response heads the `request` and
+//! `response` interfaces act on.
 //!
 //! The exchange owns a [`RequestCtx`] (and, in response phases, a [`ResponseCtx`]) and
-//! moves it into the instance's store for the length of one call, then takes it back.
-//! The resources handed to the guest are borrows with fixed representations (0 for the
-//! request, 1 for the response): nothing is allocated per call.
+//! moves it into the instance's store for the length of one call, then takes it back:
+//! nothing is allocated per call, and no handle crosses into the guest.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,12 +14,6 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Method};
 
 use crate::error::UpstreamFailure;
-
-/// The WIT `request` resource's host type. Never constructed: the guest only ever
-/// holds borrowed handles.
-pub enum RequestRes {}
-/// The WIT `response` resource's host type. Never constructed.
-pub enum ResponseRes {}
 
 /// The request as the chain sees and changes it.
 #[derive(Debug, Clone)]

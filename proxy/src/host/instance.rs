@@ -3,21 +3,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::Resource;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::action::{Action, BodyAction, FilterInfo};
 use super::bindings::weft::filter::types as wit;
 use super::bindings::Filter as Bindings;
-use super::call::{RequestCtx, RequestRes, ResponseCtx, ResponseRes};
+use super::call::{RequestCtx, ResponseCtx};
 use super::engine::EPOCH_TICK;
 use super::failure::{classify, DeadlineExceeded, FilterFailure};
 use super::module::FilterModule;
 use super::state::HostState;
-
-/// The resource representations lent to the guest.
-const REQUEST_REP: u32 = 0;
-const RESPONSE_REP: u32 = 1;
 
 /// One call into a filter.
 pub enum PhaseCall<'a> {
@@ -124,8 +119,6 @@ impl FilterInstance {
 
     async fn run(&mut self, call: &PhaseCall<'_>) -> wasmtime::Result<PhaseResult> {
         let h = self.bindings.weft_filter_handler();
-        let req = || Resource::<RequestRes>::new_borrow(REQUEST_REP);
-        let resp = || Resource::<ResponseRes>::new_borrow(RESPONSE_REP);
         let store = &mut self.store;
         macro_rules! go {
             ($func:expr, $args:expr) => {
@@ -138,23 +131,19 @@ impl FilterInstance {
         }
         Ok(match call {
             PhaseCall::RequestHeaders => {
-                PhaseResult::Action(go!(h.func_on_request_headers(), (req(),)).0.into())
+                PhaseResult::Action(go!(h.func_on_request_headers(), ()).0.into())
             }
-            PhaseCall::RequestBody(chunk, eos) => PhaseResult::Body(
-                go!(h.func_on_request_body(), (req(), *chunk, *eos))
-                    .0
-                    .into(),
-            ),
+            PhaseCall::RequestBody(chunk, eos) => {
+                PhaseResult::Body(go!(h.func_on_request_body(), (*chunk, *eos)).0.into())
+            }
             PhaseCall::ResponseHeaders => {
-                PhaseResult::Action(go!(h.func_on_response_headers(), (req(), resp())).0.into())
+                PhaseResult::Action(go!(h.func_on_response_headers(), ()).0.into())
             }
-            PhaseCall::ResponseBody(chunk, eos) => PhaseResult::Body(
-                go!(h.func_on_response_body(), (req(), resp(), *chunk, *eos))
-                    .0
-                    .into(),
-            ),
+            PhaseCall::ResponseBody(chunk, eos) => {
+                PhaseResult::Body(go!(h.func_on_response_body(), (*chunk, *eos)).0.into())
+            }
             PhaseCall::Log(summary) => {
-                go!(h.func_on_log(), (req(), *summary));
+                go!(h.func_on_log(), (*summary,));
                 PhaseResult::Done
             }
         })

@@ -1,5 +1,6 @@
 //! The wasm32 backend: the raw `weft:filter` bindings, hidden behind the SDK's types.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::http::{CallError, OutboundRequest, OutboundResponse};
@@ -33,120 +34,122 @@ fn failure_from_raw(f: raw::types::UpstreamFailure) -> UpstreamFailure {
     }
 }
 
-/// The request resource the proxy lends for one call.
-pub(crate) struct RequestHandle<'a>(pub(crate) &'a raw::types::Request);
+/// The request of the phase call in progress. The `request` interface acts on it
+/// implicitly; the lifetime ties a handle to the call it was made for.
+pub(crate) struct RequestHandle<'a>(pub(crate) PhantomData<&'a ()>);
 
 impl RequestHandle<'_> {
     pub(crate) fn method(&self) -> String {
-        self.0.method()
+        raw::request::method()
     }
     pub(crate) fn scheme(&self) -> String {
-        self.0.scheme()
+        raw::request::scheme()
     }
     pub(crate) fn authority(&self) -> String {
-        self.0.authority()
+        raw::request::authority()
     }
     pub(crate) fn set_authority(&mut self, authority: &str) -> Result<(), String> {
-        self.0.set_authority(authority)
+        raw::request::set_authority(authority)
     }
     pub(crate) fn path(&self) -> String {
-        self.0.path()
+        raw::request::path()
     }
     pub(crate) fn set_path(&mut self, path: &str) -> Result<(), String> {
-        self.0.set_path(path)
+        raw::request::set_path(path)
     }
     pub(crate) fn header(&self, name: &str) -> Option<String> {
-        self.0.header(name)
+        raw::request::header(name)
     }
     pub(crate) fn header_all(&self, name: &str) -> Vec<String> {
-        self.0.header_all(name)
+        raw::request::header_all(name)
     }
     pub(crate) fn headers(&self) -> Vec<(String, String)> {
-        self.0.headers()
+        raw::request::headers()
     }
     pub(crate) fn set_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        self.0.set_header(name, value)
+        raw::request::set_header(name, value)
     }
     pub(crate) fn append_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        self.0.append_header(name, value)
+        raw::request::append_header(name, value)
     }
     pub(crate) fn remove_header(&mut self, name: &str) {
-        self.0.remove_header(name)
+        raw::request::remove_header(name)
     }
     pub(crate) fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        self.0.add_response_header(name, value)
+        raw::request::add_response_header(name, value)
     }
     pub(crate) fn client_address(&self) -> String {
-        self.0.client_address()
+        raw::request::client_address()
     }
     pub(crate) fn peer_identity(&self) -> Option<String> {
-        self.0.peer_identity()
+        raw::request::peer_identity()
     }
     pub(crate) fn listener(&self) -> String {
-        self.0.listener()
+        raw::request::listener()
     }
     pub(crate) fn route(&self) -> String {
-        self.0.route()
+        raw::request::route()
     }
     pub(crate) fn cluster(&self) -> String {
-        self.0.cluster()
+        raw::request::cluster()
     }
     pub(crate) fn attempt(&self) -> u32 {
-        self.0.attempt()
+        raw::request::attempt()
     }
     pub(crate) fn property(&self, key: &str) -> Option<String> {
-        self.0.property(key)
+        raw::request::property(key)
     }
     pub(crate) fn set_property(&mut self, key: &str, value: &str) {
-        self.0.set_property(key, value)
+        raw::request::set_property(key, value)
     }
     pub(crate) fn set_replay_limit(&mut self, limit: u64) {
-        self.0.set_replay_limit(limit)
+        raw::request::set_replay_limit(limit)
     }
     pub(crate) fn body_replayable(&self) -> bool {
-        self.0.body_replayable()
+        raw::request::body_replayable()
     }
     pub(crate) fn set_timeout(&mut self, ms: u32) {
-        self.0.set_timeout(ms)
+        raw::request::set_timeout(ms)
     }
     pub(crate) fn set_try_timeout(&mut self, ms: u32) {
-        self.0.set_try_timeout(ms)
+        raw::request::set_try_timeout(ms)
     }
 }
 
-/// The response resource the proxy lends for one call.
-pub(crate) struct ResponseHandle<'a>(pub(crate) &'a raw::types::Response);
+/// The response of the phase call in progress (response phases only), as
+/// [`RequestHandle`] is for the request.
+pub(crate) struct ResponseHandle<'a>(pub(crate) PhantomData<&'a ()>);
 
 impl ResponseHandle<'_> {
     pub(crate) fn status(&self) -> u16 {
-        self.0.status()
+        raw::response::status()
     }
     pub(crate) fn set_status(&mut self, status: u16) -> Result<(), String> {
-        self.0.set_status(status)
+        raw::response::set_status(status)
     }
     pub(crate) fn header(&self, name: &str) -> Option<String> {
-        self.0.header(name)
+        raw::response::header(name)
     }
     pub(crate) fn header_all(&self, name: &str) -> Vec<String> {
-        self.0.header_all(name)
+        raw::response::header_all(name)
     }
     pub(crate) fn headers(&self) -> Vec<(String, String)> {
-        self.0.headers()
+        raw::response::headers()
     }
     pub(crate) fn set_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        self.0.set_header(name, value)
+        raw::response::set_header(name, value)
     }
     pub(crate) fn append_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        self.0.append_header(name, value)
+        raw::response::append_header(name, value)
     }
     pub(crate) fn remove_header(&mut self, name: &str) {
-        self.0.remove_header(name)
+        raw::response::remove_header(name)
     }
     pub(crate) fn upstream_failure(&self) -> Option<UpstreamFailure> {
-        self.0.upstream_failure().map(failure_from_raw)
+        raw::response::failure().map(failure_from_raw)
     }
     pub(crate) fn upstream_address(&self) -> Option<String> {
-        self.0.upstream_address()
+        raw::response::upstream_address()
     }
 }
 
@@ -289,8 +292,7 @@ pub mod glue {
     pub use super::bindings::exports::weft::filter::handler::Guest;
     pub use super::raw::types::{
         Action as RawAction, BodyAction as RawBodyAction, ExchangeSummary as RawSummary,
-        FilterConfig as RawConfig, FilterInfo as RawInfo, Request as RawRequest,
-        Response as RawResponse,
+        FilterConfig as RawConfig, FilterInfo as RawInfo,
     };
 
     fn local(r: LocalResponse) -> raw::types::LocalResponse {
@@ -361,22 +363,17 @@ pub mod glue {
     }
 
     /// Phase 1 for filter `F`.
-    pub fn on_request_headers<F: Filter>(slot: &Slot<F>, req: &RawRequest) -> RawAction {
+    pub fn on_request_headers<F: Filter>(slot: &Slot<F>) -> RawAction {
         action(slot.get().on_request_headers(&mut Request {
-            raw: RequestHandle(req),
+            raw: RequestHandle(PhantomData),
         }))
     }
 
     /// Phase 2 for filter `F`.
-    pub fn on_request_body<F: Filter>(
-        slot: &Slot<F>,
-        req: &RawRequest,
-        body: Vec<u8>,
-        eos: bool,
-    ) -> RawBodyAction {
+    pub fn on_request_body<F: Filter>(slot: &Slot<F>, body: Vec<u8>, eos: bool) -> RawBodyAction {
         body_action(slot.get().on_request_body(
             &mut Request {
-                raw: RequestHandle(req),
+                raw: RequestHandle(PhantomData),
             },
             &body,
             eos,
@@ -384,35 +381,25 @@ pub mod glue {
     }
 
     /// Phase 3 for filter `F`.
-    pub fn on_response_headers<F: Filter>(
-        slot: &Slot<F>,
-        req: &RawRequest,
-        resp: &RawResponse,
-    ) -> RawAction {
+    pub fn on_response_headers<F: Filter>(slot: &Slot<F>) -> RawAction {
         action(slot.get().on_response_headers(
             &mut Request {
-                raw: RequestHandle(req),
+                raw: RequestHandle(PhantomData),
             },
             &mut Response {
-                raw: ResponseHandle(resp),
+                raw: ResponseHandle(PhantomData),
             },
         ))
     }
 
     /// Phase 4 for filter `F`.
-    pub fn on_response_body<F: Filter>(
-        slot: &Slot<F>,
-        req: &RawRequest,
-        resp: &RawResponse,
-        body: Vec<u8>,
-        eos: bool,
-    ) -> RawBodyAction {
+    pub fn on_response_body<F: Filter>(slot: &Slot<F>, body: Vec<u8>, eos: bool) -> RawBodyAction {
         body_action(slot.get().on_response_body(
             &mut Request {
-                raw: RequestHandle(req),
+                raw: RequestHandle(PhantomData),
             },
             &mut Response {
-                raw: ResponseHandle(resp),
+                raw: ResponseHandle(PhantomData),
             },
             &body,
             eos,
@@ -420,7 +407,7 @@ pub mod glue {
     }
 
     /// Phase 5 for filter `F`.
-    pub fn on_log<F: Filter>(slot: &Slot<F>, req: &RawRequest, s: RawSummary) {
+    pub fn on_log<F: Filter>(slot: &Slot<F>, s: RawSummary) {
         let summary = ExchangeSummary {
             status: s.status,
             upstream_failure: s.upstream_failure.map(failure_from_raw),
@@ -433,7 +420,7 @@ pub mod glue {
         };
         slot.get().on_log(
             &Request {
-                raw: RequestHandle(req),
+                raw: RequestHandle(PhantomData),
             },
             &summary,
         )

@@ -1,16 +1,14 @@
-//! `weft:filter/types`: the `request` and `response` resources, over the heads the
-//! exchange lends for a call.
+//! `weft:filter/request` and `weft:filter/response`: the heads the exchange lends to
+//! the instance's store for one phase call, which every function here acts on.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
-use wasmtime::component::Resource;
 
-use crate::host::bindings::weft::filter::types::{
-    Host, HostRequest, HostResponse, Request, Response, UpstreamFailure as WitFailure,
-};
+use crate::host::bindings::weft::filter::types::{Host, UpstreamFailure as WitFailure};
+use crate::host::bindings::weft::filter::{request, response};
 use crate::host::call::{RequestCtx, ResponseCtx};
 use crate::host::state::HostState;
 
@@ -165,37 +163,29 @@ impl HostState {
 
 impl Host for HostState {}
 
-impl HostRequest for HostState {
-    fn method(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+impl request::Host for HostState {
+    fn method(&mut self) -> wasmtime::Result<String> {
         Ok(self.req()?.method.as_str().to_owned())
     }
 
-    fn scheme(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+    fn scheme(&mut self) -> wasmtime::Result<String> {
         Ok(self.req()?.scheme.to_owned())
     }
 
-    fn authority(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+    fn authority(&mut self) -> wasmtime::Result<String> {
         Ok(self.req()?.authority.clone())
     }
 
-    fn set_authority(
-        &mut self,
-        _: Resource<Request>,
-        authority: String,
-    ) -> wasmtime::Result<Result<(), String>> {
+    fn set_authority(&mut self, authority: String) -> wasmtime::Result<Result<(), String>> {
         let req = self.req()?;
         Ok(valid_authority(&authority).map(|()| req.authority = authority))
     }
 
-    fn path(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+    fn path(&mut self) -> wasmtime::Result<String> {
         Ok(self.req()?.path.as_str().to_owned())
     }
 
-    fn set_path(
-        &mut self,
-        _: Resource<Request>,
-        path: String,
-    ) -> wasmtime::Result<Result<(), String>> {
+    fn set_path(&mut self, path: String) -> wasmtime::Result<Result<(), String>> {
         let req = self.req()?;
         Ok(match http::uri::PathAndQuery::from_str(&path) {
             Ok(p) if path.starts_with('/') && p.as_str() == path => {
@@ -208,7 +198,7 @@ impl HostRequest for HostState {
         })
     }
 
-    fn header(&mut self, _: Resource<Request>, name: String) -> wasmtime::Result<Option<String>> {
+    fn header(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         let req = self.req()?;
         if is_host(&name) {
             return Ok(Some(req.authority.clone()));
@@ -216,7 +206,7 @@ impl HostRequest for HostState {
         Ok(get(&req.headers, &name))
     }
 
-    fn header_all(&mut self, _: Resource<Request>, name: String) -> wasmtime::Result<Vec<String>> {
+    fn header_all(&mut self, name: String) -> wasmtime::Result<Vec<String>> {
         let req = self.req()?;
         if is_host(&name) {
             return Ok(vec![req.authority.clone()]);
@@ -224,16 +214,11 @@ impl HostRequest for HostState {
         Ok(get_all(&req.headers, &name))
     }
 
-    fn headers(&mut self, _: Resource<Request>) -> wasmtime::Result<Vec<(String, String)>> {
+    fn headers(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
         Ok(list(&self.req()?.headers))
     }
 
-    fn set_header(
-        &mut self,
-        _: Resource<Request>,
-        name: String,
-        value: String,
-    ) -> wasmtime::Result<Result<(), String>> {
+    fn set_header(&mut self, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
         let req = self.req()?;
         if is_host(&name) {
             return Ok(valid_authority(&value).map(|()| req.authority = value));
@@ -243,7 +228,6 @@ impl HostRequest for HostState {
 
     fn append_header(
         &mut self,
-        _: Resource<Request>,
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
@@ -254,7 +238,7 @@ impl HostRequest for HostState {
         Ok(append(&mut req.headers, &name, value))
     }
 
-    fn remove_header(&mut self, _: Resource<Request>, name: String) -> wasmtime::Result<()> {
+    fn remove_header(&mut self, name: String) -> wasmtime::Result<()> {
         let req = self.req()?;
         if !is_host(&name) {
             remove(&mut req.headers, &name);
@@ -264,7 +248,6 @@ impl HostRequest for HostState {
 
     fn add_response_header(
         &mut self,
-        _: Resource<Request>,
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
@@ -276,40 +259,35 @@ impl HostRequest for HostState {
         Ok(header.map(|h| req.response_headers.push(h)))
     }
 
-    fn client_address(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+    fn client_address(&mut self) -> wasmtime::Result<String> {
         Ok(address_text(self.req()?.client_addr))
     }
 
-    fn peer_identity(&mut self, _: Resource<Request>) -> wasmtime::Result<Option<String>> {
+    fn peer_identity(&mut self) -> wasmtime::Result<Option<String>> {
         Ok(self.req()?.peer_identity.clone())
     }
 
-    fn listener(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+    fn listener(&mut self) -> wasmtime::Result<String> {
         Ok(self.req()?.listener.to_string())
     }
 
-    fn route(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+    fn route(&mut self) -> wasmtime::Result<String> {
         Ok(self.req()?.route.to_string())
     }
 
-    fn cluster(&mut self, _: Resource<Request>) -> wasmtime::Result<String> {
+    fn cluster(&mut self) -> wasmtime::Result<String> {
         Ok(self.req()?.cluster.to_string())
     }
 
-    fn attempt(&mut self, _: Resource<Request>) -> wasmtime::Result<u32> {
+    fn attempt(&mut self) -> wasmtime::Result<u32> {
         Ok(self.req()?.attempt)
     }
 
-    fn property(&mut self, _: Resource<Request>, key: String) -> wasmtime::Result<Option<String>> {
+    fn property(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(self.req()?.property(&key).map(str::to_owned))
     }
 
-    fn set_property(
-        &mut self,
-        _: Resource<Request>,
-        key: String,
-        value: String,
-    ) -> wasmtime::Result<()> {
+    fn set_property(&mut self, key: String, value: String) -> wasmtime::Result<()> {
         let req = self.req()?;
         if req.properties.len() >= 256 && req.property(&key).is_none() {
             return Err(wasmtime::Error::msg("more than 256 request properties"));
@@ -318,41 +296,33 @@ impl HostRequest for HostState {
         Ok(())
     }
 
-    fn set_replay_limit(&mut self, _: Resource<Request>, limit_bytes: u64) -> wasmtime::Result<()> {
+    fn set_replay_limit(&mut self, limit_bytes: u64) -> wasmtime::Result<()> {
         let req = self.req()?;
         req.replay_limit = Some(req.replay_limit.map_or(limit_bytes, |l| l.max(limit_bytes)));
         Ok(())
     }
 
-    fn body_replayable(&mut self, _: Resource<Request>) -> wasmtime::Result<bool> {
+    fn body_replayable(&mut self) -> wasmtime::Result<bool> {
         Ok(self.req()?.body_replayable)
     }
 
-    fn set_timeout(&mut self, _: Resource<Request>, ms: u32) -> wasmtime::Result<()> {
+    fn set_timeout(&mut self, ms: u32) -> wasmtime::Result<()> {
         self.req()?.timeout = Some(Duration::from_millis(ms.into()));
         Ok(())
     }
 
-    fn set_try_timeout(&mut self, _: Resource<Request>, ms: u32) -> wasmtime::Result<()> {
+    fn set_try_timeout(&mut self, ms: u32) -> wasmtime::Result<()> {
         self.req()?.try_timeout = Some(Duration::from_millis(ms.into()));
-        Ok(())
-    }
-
-    fn drop(&mut self, _: Resource<Request>) -> wasmtime::Result<()> {
         Ok(())
     }
 }
 
-impl HostResponse for HostState {
-    fn status(&mut self, _: Resource<Response>) -> wasmtime::Result<u16> {
+impl response::Host for HostState {
+    fn status(&mut self) -> wasmtime::Result<u16> {
         Ok(self.resp()?.head.status.as_u16())
     }
 
-    fn set_status(
-        &mut self,
-        _: Resource<Response>,
-        status: u16,
-    ) -> wasmtime::Result<Result<(), String>> {
+    fn set_status(&mut self, status: u16) -> wasmtime::Result<Result<(), String>> {
         let resp = self.resp()?;
         Ok(match StatusCode::from_u16(status) {
             Ok(s) => {
@@ -363,51 +333,41 @@ impl HostResponse for HostState {
         })
     }
 
-    fn header(&mut self, _: Resource<Response>, name: String) -> wasmtime::Result<Option<String>> {
+    fn header(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         Ok(get(&self.resp()?.head.headers, &name))
     }
 
-    fn header_all(&mut self, _: Resource<Response>, name: String) -> wasmtime::Result<Vec<String>> {
+    fn header_all(&mut self, name: String) -> wasmtime::Result<Vec<String>> {
         Ok(get_all(&self.resp()?.head.headers, &name))
     }
 
-    fn headers(&mut self, _: Resource<Response>) -> wasmtime::Result<Vec<(String, String)>> {
+    fn headers(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
         Ok(list(&self.resp()?.head.headers))
     }
 
-    fn set_header(
-        &mut self,
-        _: Resource<Response>,
-        name: String,
-        value: String,
-    ) -> wasmtime::Result<Result<(), String>> {
+    fn set_header(&mut self, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
         Ok(set(&mut self.resp()?.head.headers, &name, value))
     }
 
     fn append_header(
         &mut self,
-        _: Resource<Response>,
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
         Ok(append(&mut self.resp()?.head.headers, &name, value))
     }
 
-    fn remove_header(&mut self, _: Resource<Response>, name: String) -> wasmtime::Result<()> {
+    fn remove_header(&mut self, name: String) -> wasmtime::Result<()> {
         remove(&mut self.resp()?.head.headers, &name);
         Ok(())
     }
 
-    fn upstream_failure(&mut self, _: Resource<Response>) -> wasmtime::Result<Option<WitFailure>> {
+    fn failure(&mut self) -> wasmtime::Result<Option<WitFailure>> {
         Ok(self.resp()?.upstream_failure.map(Into::into))
     }
 
-    fn upstream_address(&mut self, _: Resource<Response>) -> wasmtime::Result<Option<String>> {
+    fn upstream_address(&mut self) -> wasmtime::Result<Option<String>> {
         Ok(self.resp()?.upstream_addr.map(|a| a.to_string()))
-    }
-
-    fn drop(&mut self, _: Resource<Response>) -> wasmtime::Result<()> {
-        Ok(())
     }
 }
 
