@@ -198,7 +198,7 @@ async fn switch(
     let Ok(stream) = Arc::try_unwrap(stream) else {
         return;
     };
-    match crate::upgrade::tunnel(stream, early, side, stopped).await {
+    match crate::upgrade::tunnel(stream, early, side, stopped, crate::upgrade::TUNNEL_IDLE).await {
         Ok((up, down)) => {
             tracing::debug!(peer = %info.client, up, down, "upgraded connection ended")
         }
