@@ -108,7 +108,9 @@ pub struct LoadedFilter {
     services: Arc<HostServices>,
     outbound: Arc<dyn Outbound>,
     memory_limit: usize,
-    idle: Mutex<Vec<FilterInstance>>,
+    /// Boxed: an instance (its store and its export handles) moves out of the pool and
+    /// back on every call, and a pointer moves for less.
+    idle: Mutex<Vec<Box<FilterInstance>>>,
 }
 
 /// `init` may take longer than a request-path call: it parses configuration.
@@ -167,7 +169,7 @@ impl LoadedFilter {
             services,
             outbound,
             memory_limit,
-            idle: Mutex::new(vec![first]),
+            idle: Mutex::new(vec![Box::new(first)]),
         })
     }
 
@@ -192,7 +194,7 @@ impl LoadedFilter {
         self.idle.lock().len()
     }
 
-    async fn checkout(&self) -> Result<FilterInstance, FilterFailure> {
+    async fn checkout(&self) -> Result<Box<FilterInstance>, FilterFailure> {
         if let Some(instance) = self.idle.lock().pop() {
             return Ok(instance);
         }
@@ -210,10 +212,10 @@ impl LoadedFilter {
         )
         .await?;
         self.stats.instances.inc();
-        Ok(instance)
+        Ok(Box::new(instance))
     }
 
-    fn checkin(&self, instance: FilterInstance) {
+    fn checkin(&self, instance: Box<FilterInstance>) {
         let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(instance);
