@@ -227,6 +227,27 @@ async fn an_endless_loop_is_cut_off_at_its_deadline() {
 }
 
 #[tokio::test]
+async fn an_idle_host_stops_ticking_and_still_cuts_off_an_endless_loop() {
+    let dir = tempdir();
+    let host = host(&dir);
+    let f = load(&host, "mis", "misbehave", "null").await.unwrap();
+    // Idle past the ticker's 100 ticks: it sleeps.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !host.ticker_asleep() {
+        assert!(Instant::now() < deadline, "the ticker never slept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A call wakes it, and the call's deadline holds.
+    let started = Instant::now();
+    let mut req = request(&[("x-misbehave", "loop")]);
+    assert_eq!(
+        request_headers(&f, &mut req).await.unwrap_err(),
+        FilterFailure::Deadline
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+#[tokio::test]
 async fn memory_beyond_the_cap_is_refused_and_counted() {
     let dir = tempdir();
     let host = host(&dir);

@@ -1,8 +1,8 @@
 //! The one wasmtime engine: component model, pooled instance allocation, epoch
 //! interruption for call deadlines, and the thread that ticks the epoch.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -42,35 +42,110 @@ pub fn build(max_instances: u32) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+/// How many ticks without a call in flight before the ticker sleeps.
+const PARK_AFTER_TICKS: u32 = 100;
+
+/// What calls and the ticker share: how many calls are in flight (their deadlines need
+/// the epoch to advance), and whether the ticker is asleep.
+#[derive(Default)]
+pub struct Ticks {
+    in_flight: AtomicUsize,
+    parked: AtomicBool,
+    stop: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Ticks {
+    /// Marks a call in flight until the guard is dropped, waking the ticker if it
+    /// sleeps.
+    pub fn call(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) {
+            let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake.notify_one();
+        }
+        InFlight(self.clone())
+    }
+}
+
+/// A call in flight (see [`Ticks::call`]).
+pub struct InFlight(Arc<Ticks>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] while filter calls run, until
+/// dropped. With no call in flight for [`PARK_AFTER_TICKS`] ticks it sleeps until the
+/// next call starts: an idle proxy does not wake a thousand times a second. A call's
+/// deadline counts ticks from its start, so ticks missed while nothing ran change no
+/// deadline.
 pub struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    ticks: Arc<Ticks>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
     /// Starts ticking `engine`.
     pub fn start(engine: Engine) -> std::io::Result<EpochTicker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let ticks = Arc::new(Ticks::default());
+        let shared = ticks.clone();
         let thread = std::thread::Builder::new()
             .name("weft-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })?;
+            .spawn(move || tick(&engine, &shared))?;
         Ok(EpochTicker {
-            stop,
+            ticks,
             thread: Some(thread),
         })
+    }
+
+    /// What calls register with.
+    pub fn ticks(&self) -> Arc<Ticks> {
+        self.ticks.clone()
+    }
+
+    /// Whether the ticker sleeps (no call has been in flight for a while).
+    pub fn asleep(&self) -> bool {
+        self.ticks.parked.load(Ordering::SeqCst)
+    }
+}
+
+fn tick(engine: &Engine, t: &Ticks) {
+    let mut quiet = 0;
+    while !t.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(EPOCH_TICK);
+        engine.increment_epoch();
+        if t.in_flight.load(Ordering::SeqCst) > 0 {
+            quiet = 0;
+            continue;
+        }
+        quiet += 1;
+        if quiet < PARK_AFTER_TICKS {
+            continue;
+        }
+        let mut held = t.lock.lock().unwrap_or_else(|e| e.into_inner());
+        t.parked.store(true, Ordering::SeqCst);
+        // A call that started before `parked` was set is seen here; one that starts
+        // after sees `parked` and wakes this thread (under the lock, so not before it
+        // waits).
+        while t.in_flight.load(Ordering::SeqCst) == 0 && !t.stop.load(Ordering::SeqCst) {
+            held = t.wake.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        t.parked.store(false, Ordering::SeqCst);
+        quiet = 0;
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.ticks.stop.store(true, Ordering::SeqCst);
+        {
+            let _held = self.ticks.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.ticks.wake.notify_one();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

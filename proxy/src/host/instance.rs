@@ -9,7 +9,7 @@ use super::action::{Action, BodyAction, FilterInfo};
 use super::bindings::weft::filter::types as wit;
 use super::bindings::Filter as Bindings;
 use super::call::{RequestCtx, ResponseCtx};
-use super::engine::EPOCH_TICK;
+use super::engine::{Ticks, EPOCH_TICK};
 use super::failure::{classify, DeadlineExceeded, FilterFailure};
 use super::module::FilterModule;
 use super::state::HostState;
@@ -43,6 +43,7 @@ pub struct FilterInstance {
     store: Store<HostState>,
     bindings: Bindings,
     needs_async: bool,
+    ticks: Arc<Ticks>,
 }
 
 fn ticks(timeout: Duration) -> u64 {
@@ -57,6 +58,8 @@ impl FilterInstance {
         config: &wit::FilterConfig,
         timeout: Duration,
     ) -> Result<(FilterInstance, FilterInfo), FilterFailure> {
+        // Instantiation and `init` run under a deadline too.
+        let _in_flight = module.ticks.call();
         let mut store = Store::new(module.pre.engine(), state);
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_callback(|ctx| {
@@ -79,6 +82,7 @@ impl FilterInstance {
             store,
             bindings,
             needs_async: module.needs_async,
+            ticks: module.ticks.clone(),
         };
         arm(&mut instance.store, timeout);
         let init = instance.bindings.weft_filter_handler().func_init();
@@ -104,6 +108,7 @@ impl FilterInstance {
         response: &mut Option<Box<ResponseCtx>>,
         timeout: Duration,
     ) -> Result<PhaseResult, FilterFailure> {
+        let _in_flight = self.ticks.call();
         arm(&mut self.store, timeout);
         {
             let data = self.store.data_mut();

@@ -59,7 +59,7 @@ pub struct FilterHost {
     digests: Mutex<HashMap<PathBuf, (FileStamp, String)>>,
     /// Services every filter shares.
     pub services: Arc<HostServices>,
-    _ticker: EpochTicker,
+    ticker: EpochTicker,
 }
 
 impl FilterHost {
@@ -84,7 +84,7 @@ impl FilterHost {
             modules: Mutex::new(HashMap::new()),
             digests: Mutex::new(HashMap::new()),
             services,
-            _ticker: ticker,
+            ticker,
         })
     }
 
@@ -143,6 +143,7 @@ impl FilterHost {
             from_cache,
             needs_async: FilterModule::imports_http_client(&component, &self.engine),
             pre,
+            ticks: self.ticker.ticks(),
         });
         self.count_load(if from_cache { "disk_cache" } else { "compiled" });
         let mut modules = self.modules.lock();
@@ -163,6 +164,11 @@ impl FilterHost {
         let mut digests = self.digests.lock();
         digests.retain(|_, (_, d)| live(d));
         digests.insert(path.to_owned(), (stamp, digest.to_owned()));
+    }
+
+    /// Whether the epoch ticker sleeps because no filter call has run for a while.
+    pub fn ticker_asleep(&self) -> bool {
+        self.ticker.asleep()
     }
 
     fn count_load(&self, how: &str) {

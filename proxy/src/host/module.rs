@@ -2,10 +2,12 @@
 //! pre-instantiated against the host's imports.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use super::bindings::FilterPre;
+use super::engine::Ticks;
 use super::state::HostState;
 
 /// The import that makes a component need asynchronous calls.
@@ -63,6 +65,8 @@ pub struct FilterModule {
     pub needs_async: bool,
     /// Ready to instantiate.
     pub pre: FilterPre<HostState>,
+    /// The epoch ticker its calls register with (deadlines need it ticking).
+    pub ticks: Arc<Ticks>,
 }
 
 /// The sha256 of some bytes, hex.
