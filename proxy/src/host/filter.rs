@@ -110,6 +110,7 @@ pub struct LoadedFilter {
     memory_limit: usize,
     /// Boxed: an instance (its store and its export handles) moves out of the pool and
     /// back on every call, and a pointer moves for less.
+    #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<FilterInstance>>>,
 }
 
