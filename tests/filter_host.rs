@@ -318,6 +318,23 @@ async fn bad_modules_are_refused_with_a_reason() {
 }
 
 #[tokio::test]
+async fn a_filter_built_for_contract_0_1_is_refused_with_how_to_fix_it() {
+    // The no-op test filter as weft's SDK built it for weft:filter@0.1.0 (81ee00f).
+    let old =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/noop-weft-filter-0.1.0.wasm");
+    let dir = tempdir();
+    let err = host(&dir)
+        .load_module(&old)
+        .err()
+        .expect("a 0.1.0 component links");
+    assert!(matches!(err, ModuleError::Link { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("weft:filter@0.2 contract"), "{text}");
+    assert!(text.contains("weft filter build"), "{text}");
+    assert!(text.contains("weft:filter/types@0.1.0"), "{text}");
+}
+
+#[tokio::test]
 async fn compiled_modules_are_cached_on_disk_by_digest() {
     let dir = tempdir();
     let module = support::filters::component("noop");

@@ -42,7 +42,7 @@ pub enum ModuleError {
     },
     /// The component imports something the host does not provide (for example another
     /// major version of `weft:filter`).
-    #[error("{path} does not fit this proxy's weft:filter@0.1 contract: {reason}")]
+    #[error("{path} does not fit this proxy's weft:filter@0.2 contract (rebuild it with this weft's SDK: `weft filter build`): {reason}")]
     Link {
         /// The file.
         path: PathBuf,
