@@ -433,13 +433,8 @@ fn stamped(r: &Reply, stamp: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_changes_reload_the_configuration_and_modules() {
-    let up = Upstream::start("up");
-    let dir = TempDir::new("watched");
-    let module = dir.0.join("f.wasm");
-    std::fs::copy(component("stamp"), &module).unwrap();
-    let weft = Weft::start(&single(up.addr, &module, Some("{ stamp: one }")));
+    let (up, _dir, module, weft) = stamping_one("watched").await;
     let addr = weft.addr("edge");
-    assert!(stamped(&client::get(addr, "/x", &[]).await, "one"));
 
     // The configuration changes on disk.
     replace(
@@ -579,25 +574,30 @@ async fn two_hundred_reloads_leave_memory_where_it_was() {
     assert_eq!(reload_status(&weft).await["version"], 221);
 }
 
-/// `weft_filter_instances_created_total` for filter `f`, from the admin endpoint.
-async fn instances_created(weft: &Weft) -> u64 {
-    let text = client::get_text(&format!("http://{}/metrics", weft.admin.unwrap())).await;
-    text.lines()
-        .find(|l| l.starts_with("weft_filter_instances_created_total{filter=\"f\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no instance count for f in:\n{text}"))
+/// Instances made for filter `f`, from the admin endpoint.
+async fn instances_created(weft: &Weft) -> f64 {
+    weft.metric("weft_filter_instances_created_total{filter=\"f\"}")
+        .await
+}
+
+/// A proxy whose one filter `f` is the stamp module at `<dir>/f.wasm`, stamping `one`.
+async fn stamping_one(dir: &str) -> (Upstream, TempDir, std::path::PathBuf, Weft) {
+    let up = Upstream::start("up");
+    let dir = TempDir::new(dir);
+    let module = dir.0.join("f.wasm");
+    std::fs::copy(component("stamp"), &module).unwrap();
+    let weft = Weft::start(&single(up.addr, &module, Some("{ stamp: one }")));
+    assert!(stamped(
+        &client::get(weft.addr("edge"), "/x", &[]).await,
+        "one"
+    ));
+    (up, dir, module, weft)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_keeps_unchanged_filters_and_restarts_changed_ones() {
-    let up = Upstream::start("up");
-    let dir = TempDir::new("kept");
-    let module = dir.0.join("f.wasm");
-    std::fs::copy(component("stamp"), &module).unwrap();
-    let weft = Weft::start(&single(up.addr, &module, Some("{ stamp: one }")));
+    let (up, _dir, module, weft) = stamping_one("kept").await;
     let addr = weft.addr("edge");
-    assert!(stamped(&client::get(addr, "/x", &[]).await, "one"));
     let started = instances_created(&weft).await;
 
     // Nothing about the filter changed: the running one, and its instances, stay.

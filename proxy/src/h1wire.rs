@@ -58,18 +58,48 @@ pub(crate) fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<us
     }
 }
 
+/// What `Connection` values say, added up over the values read.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ConnectionSays {
+    /// `close` was named.
+    pub close: bool,
+    /// `keep-alive` was named.
+    pub keep_alive: bool,
+}
+
+impl ConnectionSays {
+    /// Adds what one `Connection` value says; returns whether it named anything else
+    /// (`upgrade`, or a header to drop with it).
+    pub(crate) fn read(&mut self, value: &[u8]) -> bool {
+        let mut others = false;
+        for token in list_items(value) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else {
+                others = true;
+            }
+        }
+        others
+    }
+
+    /// Whether the peer lets the connection be reused, by its version and this.
+    pub(crate) fn reusable(&self, version: Version) -> bool {
+        match version {
+            Version::HTTP_10 => self.keep_alive,
+            _ => !self.close,
+        }
+    }
+}
+
 /// Whether the peer lets the connection be reused, by its version and `Connection`.
 pub(crate) fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    let says = |token: &[u8]| {
-        headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .any(|v| list_items(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(token)))
-    };
-    match version {
-        Version::HTTP_10 => says(b"keep-alive"),
-        _ => !says(b"close"),
+    let mut says = ConnectionSays::default();
+    for value in headers.get_all(http::header::CONNECTION) {
+        says.read(value.as_bytes());
     }
+    says.reusable(version)
 }
 
 /// The items of a comma-separated header value (`Connection`, `Transfer-Encoding`),

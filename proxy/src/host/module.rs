@@ -69,7 +69,6 @@ pub struct FilterModule {
     pub ticks: Arc<Ticks>,
 }
 
-/// The sha256 of some bytes, hex.
 /// What identifies a file's content without reading it: device, inode, size, and the
 /// modification and change times to the nanosecond. Any write changes the change time
 /// (which no user can set), and a replacement by rename changes the inode, so an equal

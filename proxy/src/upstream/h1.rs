@@ -34,8 +34,8 @@ use super::send::RequestHead;
 use crate::body::{BoxError, ProxyBody};
 use crate::error::UpstreamFailure;
 use crate::h1wire::{
-    decode_chunk, list_items, push_chunk_size, push_decimal, Chunk, ChunkOut, Framing, MAX_HEAD,
-    READ_CHUNK,
+    decode_chunk, list_items, push_chunk_size, push_decimal, Chunk, ChunkOut, ConnectionSays,
+    Framing, MAX_HEAD, READ_CHUNK,
 };
 use crate::upgrade::{Upgraded, UpstreamSide};
 
@@ -416,7 +416,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(http::response::Parts, Frami
     let mut fields: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(resp.headers.len());
     let mut length: Option<u64> = None;
     let mut chunked = false;
-    let (mut says_close, mut says_keep_alive) = (false, false);
+    let mut says = ConnectionSays::default();
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("header name"))?;
         if name == http::header::TRANSFER_ENCODING {
@@ -437,17 +437,8 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(http::response::Parts, Frami
             }
             length = Some(n);
         } else if name == http::header::CONNECTION {
-            let mut names_others = false;
-            for token in list_items(h.value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    says_close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    says_keep_alive = true;
-                } else {
-                    names_others = true;
-                }
-            }
-            if !names_others {
+            // Kept only when it names more than the proxy consumes here.
+            if !says.read(h.value) {
                 continue;
             }
         } else if name.as_str() == "keep-alive" {
@@ -466,10 +457,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(http::response::Parts, Frami
             None => Framing::Close,
         }
     };
-    let reuse = match version {
-        Version::HTTP_10 => says_keep_alive && !says_close,
-        _ => !says_close,
-    };
+    let reuse = says.reusable(version);
     // The head's bytes become shared: every value below is a view into them.
     let bytes = buf.split_to(len).freeze();
     // Room for headers filters and the proxy add on the way back, without a rehash.

@@ -15,8 +15,8 @@
 //! reload); shutdown and listener removal closing idle connections at once and busy
 //! ones after their response; a client that accepts none of a response's bytes for 5
 //! minutes is cut off (`write::WRITE_STALL`). A malformed head gets 400 (431 when too
-//! large) and the connection closes. An upgrade (WebSocket) the upstream accepts turns the connection
-//! into a tunnel to it (`crate::upgrade`).
+//! large) and the connection closes. An upgrade (WebSocket) the upstream accepts turns
+//! the connection into a tunnel to it (`crate::upgrade`).
 
 mod body;
 mod head;
