@@ -281,3 +281,140 @@ async fn the_admin_endpoint_shows_each_filters_module_and_counters() {
         "ready\n"
     );
 }
+
+/// An upstream that answers every request head on a kept-alive connection with
+/// `response`, byte for byte (a real socket; the tests send bodiless requests).
+async fn canned_upstream(response: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    if s.write_all(response).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The header lines of a raw HTTP/1.1 response, names lower-cased, in order.
+fn header_lines(raw: &str) -> Vec<(String, String)> {
+    let head = raw.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn upstream_response_headers_reach_the_client_as_sent_less_connection_specific_ones() {
+    // Mixed case, a repeated header, and every connection-specific header there is.
+    let up = canned_upstream(
+        b"HTTP/1.1 200 OK\r\nServer: canned\r\nSet-Cookie: a=1\r\nKeep-Alive: timeout=5\r\n\
+          Connection: keep-alive\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\
+          Trailer: x-t\r\nUpgrade: h2c\r\nset-cookie: b=2\r\nX-Mixed-Case:  Value With Spaces \r\n\
+          Date: Mon, 30 Nov 2026 12:00:00 GMT\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    let config = format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - name: filtered
+        match: {{ prefix: /filtered }}
+        cluster: up
+        filters: [request-id]
+      - name: plain
+        cluster: up
+clusters:
+  up:
+    endpoints: ["{up}"]
+filters:
+  request-id:
+    module: {}
+"#,
+        component("request-id").display()
+    );
+    let weft = Weft::start(&config);
+    let addr = weft.addr("edge");
+    let gone = ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"];
+
+    // HTTP/1.1: twice on one kept-alive connection per route, then closing.
+    for path in ["/plain", "/filtered"] {
+        let ask = format!(
+            "GET {path} HTTP/1.1\r\nhost: a\r\n\r\nGET {path} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+        );
+        let raw = client::raw(addr, ask.as_bytes()).await;
+        let answers: Vec<&str> = raw.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(answers.len(), 2, "{raw}");
+        for (i, answer) in answers.iter().enumerate() {
+            assert!(answer.starts_with("200 OK\r\n"), "{answer}");
+            assert!(answer.ends_with("\r\n\r\nhello"), "{answer}");
+            let lines = header_lines(&format!("HTTP/1.1 {answer}"));
+            let values = |name: &str| -> Vec<&str> {
+                lines
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+                    .collect()
+            };
+            assert_eq!(values("server"), ["canned"], "{path}: {lines:?}");
+            assert_eq!(values("set-cookie"), ["a=1", "b=2"], "{path}: in order");
+            assert_eq!(values("x-mixed-case"), ["Value With Spaces"], "{path}");
+            assert_eq!(
+                values("date"),
+                ["Mon, 30 Nov 2026 12:00:00 GMT"],
+                "{path}: the upstream's date, once"
+            );
+            assert_eq!(values("content-length"), ["5"], "{path}");
+            for name in gone {
+                assert!(
+                    values(name).is_empty(),
+                    "{path}: {name} passed on: {lines:?}"
+                );
+            }
+            let closing = if i == 1 { vec!["close"] } else { vec![] };
+            assert_eq!(values("connection"), closing, "{path}: {lines:?}");
+            assert_eq!(
+                values("x-request-id").len(),
+                usize::from(path == "/filtered"),
+                "{path}: the filter's header comes with the upstream's"
+            );
+        }
+    }
+
+    // HTTP/2: the same headers, from a header map.
+    let mut c = Conn::open(addr, Version::H2).await;
+    for path in ["/plain", "/filtered"] {
+        let reply = c
+            .send(request(Version::H2, addr, Method::GET, path, &[], empty()))
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(&reply.body[..], b"hello");
+        let cookies: Vec<_> = reply.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"], "{path}");
+        assert_eq!(reply.header("x-mixed-case"), Some("Value With Spaces"));
+        for name in gone {
+            assert!(reply.header(name).is_none(), "{path}: {name} passed on");
+        }
+        assert_eq!(reply.header("x-request-id").is_some(), path == "/filtered");
+    }
+}

@@ -6,7 +6,7 @@
 use std::io;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::{HeaderMap, Version};
+use http::Version;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -93,13 +93,19 @@ impl ConnectionSays {
     }
 }
 
-/// Whether the peer lets the connection be reused, by its version and `Connection`.
-pub(crate) fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    let mut says = ConnectionSays::default();
-    for value in headers.get_all(http::header::CONNECTION) {
-        says.read(value.as_bytes());
-    }
-    says.reusable(version)
+/// A response's header lines as an HTTP/1.1 upstream sent them (`name: value\r\n`
+/// each, in order), less what the proxy frames or consumes itself. Carried in the
+/// response's extensions instead of a header map when nothing on the way back reads
+/// the headers (no response-phase filter, an HTTP/1.1 client, no upgrade): the server
+/// writes them as they are, with the proxy's own headers after them. Building a header
+/// map from an upstream's head and writing it out again was a fifth of an unfiltered
+/// request's user-space work.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawHeaders {
+    /// The lines, each ending in CRLF.
+    pub lines: Vec<u8>,
+    /// Whether a `date` line is among them.
+    pub dated: bool,
 }
 
 /// The items of a comma-separated header value (`Connection`, `Transfer-Encoding`),

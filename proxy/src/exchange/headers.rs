@@ -88,8 +88,7 @@ pub fn for_upstream(headers: &mut HeaderMap, client_ip: &HeaderValue, scheme: &'
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
     headers.remove(header::EXPECT);
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let value = match headers.get(&xff) {
+    let value = match headers.get(&X_FORWARDED_FOR) {
         None => Some(client_ip.clone()),
         Some(prior) => {
             let mut joined = Vec::with_capacity(prior.len() + 2 + client_ip.len());
@@ -100,12 +99,23 @@ pub fn for_upstream(headers: &mut HeaderMap, client_ip: &HeaderValue, scheme: &'
         }
     };
     if let Some(v) = value {
-        headers.insert(xff, v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers
-        .entry(HeaderName::from_static("x-forwarded-proto"))
-        .or_insert(HeaderValue::from_static(scheme));
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        let proto = match scheme {
+            "https" => HTTPS,
+            "http" => HTTP,
+            other => HeaderValue::from_static(other),
+        };
+        headers.insert(X_FORWARDED_PROTO, proto);
+    }
 }
+
+// Made at compile time (`from_static` outside a constant checks its input at each call).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@
 //! every error becomes a response in one place, [`ProxyError::to_response`].
 
 pub mod chain;
+pub mod deadline;
 pub mod headers;
 pub mod log;
 pub mod request;
@@ -70,6 +71,9 @@ pub struct Exchange {
     pub request_bytes: Arc<std::sync::atomic::AtomicU64>,
     /// The protocol the client asked to switch to (see [`crate::upgrade`]).
     pub upgrade: Option<http::HeaderValue>,
+    /// Whether the response's headers may reach the client as the upstream's lines
+    /// (an HTTP/1.1 client, not `HEAD`, no upgrade; see [`crate::h1wire::RawHeaders`]).
+    pub raw_response_ok: bool,
 }
 
 impl Exchange {
@@ -101,6 +105,9 @@ pub async fn serve(
     };
 
     let upgrade = crate::upgrade::requested(&parts);
+    let raw_response_ok = upgrade.is_none()
+        && parts.version <= http::Version::HTTP_11
+        && parts.method != http::Method::HEAD;
     // Route.
     let (route, request) = match request::admit(listener, conn, parts) {
         Ok(admitted) => admitted,
@@ -117,6 +124,7 @@ pub async fn serve(
         outcome: upstream::Outcome::default(),
         request_bytes: Arc::default(),
         upgrade,
+        raw_response_ok,
     };
 
     let response = match run(&mut ex, body).await {

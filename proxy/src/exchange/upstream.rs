@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 
 use super::chain::{self, ResponseDecision};
+use super::deadline;
 use super::request::RequestBody;
 use super::Exchange;
 use crate::body::ProxyBody;
@@ -66,6 +67,8 @@ pub async fn forward(
     // Without response filters nothing can need the request again: move its headers.
     let keep_request =
         ex.route.needs.response_headers || ex.route.needs.log || ex.route.needs.response_body;
+    let raw_response =
+        ex.raw_response_ok && !ex.route.needs.response_headers && !ex.route.needs.response_body;
     loop {
         let attempt_body = body.take().unwrap_or(ProxyBody::Empty);
         let upgrade = ex.upgrade.clone();
@@ -81,6 +84,7 @@ pub async fn forward(
             path: req.path.clone(),
             headers,
             upgrade,
+            raw_response,
         };
         let try_timeout = req.try_timeout;
         let cluster = ex.snapshot.clusters.get(&*ex.req().cluster).cloned();
@@ -97,8 +101,8 @@ pub async fn forward(
             (Some(cluster), Some(left)) => {
                 let limit = try_timeout.map_or(left, |t| t.min(left));
                 // Boxed: the attempt's future is large, and moving it costs more than this.
-                match tokio::time::timeout(limit, Box::pin(send(&cluster, head, attempt_body)))
-                    .await
+                let deadline = tokio::time::Instant::from_std(now + limit);
+                match deadline::within(deadline, Box::pin(send(&cluster, head, attempt_body))).await
                 {
                     Ok(r) => r,
                     Err(_) => {

@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -35,7 +35,7 @@ use crate::body::{BoxError, ProxyBody};
 use crate::error::UpstreamFailure;
 use crate::h1wire::{
     decode_chunk, list_items, push_chunk_size, push_decimal, Chunk, ChunkOut, ConnectionSays,
-    Framing, MAX_HEAD, READ_CHUNK,
+    Framing, RawHeaders, MAX_HEAD, READ_CHUNK,
 };
 use crate::upgrade::{Upgraded, UpstreamSide};
 
@@ -223,25 +223,24 @@ pub async fn exchange(
         }
     };
     let is_head = head.method == Method::HEAD;
-    let (parts, framing, reuse) =
-        read_head(&mut conn, is_head)
-            .await
-            .map_err(|(failure, detail, nothing_read)| {
-                if let Some((wfailure, wdetail)) = &write_failed {
-                    return H1Error::new(
-                        *wfailure,
-                        format!("{addr}: sending the request body: {wdetail}"),
-                        false,
-                    );
-                }
-                // A kept-alive connection that closed without a byte of answer, for a request
-                // without a body, is the stale-connection race: safe to send again if idempotent.
-                let unsent = nothing_read
-                    && failure == UpstreamFailure::Reset
-                    && bodiless
-                    && idempotent(&head.method);
-                H1Error::new(failure, format!("{addr}: {detail}"), unsent)
-            })?;
+    let (parts, framing, reuse) = read_head(&mut conn, is_head, head.raw_response)
+        .await
+        .map_err(|(failure, detail, nothing_read)| {
+            if let Some((wfailure, wdetail)) = &write_failed {
+                return H1Error::new(
+                    *wfailure,
+                    format!("{addr}: sending the request body: {wdetail}"),
+                    false,
+                );
+            }
+            // A kept-alive connection that closed without a byte of answer, for a request
+            // without a body, is the stale-connection race: safe to send again if idempotent.
+            let unsent = nothing_read
+                && failure == UpstreamFailure::Reset
+                && bodiless
+                && idempotent(&head.method);
+            H1Error::new(failure, format!("{addr}: {detail}"), unsent)
+        })?;
     let mut parts = parts;
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(asked) = &head.upgrade {
@@ -323,11 +322,12 @@ async fn fill(conn: &mut H1Conn) -> io::Result<usize> {
 async fn read_head(
     conn: &mut H1Conn,
     is_head: bool,
+    raw: bool,
 ) -> Result<(http::response::Parts, Framing, bool), (UpstreamFailure, String, bool)> {
     let mut read_any = !conn.buf.is_empty();
     loop {
         if !conn.buf.is_empty() {
-            match parse_head(&mut conn.buf)? {
+            match parse_head(&mut conn.buf, raw && !is_head)? {
                 Some((parts, framing, reuse)) => {
                     if parts.status.is_informational()
                         && parts.status != StatusCode::SWITCHING_PROTOCOLS
@@ -378,6 +378,136 @@ async fn read_head(
 
 type Fail = (UpstreamFailure, String, bool);
 
+/// What a response header is to the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `Transfer-Encoding`: read for framing, never passed on.
+    TransferEncoding,
+    /// `Content-Length`: read for framing.
+    ContentLength,
+    /// `Connection`: read for reuse.
+    Connection,
+    /// `Keep-Alive`: never passed on.
+    KeepAlive,
+    /// `Proxy-Connection`, `TE`, `Trailer`, `Upgrade`: connection-specific.
+    OtherHop,
+    /// `Date`.
+    Date,
+    /// Everything else.
+    Other,
+}
+
+/// A header's role, from its name as received (any case), without allocating.
+fn role(name: &[u8]) -> Role {
+    let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        2 if is(b"te") => Role::OtherHop,
+        4 if is(b"date") => Role::Date,
+        7 if is(b"trailer") || is(b"upgrade") => Role::OtherHop,
+        10 if is(b"connection") => Role::Connection,
+        10 if is(b"keep-alive") => Role::KeepAlive,
+        14 if is(b"content-length") => Role::ContentLength,
+        16 if is(b"proxy-connection") => Role::OtherHop,
+        17 if is(b"transfer-encoding") => Role::TransferEncoding,
+        _ => Role::Other,
+    }
+}
+
+/// A response's headers, as the proxy passes them on.
+enum Kept {
+    /// Header names with the offset and length of their values in the head.
+    Map(Vec<(HeaderName, usize, usize)>),
+    /// Lines to write as they are (see [`RawHeaders`]).
+    Raw(RawHeaders),
+}
+
+/// The framing and reuse a response head states, and its headers to pass on.
+struct Collected {
+    kept: Kept,
+    length: Option<u64>,
+    chunked: bool,
+    says: ConnectionSays,
+}
+
+/// Reads a parsed head's headers. With `raw`, they are kept as lines, connection-specific
+/// ones left out; `Ok(None)` then means the head needs a header map after all (a
+/// `Connection` naming other headers, which go with it).
+fn collect(
+    headers: &[httparse::Header<'_>],
+    base: usize,
+    raw: bool,
+) -> Result<Option<Collected>, Fail> {
+    let mut out = Collected {
+        kept: if raw {
+            Kept::Raw(RawHeaders {
+                lines: Vec::with_capacity(256),
+                dated: false,
+            })
+        } else {
+            Kept::Map(Vec::with_capacity(headers.len()))
+        },
+        length: None,
+        chunked: false,
+        says: ConnectionSays::default(),
+    };
+    for h in headers {
+        let role = role(h.name.as_bytes());
+        match role {
+            Role::TransferEncoding => {
+                out.chunked = list_items(h.value)
+                    .next_back()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+                if !out.chunked {
+                    return Err(bad("unsupported transfer-encoding"));
+                }
+                continue;
+            }
+            Role::ContentLength => {
+                let n: u64 = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or_else(|| bad("content-length"))?;
+                if out.length.is_some_and(|l| l != n) {
+                    return Err(bad("conflicting content-length"));
+                }
+                out.length = Some(n);
+            }
+            // Kept only when it names more than the proxy consumes here.
+            Role::Connection if !out.says.read(h.value) => continue,
+            Role::Connection if raw => return Ok(None),
+            Role::KeepAlive => continue,
+            _ => {}
+        }
+        match &mut out.kept {
+            Kept::Raw(lines) => {
+                // The proxy frames the body itself, from what it sends.
+                if matches!(role, Role::ContentLength | Role::OtherHop) {
+                    continue;
+                }
+                lines.dated |= role == Role::Date;
+                lines.lines.extend_from_slice(h.name.as_bytes());
+                lines.lines.extend_from_slice(b": ");
+                lines.lines.extend_from_slice(h.value);
+                lines.lines.extend_from_slice(b"\r\n");
+            }
+            Kept::Map(fields) => {
+                let name =
+                    HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("header name"))?;
+                fields.push((name, h.value.as_ptr() as usize - base, h.value.len()));
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+fn bad(what: &str) -> Fail {
+    (
+        UpstreamFailure::ProtocolError,
+        format!("invalid response: {what}"),
+        false,
+    )
+}
+
 /// Parses a response head from the front of `buf`: `Ok(None)` until it is complete.
 /// On success the head's bytes leave `buf`, and header values are views of them, not
 /// copies. Returns the head as the proxy passes it on, how its body is framed, and
@@ -388,16 +518,16 @@ type Fail = (UpstreamFailure, String, bool);
 /// the body itself), `Keep-Alive`, and `Connection` values naming only `keep-alive` or
 /// `close`. A `Connection` naming other headers stays, for `strip_hop_by_hop` to remove
 /// them with it.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<(http::response::Parts, Framing, bool)>, Fail> {
-    let bad = |what: &str| {
-        (
-            UpstreamFailure::ProtocolError,
-            format!("invalid response: {what}"),
-            false,
-        )
-    };
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut raw);
+///
+/// With `raw` (nothing on the way back reads the headers), a response with a body gets
+/// its headers as [`RawHeaders`] in its extensions and an empty header map; they are
+/// then already free of connection-specific headers and `Content-Length`.
+fn parse_head(
+    buf: &mut BytesMut,
+    raw: bool,
+) -> Result<Option<(http::response::Parts, Framing, bool)>, Fail> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -413,64 +543,53 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(http::response::Parts, Frami
         Version::HTTP_11
     };
     let base = buf.as_ptr() as usize;
-    let mut fields: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(resp.headers.len());
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut says = ConnectionSays::default();
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("header name"))?;
-        if name == http::header::TRANSFER_ENCODING {
-            chunked = list_items(h.value)
-                .next_back()
-                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-            if !chunked {
-                return Err(bad("unsupported transfer-encoding"));
-            }
-            continue;
-        } else if name == http::header::CONTENT_LENGTH {
-            let n: u64 = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or_else(|| bad("content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(bad("conflicting content-length"));
-            }
-            length = Some(n);
-        } else if name == http::header::CONNECTION {
-            // Kept only when it names more than the proxy consumes here.
-            if !says.read(h.value) {
-                continue;
-            }
-        } else if name.as_str() == "keep-alive" {
-            continue;
-        }
-        fields.push((name, h.value.as_ptr() as usize - base, h.value.len()));
-    }
-    let framing = if chunked {
-        // Transfer-Encoding wins over Content-Length (RFC 9112 6.3); drop the length.
-        fields.retain(|(name, ..)| name != http::header::CONTENT_LENGTH);
+    // Heads without a body of their own (1xx, 204, 304) keep their headers in a map: the
+    // writer decides what of their length to keep.
+    let raw = raw
+        && !(status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED);
+    let collected = match collect(resp.headers, base, raw)? {
+        Some(c) => c,
+        None => collect(resp.headers, base, false)?.expect("a header map is always possible"),
+    };
+    let framing = if collected.chunked {
+        // Transfer-Encoding wins over Content-Length (RFC 9112 6.3).
         Framing::Chunked
     } else {
-        match length {
+        match collected.length {
             Some(0) => Framing::Empty,
             Some(n) => Framing::Length(n),
             None => Framing::Close,
         }
     };
-    let reuse = says.reusable(version);
-    // The head's bytes become shared: every value below is a view into them.
-    let bytes = buf.split_to(len).freeze();
-    // Room for headers filters and the proxy add on the way back, without a rehash.
-    let mut headers = HeaderMap::with_capacity(fields.len() + 4);
-    for (name, at, n) in fields {
-        let value = HeaderValue::from_maybe_shared(bytes.slice(at..at + n))
-            .map_err(|_| bad("header value"))?;
-        headers.append(name, value);
-    }
+    let reuse = collected.says.reusable(version);
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.status = status;
     parts.version = Version::HTTP_11;
-    parts.headers = headers;
+    match collected.kept {
+        Kept::Raw(lines) => {
+            buf.advance(len);
+            parts.extensions.insert(lines);
+        }
+        Kept::Map(mut fields) => {
+            if collected.chunked {
+                fields.retain(|(name, ..)| name != http::header::CONTENT_LENGTH);
+            }
+            // The head's bytes become shared: every value below is a view into them.
+            let bytes = buf.split_to(len).freeze();
+            // Room for headers filters and the proxy add on the way back, without a rehash.
+            let mut headers = HeaderMap::with_capacity(fields.len() + 4);
+            for (name, at, n) in fields {
+                // SAFETY: httparse admitted only the bytes a header value may hold (tab,
+                // space, visible ASCII, obs-text), the set `HeaderValue::from_bytes` checks.
+                let value =
+                    unsafe { HeaderValue::from_maybe_shared_unchecked(bytes.slice(at..at + n)) };
+                headers.append(name, value);
+            }
+            parts.headers = headers;
+        }
+    }
     Ok(Some((parts, framing, reuse)))
 }
 
@@ -650,6 +769,7 @@ mod tests {
                 h
             },
             upgrade: None,
+            raw_response: false,
         };
         let mut out = Vec::new();
         encode_head(&head, Framing::Length(5), &mut out);
@@ -669,7 +789,7 @@ mod tests {
     fn response_heads_decide_framing() {
         let parse = |raw: &[u8]| {
             let mut buf = BytesMut::from(raw);
-            parse_head(&mut buf).map(|head| {
+            parse_head(&mut buf, false).map(|head| {
                 let (p, f, _) = head.expect("a whole head");
                 (p.status.as_u16(), f)
             })
@@ -697,7 +817,7 @@ mod tests {
     fn what_the_proxy_consumes_does_not_go_on() {
         let parse = |raw: &[u8]| {
             let mut buf = BytesMut::from(raw);
-            let (p, _, reuse) = parse_head(&mut buf).unwrap().unwrap();
+            let (p, _, reuse) = parse_head(&mut buf, false).unwrap().unwrap();
             assert!(buf.is_empty());
             let names: Vec<String> = p.headers.keys().map(|k| k.to_string()).collect();
             (names, reuse)
@@ -720,9 +840,58 @@ mod tests {
         );
         // Values are the received bytes.
         let mut buf = BytesMut::from(&b"HTTP/1.1 204 No Content\r\nx-b:  v 1 \r\n\r\nrest"[..]);
-        let (p, framing, _) = parse_head(&mut buf).unwrap().unwrap();
+        let (p, framing, _) = parse_head(&mut buf, false).unwrap().unwrap();
         assert_eq!(p.headers["x-b"], "v 1");
         assert_eq!(framing, Framing::Close);
         assert_eq!(&buf[..], b"rest");
+    }
+
+    #[test]
+    fn raw_heads_keep_the_upstream_lines_less_what_the_proxy_frames() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+               Content-Length: 2\r\nSet-Cookie: a=1\r\nTE: trailers\r\nProxy-Connection: x\r\n\
+               Upgrade: h2c\r\nTrailer: x-t\r\nset-cookie:  b=2 \r\nDate: Mon, 30 Nov 2026 12:00:00 GMT\r\n\r\nok"[..],
+        );
+        let (p, framing, reuse) = parse_head(&mut buf, true).unwrap().unwrap();
+        assert_eq!((framing, reuse), (Framing::Length(2), true));
+        assert!(p.headers.is_empty(), "no header map is built");
+        let raw = p.extensions.get::<RawHeaders>().expect("raw lines");
+        assert_eq!(
+            String::from_utf8_lossy(&raw.lines),
+            "Server: up\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nDate: Mon, 30 Nov 2026 12:00:00 GMT\r\n"
+        );
+        assert!(raw.dated);
+        assert_eq!(
+            &buf[..],
+            b"ok",
+            "the head left the buffer, the body did not"
+        );
+
+        // A Connection naming another header needs the map (both go, later).
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 200 OK\r\nConnection: x-a\r\nx-a: 1\r\nx-b: 2\r\n\r\n"[..]);
+        let (p, framing, _) = parse_head(&mut buf, true).unwrap().unwrap();
+        assert!(p.extensions.get::<RawHeaders>().is_none());
+        assert_eq!(p.headers.len(), 3);
+        assert_eq!(framing, Framing::Close);
+
+        // Heads without a body of their own keep a map (the writer decides on length).
+        for status in ["204 No Content", "304 Not Modified", "100 Continue"] {
+            let head = format!("HTTP/1.1 {status}\r\ncontent-length: 5\r\nx-c: 3\r\n\r\n");
+            let mut buf = BytesMut::from(head.as_bytes());
+            let (p, _, _) = parse_head(&mut buf, true).unwrap().unwrap();
+            assert!(p.extensions.get::<RawHeaders>().is_none(), "{status}");
+            assert_eq!(p.headers["x-c"], "3");
+        }
+
+        // The same errors as with a map.
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n",
+        ] {
+            assert!(parse_head(&mut BytesMut::from(bad), true).is_err());
+        }
     }
 }

@@ -60,6 +60,7 @@ fn head(cluster: &str, req: &OutboundRequest) -> Result<RequestHead, CallError> 
         path,
         headers,
         upgrade: None,
+        raw_response: false,
     })
 }
 

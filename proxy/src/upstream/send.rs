@@ -27,6 +27,9 @@ pub struct RequestHead {
     /// The protocol the client asked to switch to (see [`crate::upgrade`]); asked of
     /// HTTP/1.1 upstreams only.
     pub upgrade: Option<http::HeaderValue>,
+    /// Whether an HTTP/1.1 upstream's response headers may stay as received lines
+    /// ([`crate::h1wire::RawHeaders`]): nothing on the way back reads them.
+    pub raw_response: bool,
 }
 
 /// The upstream's answer: its head, a body streaming from it, and who answered.

@@ -3,10 +3,12 @@
 //! section 6 says, refusing what could smuggle a second request past the proxy.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING,
+};
 use http::{HeaderMap, Method, Uri, Version};
 
-use crate::h1wire::{keep_alive, Framing};
+use crate::h1wire::{ConnectionSays, Framing};
 
 /// Most request headers accepted.
 pub const MAX_HEADERS: usize = 128;
@@ -65,11 +67,30 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Head>, Refused> {
         _ => Version::HTTP_11,
     };
     let mut fields: Vec<(HeaderName, (usize, usize))> = Vec::with_capacity(req.headers.len());
+    // What the connection needs is read in the same pass (standard names compare as
+    // integers), not looked up in the map afterwards.
+    let mut says = ConnectionSays::default();
+    let mut expect_continue = false;
+    let mut framed = false;
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| bad(format!("invalid header name {:?}", h.name)))?;
+        if name == CONNECTION {
+            says.read(h.value);
+        } else if name == EXPECT {
+            expect_continue |= h.value.eq_ignore_ascii_case(b"100-continue");
+        } else if name == TRANSFER_ENCODING || name == CONTENT_LENGTH {
+            framed = true;
+        }
         fields.push((name, span(h.value)));
     }
+    let framing = if framed {
+        framing(version, &fields, &buf[..len])?
+    } else {
+        Framing::Empty
+    };
+    let keep_alive = says.reusable(version);
+    let expect_continue = expect_continue && version == Version::HTTP_11;
     // The head's bytes become shared: every value below is a view into them.
     let bytes: Bytes = buf.split_to(len).freeze();
     let slice = |(at, n): (usize, usize)| bytes.slice(at..at + n);
@@ -79,16 +100,11 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Head>, Refused> {
     // does not rehash the map.
     let mut headers = HeaderMap::with_capacity(fields.len() + 6);
     for (name, value) in fields {
-        let value = HeaderValue::from_maybe_shared(slice(value))
-            .map_err(|_| bad(format!("invalid value of header {name}")))?;
+        // SAFETY: httparse admitted only the bytes a header value may hold (tab, space,
+        // visible ASCII, obs-text), the set `HeaderValue::from_bytes` checks.
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(slice(value)) };
         headers.append(name, value);
     }
-    let framing = framing(version, &headers)?;
-    let keep_alive = keep_alive(version, &headers);
-    let expect_continue = version == Version::HTTP_11
-        && headers
-            .get(EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -106,20 +122,28 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Head>, Refused> {
 /// `Transfer-Encoding` and `Content-Length`, with differing lengths, or with a transfer
 /// coding other than a final `chunked` is refused: a proxy that guessed would read a
 /// different request boundary than the upstream behind it.
-fn framing(version: Version, headers: &HeaderMap) -> Result<Framing, Refused> {
-    let mut te = headers.get_all(TRANSFER_ENCODING).iter().peekable();
+fn framing(
+    version: Version,
+    fields: &[(HeaderName, (usize, usize))],
+    head: &[u8],
+) -> Result<Framing, Refused> {
+    let values = |name: HeaderName| {
+        fields
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, (at, n))| &head[*at..*at + *n])
+    };
+    let mut te = values(TRANSFER_ENCODING).peekable();
     if te.peek().is_some() {
         if version == Version::HTTP_10 {
             return Err(bad("transfer-encoding in an HTTP/1.0 request"));
         }
-        if headers.contains_key(CONTENT_LENGTH) {
+        if values(CONTENT_LENGTH).next().is_some() {
             return Err(bad("both transfer-encoding and content-length"));
         }
         let mut last_chunked = false;
         for value in te {
-            let text = value
-                .to_str()
-                .map_err(|_| bad("invalid transfer-encoding"))?;
+            let text = std::str::from_utf8(value).map_err(|_| bad("invalid transfer-encoding"))?;
             for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
                 if last_chunked {
                     return Err(bad("chunked is not the last transfer coding"));
@@ -136,8 +160,8 @@ fn framing(version: Version, headers: &HeaderMap) -> Result<Framing, Refused> {
         return Ok(Framing::Chunked);
     }
     let mut length: Option<u64> = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        let text = value.to_str().map_err(|_| bad("invalid content-length"))?;
+    for value in values(CONTENT_LENGTH) {
+        let text = std::str::from_utf8(value).map_err(|_| bad("invalid content-length"))?;
         for item in text.split(',').map(str::trim) {
             if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad("invalid content-length"));

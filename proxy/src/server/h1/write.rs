@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
-use crate::h1wire::{push_chunk_size, push_decimal, Framing};
+use crate::h1wire::{push_chunk_size, push_decimal, Framing, RawHeaders};
 
 /// A body this small that is already here is sent with the head.
 const COALESCE: usize = 16 << 10;
@@ -154,13 +154,19 @@ pub async fn response(
     // every other length is the proxy's own, from the body it sends.
     let keep_length = bodiless && !(status.is_informational() || status == StatusCode::NO_CONTENT);
 
-    let mut out = Vec::with_capacity(256);
+    let raw = parts.extensions.get::<RawHeaders>();
+    let mut out = Vec::with_capacity(256 + raw.map_or(0, |r| r.lines.len()));
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut dated = false;
+    // An upstream's headers as it sent them, already without what the proxy frames.
+    if let Some(raw) = raw {
+        out.extend_from_slice(&raw.lines);
+        dated = raw.dated;
+    }
     // One pass writes the headers, leaving out the ones the proxy frames itself.
     for (name, value) in headers.iter() {
         if name == CONNECTION {
