@@ -386,6 +386,46 @@ async fn listeners_are_added_and_removed_without_dropping_the_others() {
 }
 
 /// Waits (up to 15 s) until a fresh request's response satisfies `ok`.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_on_a_removed_listener_are_closed_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, dir, weft) = proxy_on_a("1");
+    let extra_addr = free_port();
+    let extra =
+        format!("  - name: extra\n    address: {extra_addr}\n    routes:\n      - cluster: up\n");
+    let (status, outcome) = swap(&weft, &config(Served::A, up.addr, &dir.0, &extra)).await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    // Kept-alive HTTP/1.1 connections that have each served requests, now idle: they
+    // wait for their next head as every kept-alive connection does.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(extra_addr).await.unwrap();
+        for _ in 0..2 {
+            s.write_all(b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&got).contains("\"server\"") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        idle.push(s);
+    }
+    let (status, outcome) = swap(&weft, &config(Served::A, up.addr, &dir.0, "")).await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    // Each is closed by the proxy without a byte more, well before any timeout.
+    for mut s in idle {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "an idle connection outlived its listener");
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    }
+}
+
 async fn wait_until(addr: SocketAddr, what: &str, ok: impl Fn(&Reply) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

@@ -35,7 +35,9 @@ pub fn attach(mut ex: Exchange, response: Response<ProxyBody>) -> Response<Proxy
             upstream_failure: outcome.failure.map(Into::into),
             upstream_address: outcome.addr.map(|a| a.to_string()),
             attempts: outcome.attempts,
-            request_body_bytes: request_bytes.load(Ordering::Relaxed),
+            request_body_bytes: request_bytes
+                .as_ref()
+                .map_or(0, |n| n.load(Ordering::Relaxed)),
             response_body_bytes: end.bytes,
             duration_us: start.elapsed().as_micros() as u64,
             completed: end.completed,

@@ -67,8 +67,9 @@ pub struct Exchange {
     pub body_verdict: Option<tokio::sync::oneshot::Receiver<crate::host::LocalResponse>>,
     /// What happened upstream, for the log phase.
     pub outcome: upstream::Outcome,
-    /// Request body bytes read from the client (counted only for the log phase).
-    pub request_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// Request body bytes read from the client (counted only for the log phase, and
+    /// only when there is a body).
+    pub request_bytes: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// The protocol the client asked to switch to (see [`crate::upgrade`]).
     pub upgrade: Option<http::HeaderValue>,
     /// Whether the response's headers may reach the client as the upstream's lines
@@ -122,7 +123,7 @@ pub async fn serve(
         start,
         body_verdict: None,
         outcome: upstream::Outcome::default(),
-        request_bytes: Arc::default(),
+        request_bytes: None,
         upgrade,
         raw_response_ok,
     };

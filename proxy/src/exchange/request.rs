@@ -140,7 +140,8 @@ pub async fn body(ex: &mut Exchange, body: ProxyBody) -> Result<BodyOutcome, Pro
         body
     };
     if ex.route.needs.log && !body.is_end_stream() {
-        let counter = ex.request_bytes.clone();
+        let counter: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        ex.request_bytes = Some(counter.clone());
         body = ObservedBody::wrap(body, move |end| counter.store(end.bytes, Ordering::Relaxed));
     }
     if ex.route.needs.request_body && !body.is_end_stream() {

@@ -80,7 +80,11 @@ pub async fn forward(
         };
         let head = RequestHead {
             method: req.method.clone(),
-            authority: req.authority.clone(),
+            authority: if keep_request {
+                req.authority.clone()
+            } else {
+                std::mem::take(&mut req.authority)
+            },
             path: req.path.clone(),
             headers,
             upgrade,

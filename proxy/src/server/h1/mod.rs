@@ -26,6 +26,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -55,12 +56,20 @@ pub struct Stop {
     pub listener: watch::Receiver<bool>,
 }
 
-/// A connection's [`Stop::signal`].
-type Stopped = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A connection's [`Stop::signal`], and whether the connection's task has polled it
+/// (and so is woken when it fires).
+pub struct Stopped {
+    /// Completes when either signal fires.
+    pub signal: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Polled once already.
+    registered: bool,
+}
 
 impl Stop {
+    /// Whether either signal has fired (only `true` is ever sent) or its sender is gone.
     fn requested(&self) -> bool {
-        *self.shutdown.borrow() || *self.listener.borrow()
+        let fired = |rx: &watch::Receiver<bool>| rx.has_changed().unwrap_or(true) || *rx.borrow();
+        fired(&self.shutdown) || fired(&self.listener)
     }
 
     /// Completes when either signal fires. Made once per connection and polled while
@@ -69,7 +78,7 @@ impl Stop {
     fn signal(&self) -> Stopped {
         let mut shutdown = self.shutdown.clone();
         let mut listener = self.listener.clone();
-        Box::pin(async move {
+        let signal = Box::pin(async move {
             if *shutdown.borrow_and_update() || *listener.borrow_and_update() {
                 return;
             }
@@ -78,7 +87,11 @@ impl Stop {
                 _ = shutdown.changed() => {}
                 _ = listener.changed() => {}
             }
-        })
+        });
+        Stopped {
+            signal,
+            registered: false,
+        }
     }
 }
 
@@ -102,7 +115,7 @@ pub async fn serve(
     let timer = tokio::time::sleep(HEAD_TIMEOUT);
     tokio::pin!(timer);
     loop {
-        let head = match next_head(&stream, &mut buf, &mut stopped, timer.as_mut()).await {
+        let head = match next_head(&stream, &mut buf, &stop, &mut stopped, timer.as_mut()).await {
             Next::Head(h) => h,
             Next::Done => return,
         };
@@ -198,7 +211,15 @@ async fn switch(
     let Ok(stream) = Arc::try_unwrap(stream) else {
         return;
     };
-    match crate::upgrade::tunnel(stream, early, side, stopped, crate::upgrade::TUNNEL_IDLE).await {
+    match crate::upgrade::tunnel(
+        stream,
+        early,
+        side,
+        stopped.signal,
+        crate::upgrade::TUNNEL_IDLE,
+    )
+    .await
+    {
         Ok((up, down)) => {
             tracing::debug!(peer = %info.client, up, down, "upgraded connection ended")
         }
@@ -245,6 +266,7 @@ async fn close(stream: &TcpStream) {
 async fn next_head(
     stream: &TcpStream,
     buf: &mut BytesMut,
+    stop: &Stop,
     stopped: &mut Stopped,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
 ) -> Next {
@@ -280,14 +302,39 @@ async fn next_head(
             armed = true;
         }
         let idle = buf.is_empty();
-        tokio::select! {
-            biased;
-            r = stream.readable() => {
-                if r.is_err() {
-                    return Next::Done;
+        // The stop signal is polled once per connection, which registers the task with
+        // both senders; after that a wake-up is enough, and a flag check says whether it
+        // was the signal (polling it again costs more than the rest of the wait).
+        let readable = stream.readable();
+        tokio::pin!(readable);
+        let woke = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = readable.as_mut().poll(cx) {
+                return Poll::Ready(if r.is_ok() {
+                    Woke::Readable
+                } else {
+                    Woke::Stop
+                });
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Timer);
+            }
+            if idle {
+                if !stopped.registered {
+                    if stopped.signal.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woke::Stop);
+                    }
+                    stopped.registered = true;
+                } else if stop.requested() {
+                    return Poll::Ready(Woke::Stop);
                 }
             }
-            _ = timer.as_mut() => {
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Woke::Readable => {}
+            Woke::Stop => return Next::Done,
+            Woke::Timer => {
                 if idle {
                     return Next::Done;
                 }
@@ -297,9 +344,18 @@ async fn next_head(
                 };
                 return refuse(stream, refused).await;
             }
-            _ = stopped.as_mut(), if idle => return Next::Done,
         }
     }
+}
+
+/// What ended a wait for more of a head.
+enum Woke {
+    /// Bytes (or the end) arrived.
+    Readable,
+    /// The head timer fired.
+    Timer,
+    /// Shutdown, listener removal, or a failed socket.
+    Stop,
 }
 
 /// Answers a head that could not be taken, and ends the connection.
