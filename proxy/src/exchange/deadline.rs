@@ -1,11 +1,14 @@
-//! Attempt deadlines from timers a worker reuses.
+//! Deadlines from timers that are re-armed lazily and reused.
 //!
 //! A new `tokio::time::timeout` per request registers a timer with the worker's timer
 //! wheel when first polled and takes it out again when dropped: two trips through the
-//! driver's lock, and a clock read, for a timer that almost never fires. A timer kept
-//! from an earlier request and reset to a later deadline is only marked as extended
-//! (tokio moves it in the wheel once, when the old deadline comes), so each worker keeps
-//! the timers its requests finished with and hands them out again.
+//! driver's lock, and a clock read, for a timer that almost never fires. Resetting a
+//! kept timer to each new deadline is cheaper but still not free. A [`Lazy`] timer is
+//! only reset when the new deadline is earlier than the one it is set for; when it
+//! fires before the deadline it now serves (a later one), it reads the clock and sets
+//! itself again. With a fixed timeout, requests come and go without touching the timer,
+//! and each timer fires early about once per timeout. Each worker keeps the timers its
+//! requests finished with and hands them out again.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -15,11 +18,12 @@ use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 
 /// Timers kept per worker thread: more than the requests a worker has in flight at
-/// once is never needed, and a spare costs only its wheel entry.
+/// once is never needed, and a spare costs only its wheel entry (and a wake-up of
+/// nothing when its old deadline comes).
 const KEEP: usize = 1024;
 
 thread_local! {
-    static SPARE: RefCell<Vec<Pin<Box<Sleep>>>> = const { RefCell::new(Vec::new()) };
+    static SPARE: RefCell<Vec<Lazy>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Why [`within`] gave up.
@@ -33,25 +37,62 @@ pub async fn within<F: Future + Unpin>(deadline: Instant, fut: F) -> Result<F::O
     Within { fut, timer }.await
 }
 
-/// A timer borrowed from the worker's spares, returned to them when dropped.
-struct Timer(Option<Pin<Box<Sleep>>>);
+/// A timer that fires at its deadline, re-arming itself when it went off earlier.
+pub struct Lazy {
+    sleep: Pin<Box<Sleep>>,
+    want: Instant,
+}
+
+impl Lazy {
+    /// A timer for `deadline`.
+    pub fn new(deadline: Instant) -> Lazy {
+        Lazy {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            want: deadline,
+        }
+    }
+
+    /// Moves the deadline. Touches the timer wheel only when it moves earlier than the
+    /// timer is set for.
+    pub fn set(&mut self, deadline: Instant) {
+        self.want = deadline;
+        if self.sleep.deadline() > deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+
+    /// Ready at the deadline (never before).
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            if Instant::now() >= self.want {
+                return Poll::Ready(());
+            }
+            // Set for an earlier deadline than the one it now serves.
+            self.sleep.as_mut().reset(self.want);
+        }
+    }
+}
+
+/// A [`Lazy`] timer borrowed from the worker's spares, returned to them when dropped.
+struct Timer(Option<Lazy>);
 
 impl Timer {
     fn until(deadline: Instant) -> Timer {
         let spare = SPARE.with(|s| s.borrow_mut().pop());
-        let sleep = match spare {
-            Some(mut sleep) => {
-                sleep.as_mut().reset(deadline);
-                sleep
+        let timer = match spare {
+            Some(mut timer) => {
+                timer.set(deadline);
+                timer
             }
-            None => Box::pin(tokio::time::sleep_until(deadline)),
+            None => Lazy::new(deadline),
         };
-        Timer(Some(sleep))
+        Timer(Some(timer))
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match &mut self.0 {
-            Some(sleep) => sleep.as_mut().poll(cx),
+            Some(timer) => timer.poll(cx),
             None => Poll::Pending,
         }
     }
@@ -59,12 +100,12 @@ impl Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        if let Some(sleep) = self.0.take() {
+        if let Some(timer) = self.0.take() {
             // During thread teardown the spares may already be gone: then it just drops.
             let _ = SPARE.try_with(|s| {
                 let mut s = s.borrow_mut();
                 if s.len() < KEEP {
-                    s.push(sleep);
+                    s.push(timer);
                 }
             });
         }

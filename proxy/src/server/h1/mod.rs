@@ -38,6 +38,7 @@ pub use body::RequestBody;
 
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
+use crate::exchange::deadline::Lazy;
 use crate::exchange::{self, ConnInfo};
 use crate::h1wire::{Framing, MAX_HEAD, READ_CHUNK};
 use crate::snapshot::SnapshotHandle;
@@ -112,10 +113,9 @@ pub async fn serve(
 ) {
     let mut stopped = stop.signal();
     let stream = Arc::new(stream);
-    let timer = tokio::time::sleep(HEAD_TIMEOUT);
-    tokio::pin!(timer);
+    let mut timer = Lazy::new(tokio::time::Instant::now() + HEAD_TIMEOUT);
     loop {
-        let head = match next_head(&stream, &mut buf, &stop, &mut stopped, timer.as_mut()).await {
+        let head = match next_head(&stream, &mut buf, &stop, &mut stopped, &mut timer).await {
             Next::Head(h) => h,
             Next::Done => return,
         };
@@ -268,7 +268,7 @@ async fn next_head(
     buf: &mut BytesMut,
     stop: &Stop,
     stopped: &mut Stopped,
-    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    timer: &mut Lazy,
 ) -> Next {
     let mut armed = false;
     loop {
@@ -296,9 +296,7 @@ async fn next_head(
             Err(_) => return Next::Done,
         }
         if !armed {
-            timer
-                .as_mut()
-                .reset(tokio::time::Instant::now() + HEAD_TIMEOUT);
+            timer.set(tokio::time::Instant::now() + HEAD_TIMEOUT);
             armed = true;
         }
         let idle = buf.is_empty();
@@ -315,7 +313,7 @@ async fn next_head(
                     Woke::Stop
                 });
             }
-            if timer.as_mut().poll(cx).is_ready() {
+            if timer.poll(cx).is_ready() {
                 return Poll::Ready(Woke::Timer);
             }
             if idle {
