@@ -141,9 +141,10 @@ impl ListenerSnap {
         path: &str,
         headers: &http::HeaderMap,
     ) -> Option<&Arc<Route>> {
+        let path = crate::exchange::route::without_query(path);
         self.routes
             .iter()
-            .find(|r| r.matcher.matches(method, host, path, headers))
+            .find(|r| r.matcher.matches_path(method, host, path, headers))
     }
 }
 

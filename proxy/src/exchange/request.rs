@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::chain::on_failure;
 use super::headers::for_upstream;
-use super::route::request_host;
+use super::route::{host_of, lower};
 use super::{ConnInfo, Exchange};
 use crate::body::{channel, BodySender, ObservedBody, ProxyBody, ReplaySource};
 use crate::error::ProxyError;
@@ -32,20 +32,24 @@ pub fn admit<'a>(
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported".into()));
     }
-    let authority = match parts.uri.authority() {
-        Some(a) => a.as_str().to_owned(),
-        None => parts
-            .headers
-            .get(http::header::HOST)
-            .map(|h| h.to_str().map(str::to_owned))
-            .transpose()
-            .map_err(|_| ProxyError::BadRequest("the Host header is not text".into()))?
-            .unwrap_or_default(),
+    // The authority (and the host routes match) comes from the target when it has one
+    // (absolute form, HTTP/2), else from `Host`: read once for both.
+    let (authority, host) = match parts.uri.authority() {
+        Some(a) => (a.as_str(), lower(a.host())),
+        None => {
+            let header = parts
+                .headers
+                .get(http::header::HOST)
+                .map(|h| h.to_str())
+                .transpose()
+                .map_err(|_| ProxyError::BadRequest("the Host header is not text".into()))?
+                .unwrap_or_default();
+            (header, host_of(header))
+        }
     };
     if authority.is_empty() && parts.version >= Version::HTTP_11 {
         return Err(ProxyError::BadRequest("missing Host".into()));
     }
-    let host = request_host(&parts.uri, &parts.headers);
     let path = parts
         .uri
         .path_and_query()
@@ -55,10 +59,11 @@ pub fn admit<'a>(
     else {
         listener.no_route.inc();
         return Err(ProxyError::NoRoute {
-            authority,
+            authority: authority.to_owned(),
             path: path.as_str().to_owned(),
         });
     };
+    let authority = authority.to_owned();
     let mut headers = parts.headers;
     for_upstream(&mut headers, &conn.client_ip, conn.scheme);
     let request = Box::new(RequestCtx {

@@ -53,12 +53,22 @@ pub struct RouteMatch {
 impl RouteMatch {
     /// Whether a request matches. `host` is already lower case and without port.
     pub fn matches(&self, method: &Method, host: &str, path: &str, headers: &HeaderMap) -> bool {
+        self.matches_path(method, host, without_query(path), headers)
+    }
+
+    /// [`RouteMatch::matches`] for a path already without its query.
+    pub fn matches_path(
+        &self,
+        method: &Method,
+        host: &str,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> bool {
         let host_ok = match &self.host {
             HostMatch::Any => true,
             HostMatch::Exact(h) => host == h,
             HostMatch::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
         };
-        let path = path.split_once('?').map_or(path, |(p, _)| p);
         let path_ok = match &self.path {
             PathMatch::Any => true,
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
@@ -78,18 +88,35 @@ impl RouteMatch {
     }
 }
 
-/// The request's host: from the URI's authority (HTTP/2, absolute-form) or the `Host`
-/// header, lower case, without port. Empty when there is none.
-/// Borrowed unless it had upper-case letters.
+/// A request target's path, without its query.
+pub fn without_query(path: &str) -> &str {
+    match path.bytes().position(|b| b == b'?') {
+        Some(at) => &path[..at],
+        None => path,
+    }
+}
+
+/// The host a request is for, lower-cased, without its port: from the target's
+/// authority (absolute form, HTTP/2) or the `Host` header.
 pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Cow<'a, str> {
-    let raw = match uri.authority() {
-        Some(a) => a.host(),
-        None => headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(strip_port)
-            .unwrap_or(""),
-    };
+    match uri.authority() {
+        Some(a) => lower(a.host()),
+        None => host_of(
+            headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(""),
+        ),
+    }
+}
+
+/// The host of an authority (`host[:port]`, `[v6]:port`), lower-cased, without the port.
+pub fn host_of(authority: &str) -> Cow<'_, str> {
+    lower(strip_port(authority))
+}
+
+/// `raw`, lower-cased only if it has to be.
+pub fn lower(raw: &str) -> Cow<'_, str> {
     if raw.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(raw.to_ascii_lowercase())
     } else {
@@ -102,8 +129,14 @@ fn strip_port(authority: &str) -> &str {
         // [v6]:port
         return rest.split(']').next().unwrap_or(rest);
     }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+    match authority.bytes().rposition(|b| b == b':') {
+        Some(at)
+            if authority.as_bytes()[at + 1..]
+                .iter()
+                .all(u8::is_ascii_digit) =>
+        {
+            &authority[..at]
+        }
         _ => authority,
     }
 }

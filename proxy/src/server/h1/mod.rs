@@ -67,9 +67,11 @@ pub struct Stopped {
 }
 
 impl Stop {
-    /// Whether either signal has fired (only `true` is ever sent) or its sender is gone.
+    /// Whether either signal has fired since the connection began (only `true` is ever
+    /// sent) or its sender is gone. A signal that fired before is seen by
+    /// [`Stop::signal`]'s first poll, or by the accept loop that stops taking connections.
     fn requested(&self) -> bool {
-        let fired = |rx: &watch::Receiver<bool>| rx.has_changed().unwrap_or(true) || *rx.borrow();
+        let fired = |rx: &watch::Receiver<bool>| rx.has_changed().unwrap_or(true);
         fired(&self.shutdown) || fired(&self.listener)
     }
 
