@@ -1,7 +1,7 @@
 //! Header handling at the proxy's edges: what a hop may not carry on (RFC 9110 section
 //! 7.6.1), and what the proxy adds for the upstream.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// Connection-specific headers, never forwarded (the list [`is_hop_by_hop`] checks).
 #[cfg(test)]
@@ -88,26 +88,28 @@ pub fn for_upstream(headers: &mut HeaderMap, client_ip: &HeaderValue, scheme: &'
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
     headers.remove(header::EXPECT);
-    let value = match headers.get(&X_FORWARDED_FOR) {
-        None => Some(client_ip.clone()),
-        Some(prior) => {
+    // One lookup each (`entry`), not a lookup and then an insert.
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(e) => {
+            e.insert(client_ip.clone());
+        }
+        Entry::Occupied(mut e) => {
+            let prior = e.get();
             let mut joined = Vec::with_capacity(prior.len() + 2 + client_ip.len());
             joined.extend_from_slice(prior.as_bytes());
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(client_ip.as_bytes());
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).ok()
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+                e.insert(v);
+            }
         }
-    };
-    if let Some(v) = value {
-        headers.insert(X_FORWARDED_FOR, v);
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        let proto = match scheme {
+    if let Entry::Vacant(e) = headers.entry(X_FORWARDED_PROTO) {
+        e.insert(match scheme {
             "https" => HTTPS,
             "http" => HTTP,
             other => HeaderValue::from_static(other),
-        };
-        headers.insert(X_FORWARDED_PROTO, proto);
+        });
     }
 }
 
