@@ -6,6 +6,7 @@ pub mod body;
 pub mod build;
 pub mod bundle;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod error;

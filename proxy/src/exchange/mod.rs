@@ -99,7 +99,7 @@ pub async fn serve(
     conn: &ConnInfo,
     req: Request<ProxyBody>,
 ) -> Response<ProxyBody> {
-    let start = Instant::now();
+    let start = crate::clock::now();
     let (parts, body) = req.into_parts();
     let Some(listener) = snapshot.listener(&conn.listener, conn.listener_hint) else {
         return ProxyError::ListenerRemoved(conn.listener.to_string()).to_response();

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::client::conn::http2;
 
@@ -64,7 +64,9 @@ pub fn take_h1(addr: SocketAddr, idle_timeout: Duration) -> Option<Box<H1Conn>> 
         let mut pool = pool.borrow_mut();
         let idle = pool.get_mut(&addr)?;
         while let Some(conn) = idle.pop() {
-            if conn.since.elapsed() < idle_timeout && !conn.is_stale() {
+            // The worker's recent time is this request's start: close enough for seconds.
+            let idle = crate::clock::recent().saturating_duration_since(conn.since);
+            if idle < idle_timeout && !conn.is_stale() {
                 return Some(conn);
             }
         }
@@ -77,7 +79,8 @@ pub fn put_h1(addr: SocketAddr, mut conn: Box<H1Conn>, max_idle: usize) {
     if max_idle == 0 {
         return;
     }
-    conn.since = Instant::now();
+    // At most one request's age behind: a connection looks idle longer, never shorter.
+    conn.since = crate::clock::recent();
     H1.with(|pool| {
         let mut pool = pool.borrow_mut();
         let idle = pool.entry(addr).or_default();
