@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The load harness: one run on loopback measuring, with wrk,
+# The load harness: one run on loopback measuring, with wrk, in this order each round,
 #   1. the upstream directly,
-#   2. weft with no filters,
-#   3. weft with the example filter (request-id),
-#   4. weft with a chain of five no-op filters,
-#   5. weft with the five built-in filters (authz with a JWT, ratelimit, fault at 0%,
+#   2. nginx as a reverse proxy,
+#   3. weft with no filters (right after nginx: the two rows the parity goal compares),
+#   4. weft with the example filter (request-id),
+#   5. weft with a chain of five no-op filters,
+#   6. weft with the five built-in filters (authz with a JWT, ratelimit, fault at 0%,
 #      router, retry),
-#   6. weft with the example filter while its configuration is reloaded every 100 ms
-#      (POST /reload on the admin endpoint; the p99 to compare with 3.),
-#   7. nginx as a reverse proxy,
+#   7. weft with the example filter while its configuration is reloaded every 100 ms
+#      (POST /reload on the admin endpoint; the p99 to compare with 4.),
 # each proxy on the same number of worker threads, pinned to the same cores.
 #
 # Usage: benches/load/run.sh            (after `make build`)
@@ -194,6 +194,7 @@ to_ms() { # wrk prints 1.23ms, 456.00us or 1.10s
 }
 
 declare -A BEST_RPS BEST_P50 BEST_P99 BEST_CPU
+PAIRS=() # per round: weft with no filters against nginx, measured back to back
 record() { # name rps p50 p99 cpu: keep the round with the best throughput
   local name=$1 rps=$2 p50=$3 p99=$4 cpu=$5
   if [ -z "${BEST_RPS[$name]:-}" ] || python3 -c "import sys; sys.exit(0 if float('$rps') > float('${BEST_RPS[$name]}') else 1)"; then
@@ -206,10 +207,25 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "round $round" >&2
   record direct $(measure "http://127.0.0.1:$UP_PORT/")
 
+  # nginx right before weft with no filters: the two rows the parity goal compares are
+  # measured seconds apart, not a round apart (this machine's speed drifts by a few
+  # percent over a minute).
+  taskset -c "$PROXY_CPUS" nginx -c "$WORK/ngx/nginx.conf" -p "$WORK/ngx" -e stderr &
+  NGX_PID=$!; PIDS+=($NGX_PID)
+  wait_port "$NGX_PORT"
+  NGX_WORKERS=$(pgrep -P "$NGX_PID" | tr '\n' ' ')
+  NGX_ROUND=$(measure "http://127.0.0.1:$NGX_PORT/" "$NGX_PID" $NGX_WORKERS)
+  record nginx $NGX_ROUND
+  kill "$NGX_PID"; wait "$NGX_PID" 2>/dev/null || true
+
   taskset -c "$PROXY_CPUS" "$WEFT" run --config "$WORK/weft.yaml" --workers "$WORKERS" > "$WORK/weft.log" 2>&1 &
   WEFT_PID=$!; PIDS+=($WEFT_PID)
   wait_port "$WEFT_PORT"
-  record weft_plain $(measure "http://127.0.0.1:$WEFT_PORT/plain" "$WEFT_PID")
+  WEFT_ROUND=$(measure "http://127.0.0.1:$WEFT_PORT/plain" "$WEFT_PID")
+  record weft_plain $WEFT_ROUND
+  PAIRS+=("$(python3 -c "
+n = '$NGX_ROUND'.split(); w = '$WEFT_ROUND'.split()
+print(f'{float(w[0]) / float(n[0]) * 100:.1f}% (p99 {w[2]} vs {n[2]} ms)')")")
   record weft_example $(measure "http://127.0.0.1:$WEFT_PORT/example" "$WEFT_PID")
   record weft_noop5 $(measure "http://127.0.0.1:$WEFT_PORT/noop5" "$WEFT_PID")
   record weft_chain5 $(WRK_HEADER="authorization: Bearer $TOKEN" measure "http://127.0.0.1:$WEFT_PORT/chain5" "$WEFT_PID")
@@ -235,12 +251,6 @@ PY
   echo "  reloads applied so far: $RELOADS" >&2
   kill "$WEFT_PID"; wait "$WEFT_PID" 2>/dev/null || true
 
-  taskset -c "$PROXY_CPUS" nginx -c "$WORK/ngx/nginx.conf" -p "$WORK/ngx" -e stderr &
-  NGX_PID=$!; PIDS+=($NGX_PID)
-  wait_port "$NGX_PORT"
-  NGX_WORKERS=$(pgrep -P "$NGX_PID" | tr '\n' ' ')
-  record nginx $(measure "http://127.0.0.1:$NGX_PORT/" "$NGX_PID" $NGX_WORKERS)
-  kill "$NGX_PID"; wait "$NGX_PID" 2>/dev/null || true
 done
 
 pct() { python3 -c "print(f'{(float($1)/float($2)-1)*100:+.1f}%')"; }
@@ -260,3 +270,5 @@ for name in direct weft_plain weft_example weft_noop5 weft_chain5 weft_reloading
   esac
   echo "| $label | ${BEST_RPS[$name]} | ${BEST_P50[$name]} | ${BEST_P99[$name]} | ${BEST_CPU[$name]} | $(pct "${BEST_RPS[$name]}" "${BEST_RPS[weft_plain]}") |"
 done
+echo
+printf "weft with no filters as a share of nginx's requests/s, round by round (back to back):"; printf " %s;" "${PAIRS[@]}"; echo
