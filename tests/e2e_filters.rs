@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use support::client::{self, empty, request, Conn, Version};
-use support::filters::component;
+use support::filters::{component, filtered_and_plain};
 use support::proxy::Weft;
 use support::upstream::Upstream;
 
@@ -332,28 +332,7 @@ async fn upstream_response_headers_reach_the_client_as_sent_less_connection_spec
           Date: Mon, 30 Nov 2026 12:00:00 GMT\r\nContent-Length: 5\r\n\r\nhello",
     )
     .await;
-    let config = format!(
-        r#"
-listeners:
-  - name: edge
-    address: 127.0.0.1:0
-    routes:
-      - name: filtered
-        match: {{ prefix: /filtered }}
-        cluster: up
-        filters: [request-id]
-      - name: plain
-        cluster: up
-clusters:
-  up:
-    endpoints: ["{up}"]
-filters:
-  request-id:
-    module: {}
-"#,
-        component("request-id").display()
-    );
-    let weft = Weft::start(&config);
+    let weft = Weft::start(&filtered_and_plain(up));
     let addr = weft.addr("edge");
     let gone = ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"];
 

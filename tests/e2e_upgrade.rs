@@ -8,7 +8,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::filters::component;
+use support::filters::filtered_and_plain;
 use support::proxy::Weft;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -92,30 +92,6 @@ async fn read_exact_within(s: &mut TcpStream, want: usize) -> Vec<u8> {
     out
 }
 
-fn config(up: SocketAddr) -> String {
-    format!(
-        r#"
-listeners:
-  - name: edge
-    address: 127.0.0.1:0
-    routes:
-      - name: filtered
-        match: {{ prefix: /filtered }}
-        cluster: up
-        filters: [request-id]
-      - name: plain
-        cluster: up
-clusters:
-  up:
-    endpoints: ["{up}"]
-filters:
-  request-id:
-    module: {}
-"#,
-        component("request-id").display()
-    )
-}
-
 const HANDSHAKE: &str = "GET {path} HTTP/1.1\r\nhost: chat.test\r\nupgrade: websocket\r\n\
     connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
     sec-websocket-version: 13\r\n\r\n";
@@ -135,7 +111,7 @@ async fn handshake(weft: &Weft, path: &str, early: &[u8]) -> (TcpStream, String)
 
 #[tokio::test]
 async fn a_websocket_upgrade_becomes_a_tunnel_to_the_upstream() {
-    let weft = Weft::start(&config(upstream().await));
+    let weft = Weft::start(&filtered_and_plain(upstream().await));
     let (mut s, head) = handshake(&weft, "/chat", b"early").await;
     let lower = head.to_ascii_lowercase();
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
@@ -171,7 +147,7 @@ async fn a_websocket_upgrade_becomes_a_tunnel_to_the_upstream() {
 
 #[tokio::test]
 async fn filters_run_on_the_handshake() {
-    let weft = Weft::start(&config(upstream().await));
+    let weft = Weft::start(&filtered_and_plain(upstream().await));
     let (mut s, head) = handshake(&weft, "/filtered/chat", b"").await;
     let lower = head.to_ascii_lowercase();
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
@@ -191,7 +167,7 @@ async fn filters_run_on_the_handshake() {
 
 #[tokio::test]
 async fn a_declined_upgrade_is_an_ordinary_response() {
-    let weft = Weft::start(&config(upstream().await));
+    let weft = Weft::start(&filtered_and_plain(upstream().await));
     let mut s = TcpStream::connect(weft.addr("edge")).await.unwrap();
     // Not an upgrade the proxy passes on: `Upgrade` is not named in `Connection`, so the
     // upstream sees neither header and declines; the connection stays HTTP.

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::chain::on_failure;
 use super::headers::for_upstream;
-use super::route::{host_of, lower};
+use super::route::destination;
 use super::{ConnInfo, Exchange};
 use crate::body::{channel, BodySender, ObservedBody, ProxyBody, ReplaySource};
 use crate::error::ProxyError;
@@ -32,21 +32,7 @@ pub fn admit<'a>(
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported".into()));
     }
-    // The authority (and the host routes match) comes from the target when it has one
-    // (absolute form, HTTP/2), else from `Host`: read once for both.
-    let (authority, host) = match parts.uri.authority() {
-        Some(a) => (a.as_str(), lower(a.host())),
-        None => {
-            let header = parts
-                .headers
-                .get(http::header::HOST)
-                .map(|h| h.to_str())
-                .transpose()
-                .map_err(|_| ProxyError::BadRequest("the Host header is not text".into()))?
-                .unwrap_or_default();
-            (header, host_of(header))
-        }
-    };
+    let (authority, host) = destination(&parts.uri, &parts.headers)?;
     if authority.is_empty() && parts.version >= Version::HTTP_11 {
         return Err(ProxyError::BadRequest("missing Host".into()));
     }

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderName, Method};
 
+use crate::error::ProxyError;
+
 /// How a route matches the request's host (the authority without its port).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostMatch {
@@ -96,27 +98,27 @@ pub fn without_query(path: &str) -> &str {
     }
 }
 
-/// The host a request is for, lower-cased, without its port: from the target's
-/// authority (absolute form, HTTP/2) or the `Host` header.
-pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Cow<'a, str> {
-    match uri.authority() {
-        Some(a) => lower(a.host()),
-        None => host_of(
-            headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or(""),
-        ),
+/// Where a request is going: its authority as received (the target's in absolute form
+/// and HTTP/2, else `Host`; empty when there is neither) and the host routes match on
+/// (lower-cased, without the port). Reads `Host` once for both.
+pub fn destination<'a>(
+    uri: &'a http::Uri,
+    headers: &'a HeaderMap,
+) -> Result<(&'a str, Cow<'a, str>), ProxyError> {
+    if let Some(a) = uri.authority() {
+        return Ok((a.as_str(), lower(a.host())));
     }
-}
-
-/// The host of an authority (`host[:port]`, `[v6]:port`), lower-cased, without the port.
-pub fn host_of(authority: &str) -> Cow<'_, str> {
-    lower(strip_port(authority))
+    let authority = headers
+        .get(http::header::HOST)
+        .map(|h| h.to_str())
+        .transpose()
+        .map_err(|_| ProxyError::BadRequest("the Host header is not text".into()))?
+        .unwrap_or_default();
+    Ok((authority, lower(strip_port(authority))))
 }
 
 /// `raw`, lower-cased only if it has to be.
-pub fn lower(raw: &str) -> Cow<'_, str> {
+fn lower(raw: &str) -> Cow<'_, str> {
     if raw.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(raw.to_ascii_lowercase())
     } else {
@@ -203,9 +205,13 @@ mod tests {
     fn host_comes_from_authority_or_host_header() {
         let mut h = HeaderMap::new();
         h.insert("host", "Example.COM:8080".parse().unwrap());
-        assert_eq!(request_host(&"/x".parse().unwrap(), &h), "example.com");
-        assert_eq!(request_host(&"http://a.b:1/x".parse().unwrap(), &h), "a.b");
+        let host = |uri: &str, h: &HeaderMap| {
+            let uri: http::Uri = uri.parse().unwrap();
+            destination(&uri, h).unwrap().1.into_owned()
+        };
+        assert_eq!(host("/x", &h), "example.com");
+        assert_eq!(host("http://a.b:1/x", &h), "a.b");
         h.insert("host", "[::1]:80".parse().unwrap());
-        assert_eq!(request_host(&"/x".parse().unwrap(), &h), "::1");
+        assert_eq!(host("/x", &h), "::1");
     }
 }

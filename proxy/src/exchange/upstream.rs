@@ -64,7 +64,8 @@ pub async fn forward(
     mut body: RequestBody,
 ) -> Result<(Box<ResponseCtx>, ProxyBody), ProxyError> {
     let deadline = ex.start + ex.req().timeout.unwrap_or(ex.route.timeout);
-    // Without response filters nothing can need the request again: move its headers.
+    // Without response filters nothing can need the request again: move its headers
+    // and authority into the attempt.
     let keep_request =
         ex.route.needs.response_headers || ex.route.needs.log || ex.route.needs.response_body;
     let raw_response =
@@ -73,20 +74,11 @@ pub async fn forward(
         let attempt_body = body.take().unwrap_or(ProxyBody::Empty);
         let upgrade = ex.upgrade.clone();
         let req = ex.req_mut();
-        let headers = if keep_request {
-            req.headers.clone()
-        } else {
-            std::mem::take(&mut req.headers)
-        };
         let head = RequestHead {
             method: req.method.clone(),
-            authority: if keep_request {
-                req.authority.clone()
-            } else {
-                std::mem::take(&mut req.authority)
-            },
+            authority: lend(&mut req.authority, keep_request),
             path: req.path.clone(),
-            headers,
+            headers: lend(&mut req.headers, keep_request),
             upgrade,
             raw_response,
         };
@@ -181,6 +173,16 @@ pub async fn forward(
                 ex.req_mut().attempt += 1;
             }
         }
+    }
+}
+
+/// A request's value for an attempt: a copy when the request is needed again, else
+/// the value itself.
+fn lend<T: Clone + Default>(value: &mut T, keep: bool) -> T {
+    if keep {
+        value.clone()
+    } else {
+        std::mem::take(value)
     }
 }
 

@@ -98,6 +98,23 @@ impl Stop {
     }
 }
 
+impl Stopped {
+    /// Whether a stop signal fired. The signal is polled once per connection, which
+    /// registers the task with both senders; after that a wake-up is enough, and the
+    /// channels' versions say whether it was the signal (polling it again costs more
+    /// than the rest of a wait for a head).
+    fn fired(&mut self, cx: &mut std::task::Context<'_>, stop: &Stop) -> bool {
+        if self.registered {
+            return stop.requested();
+        }
+        if self.signal.as_mut().poll(cx).is_ready() {
+            return true;
+        }
+        self.registered = true;
+        false
+    }
+}
+
 /// What waiting for a head came to.
 enum Next {
     Head(Box<head::Head>),
@@ -302,9 +319,6 @@ async fn next_head(
             armed = true;
         }
         let idle = buf.is_empty();
-        // The stop signal is polled once per connection, which registers the task with
-        // both senders; after that a wake-up is enough, and a flag check says whether it
-        // was the signal (polling it again costs more than the rest of the wait).
         let readable = stream.readable();
         tokio::pin!(readable);
         let woke = std::future::poll_fn(|cx| {
@@ -318,15 +332,8 @@ async fn next_head(
             if timer.poll(cx).is_ready() {
                 return Poll::Ready(Woke::Timer);
             }
-            if idle {
-                if !stopped.registered {
-                    if stopped.signal.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Woke::Stop);
-                    }
-                    stopped.registered = true;
-                } else if stop.requested() {
-                    return Poll::Ready(Woke::Stop);
-                }
+            if idle && stopped.fired(cx, stop) {
+                return Poll::Ready(Woke::Stop);
             }
             Poll::Pending
         })
