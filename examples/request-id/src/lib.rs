@@ -68,16 +68,18 @@ fn uuid_v4() -> String {
     // The first 16 hex digits, then the last 16; version 4 and the RFC 4122 variant.
     let hi = (random::u64() & !0xf000) | 0x4000;
     let lo = (random::u64() & !(0b11 << 62)) | (0b10 << 62);
-    let mut out = [b'-'; 36];
-    let digits = (0..16)
-        .map(|i| (hi >> (60 - 4 * i)) & 0xf)
-        .chain((0..16).map(|i| (lo >> (60 - 4 * i)) & 0xf));
-    let slots = (0..36).filter(|i| !matches!(i, 8 | 13 | 18 | 23));
-    for (slot, digit) in slots.zip(digits) {
-        out[slot] = HEX[digit as usize];
+    let mut out = Vec::with_capacity(36);
+    for (half, word) in [hi, lo].into_iter().enumerate() {
+        for i in 0..16 {
+            // Dashes before digits 8, 12, 16 and 20: 8-4-4-4-12.
+            if matches!(half * 16 + i, 8 | 12 | 16 | 20) {
+                out.push(b'-');
+            }
+            out.push(HEX[((word >> (60 - 4 * i)) & 0xf) as usize]);
+        }
     }
     // Every byte is an ASCII hex digit or a dash.
-    String::from_utf8(out.to_vec()).unwrap_or_default()
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[weft_sdk::filter]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 
 use super::call::{RequestCtx, ResponseCtx};
+use super::imports::header_text::NameCache;
 use super::services::{HostServices, Outbound};
 use crate::metrics::{Kind, Labels, MetricError, SeriesRef};
 
@@ -125,6 +126,8 @@ pub struct HostState {
     pub waited: Duration,
     /// This instance's copy of the series it used, by handle, so updates take no lock.
     pub series: Vec<Option<SeriesRef>>,
+    /// Header names this instance changed lately, checked.
+    pub names: NameCache,
 }
 
 impl HostState {
@@ -148,6 +151,7 @@ impl HostState {
             deadline: Instant::now(),
             waited: Duration::ZERO,
             series: Vec::new(),
+            names: NameCache::default(),
         }
     }
 }

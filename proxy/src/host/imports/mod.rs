@@ -2,6 +2,7 @@
 //! on [`HostState`](super::state::HostState).
 
 mod clock;
+pub mod header_text;
 mod http_client;
 mod log;
 mod metrics;

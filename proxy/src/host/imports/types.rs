@@ -7,57 +7,17 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 
+use super::header_text::value;
 use crate::host::bindings::weft::filter::types::{Host, UpstreamFailure as WitFailure};
 use crate::host::bindings::weft::filter::{request, response};
 use crate::host::call::{RequestCtx, ResponseCtx};
 use crate::host::state::HostState;
-
-/// Headers the proxy manages itself (connection framing). Filters may read them but
-/// not change them, or the message could no longer be framed correctly.
-const MANAGED: &[&str] = &[
-    "connection",
-    "content-length",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 fn lossy(v: &HeaderValue) -> String {
     match v.to_str() {
         Ok(s) => s.to_owned(),
         Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
     }
-}
-
-fn name_for_change(name: &str) -> Result<HeaderName, String> {
-    let n = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("invalid header name {name:?}"))?;
-    if MANAGED.contains(&n.as_str()) {
-        return Err(format!(
-            "header {n} is managed by the proxy and cannot be changed"
-        ));
-    }
-    Ok(n)
-}
-
-/// Whether `b` may be in a header value: the rule `HeaderValue` applies (visible ASCII,
-/// obs-text, spaces and tabs).
-fn value_byte(b: u8) -> bool {
-    b == b'\t' || (b >= 0x20 && b != 0x7f)
-}
-
-/// A header value from the guest's string, taken over rather than copied, and checked
-/// once (here, to name the value in the error) rather than twice.
-fn value(value: String) -> Result<HeaderValue, String> {
-    if !value.bytes().all(value_byte) {
-        return Err(format!("invalid header value {value:?}"));
-    }
-    // SAFETY: the bytes are a `String`'s, so valid UTF-8 (what the function requires),
-    // and each was checked against the rule `HeaderValue::from_bytes` applies.
-    Ok(unsafe { HeaderValue::from_maybe_shared_unchecked(bytes::Bytes::from(value.into_bytes())) })
 }
 
 fn get(map: &HeaderMap, name: &str) -> Option<String> {
@@ -74,20 +34,19 @@ fn list(map: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-fn set(map: &mut HeaderMap, name: &str, v: String) -> Result<(), String> {
-    let n = name_for_change(name)?;
-    map.insert(n, value(v)?);
+/// `name` is checked first (see [`NameCache`]): it carries its error.
+fn set(map: &mut HeaderMap, name: Result<HeaderName, String>, v: String) -> Result<(), String> {
+    map.insert(name?, value(v)?);
     Ok(())
 }
 
-fn append(map: &mut HeaderMap, name: &str, v: String) -> Result<(), String> {
-    let n = name_for_change(name)?;
-    map.append(n, value(v)?);
+fn append(map: &mut HeaderMap, name: Result<HeaderName, String>, v: String) -> Result<(), String> {
+    map.append(name?, value(v)?);
     Ok(())
 }
 
-fn remove(map: &mut HeaderMap, name: &str) {
-    if let Ok(n) = name_for_change(name) {
+fn remove(map: &mut HeaderMap, name: Result<HeaderName, String>) {
+    if let Ok(n) = name {
         map.remove(n);
     }
 }
@@ -223,11 +182,12 @@ impl request::Host for HostState {
     }
 
     fn set_header(&mut self, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
-        let req = self.req()?;
         if is_host(&name) {
+            let req = self.req()?;
             return Ok(valid_authority(&value).map(|()| req.authority = value));
         }
-        Ok(set(&mut req.headers, &name, value))
+        let name = self.names.for_change(&name);
+        Ok(set(&mut self.req()?.headers, name, value))
     }
 
     fn append_header(
@@ -235,17 +195,17 @@ impl request::Host for HostState {
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
-        let req = self.req()?;
         if is_host(&name) {
             return Ok(Err("a request has one host; use set-authority".to_owned()));
         }
-        Ok(append(&mut req.headers, &name, value))
+        let name = self.names.for_change(&name);
+        Ok(append(&mut self.req()?.headers, name, value))
     }
 
     fn remove_header(&mut self, name: String) -> wasmtime::Result<()> {
-        let req = self.req()?;
         if !is_host(&name) {
-            remove(&mut req.headers, &name);
+            let name = self.names.for_change(&name);
+            remove(&mut self.req()?.headers, name);
         }
         Ok(())
     }
@@ -255,11 +215,12 @@ impl request::Host for HostState {
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
+        let name = self.names.for_change(&name);
         let req = self.req()?;
         if req.response_headers.len() >= 64 {
             return Ok(Err("at most 64 response headers can be added".to_owned()));
         }
-        let header = name_for_change(&name).and_then(|n| Ok((n, self::value(value)?)));
+        let header = name.and_then(|n| Ok((n, self::value(value)?)));
         Ok(header.map(|h| req.response_headers.push(h)))
     }
 
@@ -350,7 +311,8 @@ impl response::Host for HostState {
     }
 
     fn set_header(&mut self, name: String, value: String) -> wasmtime::Result<Result<(), String>> {
-        Ok(set(&mut self.resp()?.head.headers, &name, value))
+        let name = self.names.for_change(&name);
+        Ok(set(&mut self.resp()?.head.headers, name, value))
     }
 
     fn append_header(
@@ -358,11 +320,13 @@ impl response::Host for HostState {
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
-        Ok(append(&mut self.resp()?.head.headers, &name, value))
+        let name = self.names.for_change(&name);
+        Ok(append(&mut self.resp()?.head.headers, name, value))
     }
 
     fn remove_header(&mut self, name: String) -> wasmtime::Result<()> {
-        remove(&mut self.resp()?.head.headers, &name);
+        let name = self.names.for_change(&name);
+        remove(&mut self.resp()?.head.headers, name);
         Ok(())
     }
 
@@ -377,35 +341,26 @@ impl response::Host for HostState {
 
 #[cfg(test)]
 mod tests {
+    use super::super::header_text::name_for_change;
     use super::*;
 
     #[test]
     fn managed_headers_cannot_change() {
+        let n = name_for_change;
         let mut m = HeaderMap::new();
-        assert!(set(&mut m, "Transfer-Encoding", "chunked".into())
+        assert!(set(&mut m, n("Transfer-Encoding"), "chunked".into())
             .unwrap_err()
             .contains("managed by the proxy"));
-        assert!(set(&mut m, "content-length", "1".into()).is_err());
-        assert!(set(&mut m, "bad name", "x".into())
+        assert!(set(&mut m, n("content-length"), "1".into()).is_err());
+        assert!(set(&mut m, n("bad name"), "x".into())
             .unwrap_err()
             .contains("invalid header name"));
-        assert!(set(&mut m, "x-ok", "line\nbreak".into())
+        assert!(set(&mut m, n("x-ok"), "line\nbreak".into())
             .unwrap_err()
             .contains("invalid header value"));
-        set(&mut m, "X-Ok", "1".into()).unwrap();
-        append(&mut m, "x-ok", "2".into()).unwrap();
+        set(&mut m, n("X-Ok"), "1".into()).unwrap();
+        append(&mut m, n("x-ok"), "2".into()).unwrap();
         assert_eq!(get_all(&m, "x-ok"), vec!["1", "2"]);
-    }
-
-    #[test]
-    fn values_are_checked_as_http_checks_them() {
-        for b in 0..=255u8 {
-            let ours = value_byte(b);
-            let http = HeaderValue::from_bytes(&[b'a', b, b'a']).is_ok();
-            assert_eq!(ours, http, "byte {b:#x}");
-        }
-        assert!(value("ok\tvalue ÿ".into()).is_ok());
-        assert!(value("bad\r\nvalue".into()).is_err());
     }
 
     #[test]
