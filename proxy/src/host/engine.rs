@@ -1,7 +1,7 @@
 //! The one wasmtime engine: component model, pooled instance allocation, epoch
 //! interruption for call deadlines, and the thread that ticks the epoch.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -46,24 +46,39 @@ pub fn build(max_instances: u32) -> wasmtime::Result<Engine> {
 const PARK_AFTER_TICKS: u32 = 100;
 
 /// What calls and the ticker share: how many calls are in flight (their deadlines need
-/// the epoch to advance), and whether the ticker is asleep.
+/// the epoch to advance), whether a call started since the last tick, and whether the
+/// ticker is asleep.
 #[derive(Default)]
 pub struct Ticks {
     in_flight: AtomicUsize,
+    /// Set by calls, cleared by the ticker at each tick: calls are far shorter than a
+    /// tick, so `in_flight` alone would read 0 at almost every tick of a busy proxy.
+    recent: AtomicBool,
     parked: AtomicBool,
     stop: AtomicBool,
+    /// Times a call found the ticker asleep and woke it.
+    wakeups: AtomicU64,
     lock: Mutex<()>,
     wake: Condvar,
 }
 
 impl Ticks {
     /// Marks a call in flight until the guard is dropped, waking the ticker if it
-    /// sleeps.
+    /// sleeps. Once woken, the ticker stays awake until no call has started for
+    /// [`PARK_AFTER_TICKS`] ticks: a busy proxy wakes it once, not once per call.
     pub fn call(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        // Written only when clear (about once per tick), so workers do not keep
+        // taking the line from each other.
+        if !self.recent.load(Ordering::Relaxed) {
+            self.recent.store(true, Ordering::Relaxed);
+        }
         if self.parked.load(Ordering::SeqCst) {
             let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.wake.notify_one();
+            if self.parked.swap(false, Ordering::SeqCst) {
+                self.wakeups.fetch_add(1, Ordering::Relaxed);
+                self.wake.notify_one();
+            }
         }
         InFlight(self.clone())
     }
@@ -79,7 +94,7 @@ impl Drop for InFlight {
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] while filter calls run, until
-/// dropped. With no call in flight for [`PARK_AFTER_TICKS`] ticks it sleeps until the
+/// dropped. With no call started for [`PARK_AFTER_TICKS`] ticks it sleeps until the
 /// next call starts: an idle proxy does not wake a thousand times a second. A call's
 /// deadline counts ticks from its start, so ticks missed while nothing ran change no
 /// deadline.
@@ -107,9 +122,14 @@ impl EpochTicker {
         self.ticks.clone()
     }
 
-    /// Whether the ticker sleeps (no call has been in flight for a while).
+    /// Whether the ticker sleeps (no call has started for a while).
     pub fn asleep(&self) -> bool {
         self.ticks.parked.load(Ordering::SeqCst)
+    }
+
+    /// How many times a call woke the sleeping ticker.
+    pub fn wakeups(&self) -> u64 {
+        self.ticks.wakeups.load(Ordering::Relaxed)
     }
 }
 
@@ -118,7 +138,8 @@ fn tick(engine: &Engine, t: &Ticks) {
     while !t.stop.load(Ordering::Relaxed) {
         std::thread::sleep(EPOCH_TICK);
         engine.increment_epoch();
-        if t.in_flight.load(Ordering::SeqCst) > 0 {
+        let started = t.recent.swap(false, Ordering::Relaxed);
+        if started || t.in_flight.load(Ordering::SeqCst) > 0 {
             quiet = 0;
             continue;
         }
@@ -129,9 +150,12 @@ fn tick(engine: &Engine, t: &Ticks) {
         let mut held = t.lock.lock().unwrap_or_else(|e| e.into_inner());
         t.parked.store(true, Ordering::SeqCst);
         // A call that started before `parked` was set is seen here; one that starts
-        // after sees `parked` and wakes this thread (under the lock, so not before it
-        // waits).
-        while t.in_flight.load(Ordering::SeqCst) == 0 && !t.stop.load(Ordering::SeqCst) {
+        // after sees `parked` and clears it under the lock (so not before this thread
+        // waits), then wakes it.
+        while t.parked.load(Ordering::SeqCst)
+            && t.in_flight.load(Ordering::SeqCst) == 0
+            && !t.stop.load(Ordering::SeqCst)
+        {
             held = t.wake.wait(held).unwrap_or_else(|e| e.into_inner());
         }
         t.parked.store(false, Ordering::SeqCst);
@@ -149,5 +173,43 @@ impl Drop for EpochTicker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn asleep_within(ticker: &EpochTicker, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !ticker.asleep() {
+            assert!(Instant::now() < deadline, "the ticker never slept");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_busy_host_wakes_the_sleeping_ticker_once_not_at_every_call() {
+        let ticker = EpochTicker::start(Engine::default()).unwrap();
+        let ticks = ticker.ticks();
+        asleep_within(&ticker, Duration::from_secs(5));
+        // Calls far shorter than the ticker takes to wake, for longer than it waits
+        // before sleeping: the first wakes it and it stays awake, rather than going
+        // back to sleep to be woken by the next call (two context switches per call
+        // on a busy worker).
+        for _ in 0..60 {
+            drop(ticks.call());
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        let woken = ticker.wakeups();
+        assert!((1..=3).contains(&woken), "woken {woken} times for 60 calls");
+        assert!(!ticker.asleep(), "awake while calls keep coming");
+        // Idle again, it sleeps again; a call in flight keeps it awake.
+        asleep_within(&ticker, Duration::from_secs(5));
+        let long_call = ticks.call();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!ticker.asleep(), "awake while a call runs");
+        drop(long_call);
     }
 }
