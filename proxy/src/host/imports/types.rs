@@ -34,7 +34,8 @@ fn list(map: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `name` is checked first (see [`NameCache`]): it carries its error.
+/// `name` is checked first (see [`super::header_text::NameCache`]): it carries its
+/// error.
 fn set(map: &mut HeaderMap, name: Result<HeaderName, String>, v: String) -> Result<(), String> {
     map.insert(name?, value(v)?);
     Ok(())
@@ -195,6 +196,7 @@ impl request::Host for HostState {
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
+        self.req()?;
         if is_host(&name) {
             return Ok(Err("a request has one host; use set-authority".to_owned()));
         }
@@ -203,6 +205,7 @@ impl request::Host for HostState {
     }
 
     fn remove_header(&mut self, name: String) -> wasmtime::Result<()> {
+        self.req()?;
         if !is_host(&name) {
             let name = self.names.for_change(&name);
             remove(&mut self.req()?.headers, name);
