@@ -241,6 +241,33 @@ fn benches(c: &mut Criterion) {
     g.bench_function("5_builtin_authz_ratelimit_fault_router_retry", |b| {
         b.iter(|| rt.block_on(exchange_with(&chain5, authorized())))
     });
+    // Two workers (threads with their own runtime, as the proxy's) running the chain of
+    // five no-op filters at once: the time per request on each, to compare with
+    // `5_noop` (what sharing the filters across workers costs).
+    g.bench_function("5_noop_2_workers_at_once", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            let workers: Vec<_> = (0..2)
+                .map(|w| {
+                    let noops = noops.clone();
+                    std::thread::spawn(move || {
+                        weft::shard::set_worker(w);
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .unwrap();
+                        for _ in 0..iters {
+                            rt.block_on(exchange(&noops));
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().unwrap();
+            }
+            start.elapsed()
+        })
+    });
     for f in &chain5 {
         g.bench_function(format!("builtin_{}", f.name), |b| {
             b.iter(|| rt.block_on(exchange_with(std::slice::from_ref(f), authorized())))

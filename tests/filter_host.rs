@@ -148,6 +148,45 @@ async fn request_id_sets_the_id_and_asks_for_it_on_the_response() {
 }
 
 #[tokio::test]
+async fn workers_keep_their_own_instances_and_borrow_before_making_one() {
+    let dir = tempdir();
+    let host = host(&dir);
+    let f = load(&host, "mis", "misbehave", "null").await.unwrap();
+    // Another worker's first call borrows the instance loading made, rather than
+    // instantiating (and running `init`) again.
+    let on_worker = |worker: usize, calls: usize| {
+        let f = f.clone();
+        std::thread::spawn(move || {
+            weft::shard::set_worker(worker);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for _ in 0..calls {
+                    let mut req = request(&[]);
+                    assert_eq!(
+                        request_headers(&f, &mut req).await.unwrap(),
+                        Action::Continue
+                    );
+                }
+            })
+        })
+    };
+    on_worker(1, 1).join().unwrap();
+    assert_eq!(f.stats.instances.get(), 1, "borrowed, not made");
+    assert_eq!(f.idle_instances(), 1);
+    // Two workers calling at once: at most one instance each, all back in the pools.
+    let (a, b) = (on_worker(0, 300), on_worker(1, 300));
+    a.join().unwrap();
+    b.join().unwrap();
+    let made = f.stats.instances.get();
+    assert!((1..=2).contains(&made), "{made} instances for two workers");
+    assert_eq!(f.idle_instances() as u64, made);
+    assert_eq!(f.stats.calls.get(), 601);
+}
+
+#[tokio::test]
 async fn instances_are_reused_and_a_trapped_one_is_replaced() {
     let dir = tempdir();
     let host = host(&dir);

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod reload;
 pub mod rt;
 pub mod server;
+pub mod shard;
 pub mod snapshot;
 pub mod upgrade;
 pub mod upstream;

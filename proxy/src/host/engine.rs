@@ -6,6 +6,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::shard::Sharded;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::config::MAX_FILTER_MEMORY;
@@ -50,7 +51,8 @@ const PARK_AFTER_TICKS: u32 = 100;
 /// ticker is asleep.
 #[derive(Default)]
 pub struct Ticks {
-    in_flight: AtomicUsize,
+    /// Per worker: every call writes it twice.
+    in_flight: Sharded<AtomicUsize>,
     /// Set by calls, cleared by the ticker at each tick: calls are far shorter than a
     /// tick, so `in_flight` alone would read 0 at almost every tick of a busy proxy.
     recent: AtomicBool,
@@ -67,7 +69,8 @@ impl Ticks {
     /// sleeps. Once woken, the ticker stays awake until no call has started for
     /// [`PARK_AFTER_TICKS`] ticks: a busy proxy wakes it once, not once per call.
     pub fn call(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let shard = self.in_flight.index();
+        self.in_flight.at(shard).fetch_add(1, Ordering::SeqCst);
         // Written only when clear (about once per tick), so workers do not keep
         // taking the line from each other.
         if !self.recent.load(Ordering::Relaxed) {
@@ -80,16 +83,31 @@ impl Ticks {
                 self.wake.notify_one();
             }
         }
-        InFlight(self.clone())
+        InFlight {
+            ticks: self.clone(),
+            shard,
+        }
+    }
+
+    /// Calls in flight on every worker.
+    fn in_flight(&self) -> usize {
+        self.in_flight.all().map(|n| n.load(Ordering::SeqCst)).sum()
     }
 }
 
 /// A call in flight (see [`Ticks::call`]).
-pub struct InFlight(Arc<Ticks>);
+pub struct InFlight {
+    ticks: Arc<Ticks>,
+    /// The copy of the count it added to (it may end on another thread).
+    shard: usize,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.ticks
+            .in_flight
+            .at(self.shard)
+            .fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -139,7 +157,7 @@ fn tick(engine: &Engine, t: &Ticks) {
         std::thread::sleep(EPOCH_TICK);
         engine.increment_epoch();
         let started = t.recent.swap(false, Ordering::Relaxed);
-        if started || t.in_flight.load(Ordering::SeqCst) > 0 {
+        if started || t.in_flight() > 0 {
             quiet = 0;
             continue;
         }
@@ -153,7 +171,7 @@ fn tick(engine: &Engine, t: &Ticks) {
         // after sees `parked` and clears it under the lock (so not before this thread
         // waits), then wakes it.
         while t.parked.load(Ordering::SeqCst)
-            && t.in_flight.load(Ordering::SeqCst) == 0
+            && t.in_flight() == 0
             && !t.stop.load(Ordering::SeqCst)
         {
             held = t.wake.wait(held).unwrap_or_else(|e| e.into_inner());

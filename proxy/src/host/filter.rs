@@ -18,6 +18,7 @@ use super::state::{FilterIdentity, HostState};
 use crate::config::model::FailurePolicy;
 use crate::config::CheckedFilter;
 use crate::metrics::Counter;
+use crate::shard::Sharded;
 
 /// Idle instances kept per filter; more are dropped when returned.
 const MAX_IDLE: usize = 256;
@@ -108,10 +109,11 @@ pub struct LoadedFilter {
     services: Arc<HostServices>,
     outbound: Arc<dyn Outbound>,
     memory_limit: usize,
-    /// Boxed: an instance (its store and its export handles) moves out of the pool and
-    /// back on every call, and a pointer moves for less.
+    /// One pool per worker, so that calls on different workers do not take the same
+    /// lock. Boxed: an instance (its store and its export handles) moves out of the
+    /// pool and back on every call, and a pointer moves for less.
     #[allow(clippy::vec_box)]
-    idle: Mutex<Vec<Box<FilterInstance>>>,
+    idle: Sharded<Mutex<Vec<Box<FilterInstance>>>>,
 }
 
 /// `init` may take longer than a request-path call: it parses configuration.
@@ -157,6 +159,8 @@ impl LoadedFilter {
             };
         let stats = FilterStats::new(&services, &checked.name);
         stats.instances.inc();
+        let idle = Sharded::<Mutex<Vec<_>>>::default();
+        idle.get().lock().push(Box::new(first));
         Ok(LoadedFilter {
             name: checked.name.clone(),
             module,
@@ -170,7 +174,7 @@ impl LoadedFilter {
             services,
             outbound,
             memory_limit,
-            idle: Mutex::new(vec![Box::new(first)]),
+            idle,
         })
     }
 
@@ -192,11 +196,20 @@ impl LoadedFilter {
 
     /// Idle instances ready for calls.
     pub fn idle_instances(&self) -> usize {
-        self.idle.lock().len()
+        self.idle.all().map(|pool| pool.lock().len()).sum()
     }
 
+    /// An idle instance: this worker's, else one another worker is not using (as after
+    /// a reload, when the first instance sits in one pool), else a new one.
     async fn checkout(&self) -> Result<Box<FilterInstance>, FilterFailure> {
-        if let Some(instance) = self.idle.lock().pop() {
+        if let Some(instance) = self.idle.get().lock().pop() {
+            return Ok(instance);
+        }
+        let spare = self
+            .idle
+            .all()
+            .find_map(|pool| pool.try_lock().and_then(|mut p| p.pop()));
+        if let Some(instance) = spare {
             return Ok(instance);
         }
         let state = HostState::new(
@@ -217,7 +230,7 @@ impl LoadedFilter {
     }
 
     fn checkin(&self, instance: Box<FilterInstance>) {
-        let mut idle = self.idle.lock();
+        let mut idle = self.idle.get().lock();
         if idle.len() < MAX_IDLE {
             idle.push(instance);
         }

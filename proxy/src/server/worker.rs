@@ -61,6 +61,7 @@ pub fn run(
     handle: SnapshotHandle,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    crate::shard::set_worker(id);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
