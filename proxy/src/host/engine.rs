@@ -6,10 +6,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::shard::Sharded;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::config::MAX_FILTER_MEMORY;
+use crate::shard::Sharded;
 
 /// How often the epoch advances; a call's deadline is checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);

@@ -171,11 +171,6 @@ impl FilterHost {
         self.ticker.asleep()
     }
 
-    /// How many times a filter call woke the sleeping epoch ticker.
-    pub fn ticker_wakeups(&self) -> u64 {
-        self.ticker.wakeups()
-    }
-
     fn count_load(&self, how: &str) {
         self.services
             .metrics

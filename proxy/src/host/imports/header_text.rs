@@ -63,7 +63,7 @@ impl NameCache {
 
 /// Whether `b` may be in a header value: the rule `HeaderValue` applies (visible ASCII,
 /// obs-text, spaces and tabs).
-pub fn value_byte(b: u8) -> bool {
+fn value_byte(b: u8) -> bool {
     b == b'\t' || (b >= 0x20 && b != 0x7f)
 }
 

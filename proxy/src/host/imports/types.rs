@@ -196,8 +196,8 @@ impl request::Host for HostState {
         name: String,
         value: String,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.req()?;
         if is_host(&name) {
+            self.req()?;
             return Ok(Err("a request has one host; use set-authority".to_owned()));
         }
         let name = self.names.for_change(&name);
@@ -205,11 +205,12 @@ impl request::Host for HostState {
     }
 
     fn remove_header(&mut self, name: String) -> wasmtime::Result<()> {
-        self.req()?;
-        if !is_host(&name) {
-            let name = self.names.for_change(&name);
-            remove(&mut self.req()?.headers, name);
+        if is_host(&name) {
+            self.req()?;
+            return Ok(());
         }
+        let name = self.names.for_change(&name);
+        remove(&mut self.req()?.headers, name);
         Ok(())
     }
 
