@@ -6,7 +6,12 @@
 
 CARGO ?= cargo
 
-.PHONY: run build test lint bench toolchain test-peers
+# The oldest Rust the crates a filter author compiles (the SDK, the filters, weft-h1,
+# shared-state) must build with; the proxy is built with rust-toolchain.toml's and
+# clippy holds its code to the same floor (clippy.toml).
+MSRV ?= 1.88
+
+.PHONY: run build test lint msrv layers bench toolchain test-peers
 
 toolchain:
 	@scripts/install-toolchain.sh
@@ -24,9 +29,18 @@ run: build
 test: toolchain test-peers
 	$(CARGO) test --release --workspace
 
-lint:
+lint: layers
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+layers:
+	scripts/layers.py
+
+msrv:
+	rustup toolchain install $(MSRV) --profile minimal --target wasm32-unknown-unknown >/dev/null
+	$(CARGO) +$(MSRV) check --workspace --exclude weft --all-targets
+	$(CARGO) +$(MSRV) check --target wasm32-unknown-unknown -p weft-sdk -p request-id \
+		-p authz -p ext-authz -p fault -p ratelimit -p retry -p router
 
 bench: build
 	$(CARGO) bench -p weft --bench filter_chain

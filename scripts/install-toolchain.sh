@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Makes sure this machine can build wasm32 filters, the way `weft filter build` will
-# choose (see the README, "Building filters"):
-#   1. the default Rust toolchain already has the wasm32 standard library, or
+# Makes sure this machine can build the proxy and wasm32 filters with the toolchain
+# rust-toolchain.toml pins (rustup installs it, with the wasm32 standard library).
+# Where rustup cannot reach its servers, it falls back the way `weft filter build`
+# will choose (see the README, "Building filters"):
+#   1. the active Rust toolchain already has the wasm32 standard library, or
 #   2. Debian's Rust with its standard library sources is installed (std is then built
 #      for wasm32 from source), or
 #   3. neither: try `rustup target add`, then install Debian's packages.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v rustup >/dev/null; then
+  # Installs the pinned toolchain and its targets and components if missing.
+  rustup toolchain install >/dev/null 2>&1 || echo "rustup could not install the pinned toolchain; trying the fallbacks" >&2
+fi
 
 TARGET=wasm32-unknown-unknown
 

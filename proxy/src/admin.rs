@@ -23,7 +23,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
-use crate::error::text_response;
 use crate::host::BodyMode;
 use crate::metrics::Registry;
 use crate::reload::{ReloadHandle, Trigger};
@@ -35,6 +34,17 @@ pub struct AdminServer {
     pub address: SocketAddr,
     shutdown: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// A plain-text response.
+fn text_response(status: StatusCode, body: impl std::fmt::Display) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(bytes::Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
 }
 
 fn json_response(value: serde_json::Value) -> Response<ProxyBody> {

@@ -6,42 +6,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::admin::AdminServer;
-use crate::config::{check, Checked, ConfigError, LoadedConfig};
+use crate::config::{check, LoadedConfig};
 use crate::host::{FilterHost, HostServices};
 use crate::metrics::Registry;
 use crate::reload::watch::FileWatcher;
 use crate::reload::{ReloadHandle, Reloader};
 use crate::server::Server;
-use crate::snapshot::{Snapshot, SnapshotHandle};
-
-/// A configuration read, checked and built into a snapshot.
-pub struct Loaded {
-    /// The parsed document.
-    pub config: LoadedConfig,
-    /// The checked settings.
-    pub checked: Checked,
-    /// The snapshot, ready to serve.
-    pub snapshot: Snapshot,
-}
-
-/// Reads, checks and builds a configuration with `host`'s filters. What `weft validate`
-/// and `weft run` share. A reload passes the snapshot it replaces, whose unchanged
-/// filters are kept (see [`Snapshot::build`]).
-pub async fn load(
-    path: &Path,
-    host: &FilterHost,
-    metrics: &Registry,
-    previous: Option<&Snapshot>,
-) -> Result<Loaded, ConfigError> {
-    let config = LoadedConfig::read(path)?;
-    let checked = check(&config)?;
-    let snapshot = Snapshot::build(&config, &checked, host, metrics, previous).await?;
-    Ok(Loaded {
-        config,
-        checked,
-        snapshot,
-    })
-}
+use crate::snapshot::{load, Loaded, SnapshotHandle};
 
 /// Reads and checks a configuration, then starts a filter host sized by it.
 pub fn host_for(path: &Path, metrics: &Arc<Registry>) -> anyhow::Result<FilterHost> {
@@ -64,11 +35,6 @@ pub struct App {
     pub watcher: Option<FileWatcher>,
     /// The admin endpoint, if configured.
     pub admin: Option<AdminServer>,
-    /// The current snapshot.
-    pub snapshot: SnapshotHandle,
-    /// The filter host.
-    pub host: Arc<FilterHost>,
-    /// Metrics.
     pub metrics: Arc<Registry>,
 }
 
@@ -115,8 +81,6 @@ impl App {
             reloads,
             watcher,
             admin,
-            snapshot,
-            host,
             metrics,
         })
     }

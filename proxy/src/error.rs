@@ -1,17 +1,11 @@
-//! Errors of the data plane, tagged with who caused them, and the one place where they
-//! become HTTP responses.
+//! Errors of the data plane, tagged with who caused them: their status and short code,
+//! and nothing of a response body.
 //!
-//! Every failure on the request path ends as a [`ProxyError`]; [`ProxyError::to_response`]
-//! is the only code that turns one into what the client sees. A response made here
-//! carries `x-weft-error` naming the cause, as linkerd's `l5d-proxy-error` does, so an
-//! operator can tell the proxy's answers from the upstream's.
+//! Every failure on the request path ends as a [`ProxyError`]; the exchange turns one
+//! into what the client sees in one place (`exchange::error_response`), as
+//! linkerd2-proxy builds its error responses at the edge.
 
-use std::fmt;
-
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode};
-
-use crate::body::ProxyBody;
+use http::StatusCode;
 
 /// Who caused a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,8 +18,6 @@ pub enum Source {
     Filter,
     /// The configuration cannot serve this request (no route, unknown cluster).
     Config,
-    /// A bug or resource exhaustion in the proxy itself.
-    Internal,
 }
 
 impl Source {
@@ -36,7 +28,6 @@ impl Source {
             Source::Upstream => "upstream",
             Source::Filter => "filter",
             Source::Config => "config",
-            Source::Internal => "internal",
         }
     }
 }
@@ -125,7 +116,6 @@ pub enum ProxyError {
     /// The upstream exchange failed.
     #[error("upstream {failure}: {detail}", failure = .failure.as_str())]
     Upstream {
-        /// How.
         failure: UpstreamFailure,
         /// What the proxy saw.
         detail: String,
@@ -151,9 +141,6 @@ pub enum ProxyError {
     /// The request came in on a listener a reload removed; its connection is closing.
     #[error("listener {0} was removed by a configuration reload")]
     ListenerRemoved(String),
-    /// A bug or exhaustion inside the proxy.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 impl ProxyError {
@@ -172,7 +159,6 @@ impl ProxyError {
                 Source::Upstream
             }
             ProxyError::FilterFailed { .. } => Source::Filter,
-            ProxyError::Internal(_) => Source::Internal,
         }
     }
 
@@ -187,7 +173,6 @@ impl ProxyError {
             ProxyError::ResponseBodyTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::FilterFailed { status, .. } => *status,
             ProxyError::ListenerRemoved(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -202,49 +187,8 @@ impl ProxyError {
             ProxyError::ResponseBodyTooLarge { .. } => "response-body-too-large",
             ProxyError::FilterFailed { .. } => "filter-failed",
             ProxyError::ListenerRemoved(_) => "listener-removed",
-            ProxyError::Internal(_) => "internal",
         }
     }
-
-    /// The upstream failure, if this is one.
-    pub fn upstream_failure(&self) -> Option<UpstreamFailure> {
-        match self {
-            ProxyError::Upstream { failure, .. } => Some(*failure),
-            _ => None,
-        }
-    }
-
-    /// The response the client sees: the status, `x-weft-error` with the cause, and a
-    /// one-line plain-text body.
-    pub fn to_response(&self) -> Response<ProxyBody> {
-        let body = format!("{self}\n");
-        let mut resp = Response::new(ProxyBody::full(Bytes::from(body)));
-        *resp.status_mut() = self.status();
-        let headers = resp.headers_mut();
-        if matches!(
-            self,
-            ProxyError::ListenerRemoved(_) | ProxyError::Malformed { .. }
-        ) {
-            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        headers.insert("x-weft-error", HeaderValue::from_static(self.code()));
-        resp
-    }
-}
-
-/// A plain-text response made by the proxy itself (admin and demo endpoints).
-pub fn text_response(status: StatusCode, body: impl fmt::Display) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }
 
 #[cfg(test)]
@@ -259,23 +203,5 @@ mod tests {
         assert_eq!(UpstreamFailure::NoEndpoints.status(), 503);
         assert_eq!(UpstreamFailure::Timeout.status(), 504);
         assert_eq!(UpstreamFailure::ConnectTimeout.status(), 504);
-    }
-
-    #[test]
-    fn responses_name_their_cause() {
-        let e = ProxyError::Upstream {
-            failure: UpstreamFailure::ConnectFailure,
-            detail: "refused".into(),
-        };
-        let resp = e.to_response();
-        assert_eq!(resp.status(), 502);
-        assert_eq!(resp.headers()["x-weft-error"], "connect-failure");
-        assert_eq!(e.source_of(), Source::Upstream);
-        let e = ProxyError::NoRoute {
-            authority: "a".into(),
-            path: "/".into(),
-        };
-        assert_eq!(e.to_response().status(), 404);
-        assert_eq!(e.source_of(), Source::Config);
     }
 }

@@ -1,23 +1,29 @@
 //! weft: a programmable proxy for service meshes.
+//!
+//! The modules, bottom up (each imports only from those above it in this list):
+//! leaves (`clock`, `shard`, `background`, `metrics`, `deadline`, `net`), `error`,
+//! `body`, `config`, then `host` and `upstream` (neither imports the other),
+//! `snapshot`, `exchange`, `server`, and the tooling on top (`app`, `reload`, `admin`,
+//! `control`, `bundle`, `build`, `cli`). `scripts/layers.py` checks it.
 
-pub mod admin;
-pub mod app;
-pub mod body;
-pub mod build;
-pub mod bundle;
+pub(crate) mod admin;
+pub(crate) mod app;
+pub(crate) mod background;
+pub(crate) mod body;
+pub(crate) mod build;
+pub(crate) mod bundle;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
-pub mod control;
-pub mod error;
-pub mod exchange;
-mod h1wire;
+pub(crate) mod control;
+pub(crate) mod deadline;
+pub(crate) mod error;
+pub(crate) mod exchange;
 pub mod host;
 pub mod metrics;
-pub mod reload;
-pub mod rt;
-pub mod server;
+pub(crate) mod net;
+pub(crate) mod reload;
+pub(crate) mod server;
 pub mod shard;
-pub mod snapshot;
-pub mod upgrade;
-pub mod upstream;
+pub(crate) mod snapshot;
+pub(crate) mod upstream;

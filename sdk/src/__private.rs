@@ -15,8 +15,9 @@ pub use wit_bindgen;
 /// proxy never re-enters it, so plain interior mutability is sound here.
 pub struct Slot<T>(UnsafeCell<Option<T>>);
 
-// SAFETY: only used in wasm32 component instances, which are single-threaded and
-// never re-entered (see above).
+// SAFETY: wasm32 component instances are single-threaded and never re-entered (see
+// above). Elsewhere a slot is not `Sync`: native code (the test harness) has threads.
+#[cfg(target_arch = "wasm32")]
 unsafe impl<T> Sync for Slot<T> {}
 
 impl<T> Slot<T> {

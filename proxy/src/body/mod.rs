@@ -3,6 +3,7 @@
 //! allocation and no dynamic dispatch.
 
 mod channel;
+pub mod h1;
 mod observed;
 mod replay;
 
@@ -30,9 +31,9 @@ pub enum ProxyBody {
     Incoming(Incoming),
     /// An upstream HTTP/1.1 response body, read from its connection, which goes back
     /// to the pool at the body's end.
-    H1(crate::upstream::h1::H1Body),
+    Upstream(h1::UpstreamBody),
     /// A request body read from a client's HTTP/1.1 connection served by weft.
-    H1Request(crate::server::h1::RequestBody),
+    Client(h1::ClientBody),
     /// A body produced by a task (a filter processing chunks).
     Channel(ChannelBody),
     /// A request body that is recorded while it streams, so it can be sent again.
@@ -59,8 +60,8 @@ impl std::fmt::Debug for ProxyBody {
             ProxyBody::Empty => "empty",
             ProxyBody::Full(_) => "full",
             ProxyBody::Incoming(_) => "incoming",
-            ProxyBody::H1(_) => "upstream-h1",
-            ProxyBody::H1Request(_) => "client-h1",
+            ProxyBody::Upstream(_) => "upstream-h1",
+            ProxyBody::Client(_) => "client-h1",
             ProxyBody::Channel(_) => "channel",
             ProxyBody::Replay(_) => "replay",
             ProxyBody::Observed(_) => "observed",
@@ -81,8 +82,8 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            ProxyBody::H1(b) => Pin::new(b).poll_frame(cx),
-            ProxyBody::H1Request(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Client(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Channel(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Replay(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Observed(b) => Pin::new(b.as_mut()).poll_frame(cx),
@@ -94,8 +95,8 @@ impl Body for ProxyBody {
             ProxyBody::Empty => true,
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Incoming(b) => b.is_end_stream(),
-            ProxyBody::H1(b) => b.is_end_stream(),
-            ProxyBody::H1Request(b) => b.is_end_stream(),
+            ProxyBody::Upstream(b) => b.is_end_stream(),
+            ProxyBody::Client(b) => b.is_end_stream(),
             ProxyBody::Channel(b) => b.is_end_stream(),
             ProxyBody::Replay(b) => b.is_end_stream(),
             ProxyBody::Observed(b) => b.is_end_stream(),
@@ -107,8 +108,8 @@ impl Body for ProxyBody {
             ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Incoming(b) => b.size_hint(),
-            ProxyBody::H1(b) => b.size_hint(),
-            ProxyBody::H1Request(b) => b.size_hint(),
+            ProxyBody::Upstream(b) => b.size_hint(),
+            ProxyBody::Client(b) => b.size_hint(),
             ProxyBody::Channel(_) => SizeHint::default(),
             ProxyBody::Replay(b) => b.size_hint(),
             ProxyBody::Observed(b) => b.size_hint(),

@@ -9,7 +9,7 @@ use std::process::Stdio;
 
 use serde::Deserialize;
 
-pub use toolchain::{detect, Toolchain};
+pub use toolchain::detect;
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,6 @@ pub enum BuildError {
     Metadata {
         /// The manifest.
         path: PathBuf,
-        /// Why.
         reason: String,
     },
     /// Nothing to build.
@@ -36,7 +35,6 @@ pub enum BuildError {
     Encode {
         /// The module.
         path: PathBuf,
-        /// Why.
         reason: String,
     },
     /// Writing the result failed.
@@ -44,7 +42,6 @@ pub enum BuildError {
     Write {
         /// The file.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
 }

@@ -16,7 +16,6 @@ pub enum ScaffoldError {
     Write {
         /// The file.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
 }

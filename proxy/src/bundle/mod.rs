@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use keys::{KeyError, SigningKey, TrustedKeys};
+pub use keys::{SigningKey, TrustedKeys};
 pub use pack::pack;
 
 /// The manifest format this proxy reads and writes.

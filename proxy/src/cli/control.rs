@@ -133,7 +133,7 @@ impl ControlCommand {
                     let etcd = Etcd::new(&a.etcd, &a.etcd_prefix);
                     block_on(async { Ok(Store::open_etcd(a.store.clone(), etcd).await?) })?
                 };
-                let (addr, _control) = crate::control::server::start(a.listen, store)?;
+                let (addr, _control) = crate::control::service::start(a.listen, store)?;
                 println!(
                     "weft control listening: http://{addr} (store {})",
                     a.store.display()

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::app::{host_for, load};
+use crate::app::host_for;
 use crate::metrics::Registry;
+use crate::snapshot::load;
 
 /// `weft validate`.
 #[derive(Debug, Args)]

@@ -12,7 +12,7 @@ use http::{HeaderName, Method, StatusCode};
 use super::error::{ConfigError, FieldError};
 use super::load::LoadedConfig;
 use super::model::{FailurePolicy, ListenerProtocol, MatchConfig, UpstreamProtocol};
-use crate::exchange::route::{HeaderRule, HostMatch, PathMatch, RouteMatch};
+use super::route::{HeaderRule, HostMatch, PathMatch, RouteMatch};
 
 /// Default time from a request's arrival to its response head.
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -30,7 +30,6 @@ pub const MAX_FILTER_MEMORY: u64 = 1 << 30;
 pub struct Checked {
     /// The admin listener's address.
     pub admin: Option<SocketAddr>,
-    /// Listeners.
     pub listeners: Vec<CheckedListener>,
     /// Clusters by name.
     pub clusters: BTreeMap<String, CheckedCluster>,
@@ -45,7 +44,6 @@ pub struct Checked {
 /// A checked listener.
 #[derive(Debug, Clone)]
 pub struct CheckedListener {
-    /// Its name.
     pub name: String,
     /// Where it listens.
     pub address: SocketAddr,
@@ -58,22 +56,18 @@ pub struct CheckedListener {
 /// A checked route.
 #[derive(Debug, Clone)]
 pub struct CheckedRoute {
-    /// Its name.
     pub name: String,
     /// What it takes.
     pub matcher: RouteMatch,
-    /// Its cluster.
     pub cluster: String,
     /// Its whole filter chain: the listener's filters, then its own.
     pub filters: Vec<String>,
-    /// Its timeout.
     pub timeout: Duration,
 }
 
 /// A checked cluster.
 #[derive(Debug, Clone)]
 pub struct CheckedCluster {
-    /// Its name.
     pub name: String,
     /// Resolved endpoints.
     pub endpoints: Vec<SocketAddr>,
@@ -90,7 +84,6 @@ pub struct CheckedCluster {
 /// A checked filter definition.
 #[derive(Debug, Clone)]
 pub struct CheckedFilter {
-    /// Its name.
     pub name: String,
     /// The component's path, resolved.
     pub module: PathBuf,

@@ -7,6 +7,7 @@ mod error;
 mod load;
 mod locate;
 pub mod model;
+pub mod route;
 
 pub use check::{
     check, Checked, CheckedCluster, CheckedFilter, CheckedListener, CheckedRoute,

@@ -21,8 +21,8 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::grpc::{self, ChannelBody, Decoder};
-use super::server::next;
+use super::grpc::{self, Decoder, StreamBody};
+use super::service::next;
 use super::{Hello, Push, Reply, STREAM_PATH};
 use crate::bundle::{check_blob, write_atomic, Envelope, TrustedKeys};
 use crate::metrics::{Counter, Gauge, Registry};
@@ -255,7 +255,7 @@ async fn open(
     ),
     String,
 > {
-    let (tx, body) = ChannelBody::new();
+    let (tx, body) = StreamBody::new();
     tx.send(grpc::encode(hello)).map_err(|e| e.to_string())?;
     let req = Request::builder()
         .method(Method::POST)
@@ -295,7 +295,10 @@ async fn session(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the stream's state, passed as it is; bundled into a type when it grows"
+)]
 async fn serve_pushes(
     cfg: &AgentConfig,
     server: &str,
@@ -377,7 +380,7 @@ pub fn spawn(
     metrics: Arc<Registry>,
 ) -> std::io::Result<()> {
     let stats = AgentStats::new(metrics);
-    crate::rt::spawn_thread("weft-control-agent", move || async move {
+    crate::background::spawn_thread("weft-control-agent", move || async move {
         let mut backoff = Duration::from_millis(100);
         loop {
             for server in &cfg.servers {

@@ -65,19 +65,19 @@ impl Decoder {
 }
 
 /// A body whose data comes from a channel; it ends when every sender is gone.
-pub struct ChannelBody {
+pub struct StreamBody {
     rx: mpsc::UnboundedReceiver<Bytes>,
 }
 
-impl ChannelBody {
+impl StreamBody {
     /// A body and the sender that feeds it.
-    pub fn new() -> (mpsc::UnboundedSender<Bytes>, ChannelBody) {
+    pub fn new() -> (mpsc::UnboundedSender<Bytes>, StreamBody) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (tx, ChannelBody { rx })
+        (tx, StreamBody { rx })
     }
 }
 
-impl Body for ChannelBody {
+impl Body for StreamBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 

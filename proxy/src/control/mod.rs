@@ -15,7 +15,7 @@ pub mod client;
 pub mod etcd;
 pub mod grpc;
 pub mod rules;
-pub mod server;
+pub mod service;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -1,14 +1,20 @@
-//! Running one phase over a route's filter chain, and applying each filter's failure
-//! policy. Every filter failure on the request path is decided here.
+//! Every call into a route's filters, and every decision about what a filter answered
+//! or how it failed. The other phase modules decide when a phase runs and over which
+//! filters; what a filter's answer means, and what its failure policy makes of a
+//! failure, is decided here only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
+use super::local::{from_error, replace_head};
 use super::Exchange;
 use crate::config::model::FailurePolicy;
 use crate::error::ProxyError;
 use crate::host::{
-    Action, FilterFailure, LoadedFilter, LocalResponse, PhaseCall, PhaseResult, ResponseCtx,
+    Action, BodyAction, ExchangeSummary, FilterFailure, LoadedFilter, LocalResponse, RequestCtx,
+    ResponseCtx,
 };
 
 /// What the request phase decided.
@@ -28,7 +34,7 @@ pub enum ResponseDecision {
 }
 
 /// The failure policy: go on (fail-open), or stop with the filter's status.
-pub fn on_failure(filter: &LoadedFilter, failure: FilterFailure) -> Result<(), ProxyError> {
+fn on_failure(filter: &LoadedFilter, failure: FilterFailure) -> Result<(), ProxyError> {
     match filter.policy {
         FailurePolicy::FailOpen => Ok(()),
         FailurePolicy::FailClosed => Err(ProxyError::FilterFailed {
@@ -55,12 +61,8 @@ pub async fn request_headers(ex: &mut Exchange) -> Result<RequestDecision, Proxy
         if !f.info.phases.request_headers {
             continue;
         }
-        let action = match f
-            .call(PhaseCall::RequestHeaders, &mut ex.request, &mut None)
-            .await
-        {
-            Ok(PhaseResult::Action(a)) => a,
-            Ok(_) => Action::Continue,
+        let action = match f.request_headers(&mut ex.request).await {
+            Ok(a) => a,
             Err(failure) => {
                 on_failure(f, failure)?;
                 continue;
@@ -78,6 +80,47 @@ pub async fn request_headers(ex: &mut Exchange) -> Result<RequestDecision, Proxy
     Ok(RequestDecision::Forward)
 }
 
+/// Phase 2 in `buffer` mode: every body filter, in order, on the whole body. `Err` of
+/// the inner result: a filter answered instead.
+pub async fn request_body_whole(
+    ex: &mut Exchange,
+    filters: &[Arc<LoadedFilter>],
+    mut bytes: Bytes,
+) -> Result<Result<Bytes, LocalResponse>, ProxyError> {
+    for f in filters {
+        match f.request_body(&mut ex.request, &bytes, true).await {
+            Ok(BodyAction::Continue) => {}
+            Ok(BodyAction::Replace(b)) => bytes = Bytes::from(b),
+            Ok(BodyAction::Respond(local)) => return Ok(Err(local)),
+            Err(failure) => on_failure(f, failure)?,
+        }
+    }
+    Ok(Ok(bytes))
+}
+
+/// Phase 2 in `stream` mode: every stream-mode filter, in order, on one chunk. `Err`:
+/// the response the client gets instead (a filter's, or a fail-closed failure's).
+pub async fn request_body_chunk(
+    filters: &[Arc<LoadedFilter>],
+    request: &mut Option<Box<RequestCtx>>,
+    mut data: Bytes,
+    eos: bool,
+) -> Result<Bytes, LocalResponse> {
+    for f in filters {
+        match f.request_body(request, &data, eos).await {
+            Ok(BodyAction::Continue) => {}
+            Ok(BodyAction::Replace(b)) => data = Bytes::from(b),
+            Ok(BodyAction::Respond(local)) => return Err(local),
+            Err(failure) => {
+                if let Err(e) = on_failure(f, failure) {
+                    return Err(from_error(&e));
+                }
+            }
+        }
+    }
+    Ok(data)
+}
+
 /// Phase 3, in reverse chain order, over the filters whose request phase ran. A filter
 /// answering `respond` replaces the response and the chain goes on with it; `retry`
 /// stops the chain.
@@ -92,12 +135,8 @@ pub async fn response_headers(
         if !f.info.phases.response_headers {
             continue;
         }
-        let action = match f
-            .call(PhaseCall::ResponseHeaders, &mut ex.request, response)
-            .await
-        {
-            Ok(PhaseResult::Action(a)) => a,
-            Ok(_) => Action::Continue,
+        let action = match f.response_headers(&mut ex.request, response).await {
+            Ok(a) => a,
             Err(failure) => {
                 on_failure(f, failure)?;
                 continue;
@@ -107,7 +146,7 @@ pub async fn response_headers(
             Action::Continue => {}
             Action::Respond(local) => {
                 if let Some(r) = response.as_deref_mut() {
-                    super::response::replace_head(r, &local);
+                    replace_head(r, &local);
                 }
                 *replaced_body = Some(local.body);
             }
@@ -118,4 +157,74 @@ pub async fn response_headers(
         }
     }
     Ok(ResponseDecision::Deliver)
+}
+
+/// Phase 4 in `buffer` mode: every body filter, in order, on the whole body; the head
+/// has not left, so `respond` replaces the whole response.
+pub async fn response_body_whole(
+    ex: &mut Exchange,
+    filters: &[Arc<LoadedFilter>],
+    response: &mut Option<Box<ResponseCtx>>,
+    mut bytes: Bytes,
+) -> Result<Bytes, ProxyError> {
+    for f in filters {
+        match f
+            .response_body(&mut ex.request, response, &bytes, true)
+            .await
+        {
+            Ok(BodyAction::Continue) => {}
+            Ok(BodyAction::Replace(b)) => bytes = Bytes::from(b),
+            Ok(BodyAction::Respond(local)) => {
+                if let Some(r) = response.as_deref_mut() {
+                    replace_head(r, &local);
+                }
+                bytes = Bytes::from(local.body);
+            }
+            Err(failure) => on_failure(f, failure)?,
+        }
+    }
+    Ok(bytes)
+}
+
+/// Phase 4 in `stream` mode: every stream-mode filter, in order, on one chunk. The head
+/// has left, so `respond` is no longer possible and counts as a failure of the filter;
+/// `Err`: a fail-closed failure, which ends the body with an error (the client sees the
+/// response cut short rather than a body the filter did not approve).
+pub async fn response_body_chunk(
+    filters: &[Arc<LoadedFilter>],
+    request: &mut Option<Box<RequestCtx>>,
+    response: &mut Option<Box<ResponseCtx>>,
+    mut data: Bytes,
+    eos: bool,
+) -> Result<Bytes, ProxyError> {
+    for f in filters {
+        let failure = match f.response_body(request, response, &data, eos).await {
+            Ok(BodyAction::Continue) => continue,
+            Ok(BodyAction::Replace(b)) => {
+                data = Bytes::from(b);
+                continue;
+            }
+            Ok(BodyAction::Respond(_)) => {
+                let failure =
+                    FilterFailure::InvalidAction("respond after the response head was sent".into());
+                f.record_failure(&failure);
+                failure
+            }
+            Err(failure) => failure,
+        };
+        on_failure(f, failure)?;
+    }
+    Ok(data)
+}
+
+/// Phase 5, in chain order. A failing log phase changes nothing for the client (the
+/// response is over); it is counted like any failure.
+pub async fn log(
+    filters: &[Arc<LoadedFilter>],
+    request: &mut Option<Box<RequestCtx>>,
+    summary: &ExchangeSummary,
+) {
+    for f in filters {
+        let _ = f.log(request, summary).await;
+    }
 }

@@ -56,7 +56,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut named: Vec<HeaderName> = Vec::new();
     if present & CONNECTION_BIT != 0 {
         for value in headers.get_all(header::CONNECTION) {
-            for token in crate::h1wire::list_items(value.as_bytes()) {
+            for token in weft_h1::wire::list_items(value.as_bytes()) {
                 if token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive")
                 {
                     continue;

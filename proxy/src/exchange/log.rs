@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use http::Response;
 
-use super::Exchange;
+use super::{chain, Exchange};
 use crate::body::{BodyEnd, ObservedBody, ProxyBody};
-use crate::host::bindings::weft::filter::types::ExchangeSummary;
-use crate::host::{LoadedFilter, PhaseCall};
+use crate::host::{ExchangeSummary, LoadedFilter};
 
 /// Arranges for the log phase to run when the response body ends.
 pub fn attach(mut ex: Exchange, response: Response<ProxyBody>) -> Response<ProxyBody> {
@@ -32,25 +31,21 @@ pub fn attach(mut ex: Exchange, response: Response<ProxyBody>) -> Response<Proxy
     let body = ObservedBody::wrap(body, move |end: BodyEnd| {
         let summary = ExchangeSummary {
             status,
-            upstream_failure: outcome.failure.map(Into::into),
-            upstream_address: outcome.addr.map(|a| a.to_string()),
+            upstream_failure: outcome.failure,
+            upstream_address: outcome.addr,
             attempts: outcome.attempts,
             request_body_bytes: request_bytes
                 .as_ref()
                 .map_or(0, |n| n.load(Ordering::Relaxed)),
             response_body_bytes: end.bytes,
-            duration_us: start.elapsed().as_micros() as u64,
+            duration: start.elapsed(),
             completed: end.completed,
         };
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         rt.spawn(async move {
-            let mut req = Some(request);
-            for f in &filters {
-                // A failing log phase changes nothing for the client; it is counted.
-                let _ = f.call(PhaseCall::Log(&summary), &mut req, &mut None).await;
-            }
+            chain::log(&filters, &mut Some(request), &summary).await;
         });
     });
     Response::from_parts(parts, body)

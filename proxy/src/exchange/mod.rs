@@ -3,16 +3,21 @@
 //! [`serve`] is the whole story of a request, in order:
 //! route → request headers → request body → upstream (with the response-headers phase
 //! deciding on retries) → response body → log. Each phase lives in its own module;
-//! every error becomes a response in one place, [`ProxyError::to_response`].
+//! every call into a filter and every decision about its answer is in [`chain`];
+//! every error becomes a response in one place, [`error_response`].
 
-pub mod chain;
-pub mod deadline;
-pub mod headers;
-pub mod log;
-pub mod request;
-pub mod response;
-pub mod route;
-pub mod upstream;
+mod answer;
+mod chain;
+mod forward;
+mod headers;
+mod local;
+mod log;
+mod request;
+mod response;
+mod route;
+pub(crate) mod upgrade;
+
+pub use answer::error_response;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,14 +71,14 @@ pub struct Exchange {
     /// A response a streaming request-body filter gave instead of the upstream's.
     pub body_verdict: Option<tokio::sync::oneshot::Receiver<crate::host::LocalResponse>>,
     /// What happened upstream, for the log phase.
-    pub outcome: upstream::Outcome,
+    pub outcome: forward::UpstreamOutcome,
     /// Request body bytes read from the client (counted only for the log phase, and
     /// only when there is a body).
     pub request_bytes: Option<Arc<std::sync::atomic::AtomicU64>>,
-    /// The protocol the client asked to switch to (see [`crate::upgrade`]).
+    /// The protocol the client asked to switch to (see [`crate::exchange::upgrade`]).
     pub upgrade: Option<http::HeaderValue>,
     /// Whether the response's headers may reach the client as the upstream's lines
-    /// (an HTTP/1.1 client, not `HEAD`, no upgrade; see [`crate::h1wire::RawHeaders`]).
+    /// (an HTTP/1.1 client, not `HEAD`, no upgrade; see [`weft_h1::RawHeaders`]).
     pub raw_response_ok: bool,
 }
 
@@ -102,17 +107,17 @@ pub async fn serve(
     let start = crate::clock::now();
     let (parts, body) = req.into_parts();
     let Some(listener) = snapshot.listener(&conn.listener, conn.listener_hint) else {
-        return ProxyError::ListenerRemoved(conn.listener.to_string()).to_response();
+        return error_response(&ProxyError::ListenerRemoved(conn.listener.to_string()));
     };
 
-    let upgrade = crate::upgrade::requested(&parts);
+    let upgrade = upgrade::requested(&parts);
     let raw_response_ok = upgrade.is_none()
         && parts.version <= http::Version::HTTP_11
         && parts.method != http::Method::HEAD;
     // Route.
     let (route, request) = match request::admit(listener, conn, parts) {
         Ok(admitted) => admitted,
-        Err(e) => return e.to_response(),
+        Err(e) => return error_response(&e),
     };
     let route = route.clone();
     let mut ex = Exchange {
@@ -122,7 +127,7 @@ pub async fn serve(
         request_ran: 0,
         start,
         body_verdict: None,
-        outcome: upstream::Outcome::default(),
+        outcome: forward::UpstreamOutcome::default(),
         request_bytes: None,
         upgrade,
         raw_response_ok,
@@ -132,7 +137,7 @@ pub async fn serve(
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(route = %ex.route.name, source = e.source_of().as_str(), "{e}");
-            e.to_response()
+            error_response(&e)
         }
     };
     let mut response = response;
@@ -154,7 +159,7 @@ pub async fn serve(
 async fn run(ex: &mut Exchange, body: ProxyBody) -> Result<Response<ProxyBody>, ProxyError> {
     if ex.route.chain.is_empty() {
         let body = request::unfiltered(body);
-        let (head, body) = upstream::forward(ex, body).await?;
+        let (head, body) = forward::forward(ex, body).await?;
         return Ok(response::finish(*head, body));
     }
     Box::pin(run_filtered(ex, body)).await
@@ -174,7 +179,7 @@ async fn run_filtered(
         request::BodyOutcome::Respond(local) => return response::local(ex, local).await,
     };
     // Upstream, with phase 3 (response headers) deciding whether to retry.
-    let forwarded = upstream::forward(ex, body).await;
+    let forwarded = forward::forward(ex, body).await;
     if let Some(local) = ex.body_verdict.as_mut().and_then(|v| v.try_recv().ok()) {
         return response::local(ex, local).await;
     }

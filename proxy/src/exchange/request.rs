@@ -11,15 +11,13 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
-use super::chain::on_failure;
+use super::chain;
 use super::headers::for_upstream;
 use super::route::destination;
 use super::{ConnInfo, Exchange};
 use crate::body::{channel, BodySender, ObservedBody, ProxyBody, ReplaySource};
 use crate::error::ProxyError;
-use crate::host::{
-    BodyAction, BodyMode, LoadedFilter, LocalResponse, PhaseCall, PhaseResult, RequestCtx,
-};
+use crate::host::{BodyMode, LoadedFilter, LocalResponse, RequestCtx};
 use crate::snapshot::{ListenerSnap, Route};
 
 /// Finds the route and builds the request filters will see. Malformed requests hyper
@@ -75,7 +73,7 @@ pub fn admit<'a>(
 }
 
 /// A request body as attempts need it.
-pub enum RequestBody {
+pub enum AttemptBody {
     /// No body: every attempt can be sent.
     Empty,
     /// A body that can be sent once.
@@ -84,39 +82,39 @@ pub enum RequestBody {
     Replay(ReplaySource),
 }
 
-impl RequestBody {
+impl AttemptBody {
     /// The body for the next attempt, if it can still be sent.
     pub fn take(&mut self) -> Option<ProxyBody> {
         match self {
-            RequestBody::Empty => Some(ProxyBody::Empty),
-            RequestBody::Once(b) => b.take(),
-            RequestBody::Replay(r) => r.body(),
+            AttemptBody::Empty => Some(ProxyBody::Empty),
+            AttemptBody::Once(b) => b.take(),
+            AttemptBody::Replay(r) => r.body(),
         }
     }
 
     /// Whether another attempt can be sent.
     pub fn replayable(&self) -> bool {
         match self {
-            RequestBody::Empty => true,
-            RequestBody::Once(b) => b.is_some(),
-            RequestBody::Replay(r) => r.replayable(),
+            AttemptBody::Empty => true,
+            AttemptBody::Once(b) => b.is_some(),
+            AttemptBody::Replay(r) => r.replayable(),
         }
     }
 }
 
 /// The body of a request no filter looks at.
-pub fn unfiltered(body: ProxyBody) -> RequestBody {
+pub fn unfiltered(body: ProxyBody) -> AttemptBody {
     if body.is_end_stream() {
-        RequestBody::Empty
+        AttemptBody::Empty
     } else {
-        RequestBody::Once(Some(body))
+        AttemptBody::Once(Some(body))
     }
 }
 
 /// What phase 2 decided.
 pub enum BodyOutcome {
     /// Send upstream with this body.
-    Forward(RequestBody),
+    Forward(AttemptBody),
     /// Answer with this response.
     Respond(LocalResponse),
 }
@@ -159,7 +157,7 @@ pub async fn body(ex: &mut Exchange, body: ProxyBody) -> Result<BodyOutcome, Pro
                             limit,
                         },
                     )?;
-                    match buffered(ex, &filters, whole).await? {
+                    match chain::request_body_whole(ex, &filters, whole).await? {
                         Ok(bytes) => ProxyBody::full(bytes),
                         Err(local) => return Ok(BodyOutcome::Respond(local)),
                     }
@@ -169,9 +167,9 @@ pub async fn body(ex: &mut Exchange, body: ProxyBody) -> Result<BodyOutcome, Pro
         }
     }
     let body = match (body.is_end_stream(), ex.req().replay_limit) {
-        (true, _) => RequestBody::Empty,
-        (false, Some(limit)) => RequestBody::Replay(ReplaySource::new(body, limit)),
-        (false, None) => RequestBody::Once(Some(body)),
+        (true, _) => AttemptBody::Empty,
+        (false, Some(limit)) => AttemptBody::Replay(ReplaySource::new(body, limit)),
+        (false, None) => AttemptBody::Once(Some(body)),
     };
     Ok(BodyOutcome::Forward(body))
 }
@@ -189,30 +187,6 @@ pub async fn collect_limited(mut body: ProxyBody, limit: u64) -> Result<Option<B
         }
     }
     Ok(Some(all.freeze()))
-}
-
-/// Every body filter, in order, on the whole body.
-async fn buffered(
-    ex: &mut Exchange,
-    filters: &[Arc<LoadedFilter>],
-    mut bytes: Bytes,
-) -> Result<Result<Bytes, LocalResponse>, ProxyError> {
-    for f in filters {
-        match f
-            .call(
-                PhaseCall::RequestBody(&bytes, true),
-                &mut ex.request,
-                &mut None,
-            )
-            .await
-        {
-            Ok(PhaseResult::Body(BodyAction::Replace(b))) => bytes = Bytes::from(b),
-            Ok(PhaseResult::Body(BodyAction::Respond(local))) => return Ok(Err(local)),
-            Ok(_) => {}
-            Err(failure) => on_failure(f, failure)?,
-        }
-    }
-    Ok(Ok(bytes))
 }
 
 /// Streams the body through the filters in a task. A filter answering `respond` (or
@@ -252,7 +226,7 @@ async fn pump(
             None if saw_end => return Ok(()),
             None => {
                 // The end came without data: filters still get their end-of-stream call.
-                let data = run_chunk(filters, request, Bytes::new(), true).await?;
+                let data = chain::request_body_chunk(filters, request, Bytes::new(), true).await?;
                 if !data.is_empty() {
                     let _ = tx.send(Ok(http_body::Frame::data(data))).await;
                 }
@@ -268,7 +242,9 @@ async fn pump(
             Ok(data) => {
                 let eos = source.is_end_stream();
                 saw_end |= eos;
-                http_body::Frame::data(run_chunk(filters, request, data, eos).await?)
+                http_body::Frame::data(
+                    chain::request_body_chunk(filters, request, data, eos).await?,
+                )
             }
             Err(other) => other,
         };
@@ -276,29 +252,4 @@ async fn pump(
             return Ok(()); // The upstream no longer reads.
         }
     }
-}
-
-/// Runs every stream-mode filter on one chunk, in order.
-async fn run_chunk(
-    filters: &[Arc<LoadedFilter>],
-    request: &mut Option<Box<RequestCtx>>,
-    mut data: Bytes,
-    eos: bool,
-) -> Result<Bytes, LocalResponse> {
-    for f in filters {
-        match f
-            .call(PhaseCall::RequestBody(&data, eos), request, &mut None)
-            .await
-        {
-            Ok(PhaseResult::Body(BodyAction::Replace(b))) => data = Bytes::from(b),
-            Ok(PhaseResult::Body(BodyAction::Respond(local))) => return Err(local),
-            Ok(_) => {}
-            Err(failure) => {
-                if let Err(e) = on_failure(f, failure) {
-                    return Err(super::response::local_from_error(&e));
-                }
-            }
-        }
-    }
-    Ok(data)
 }

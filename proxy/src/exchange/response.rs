@@ -1,70 +1,20 @@
-//! The response's way out: local responses, phase 4 (response bodies), and the head
-//! the client receives.
+//! The response's way out: local responses passed back through the chain, phase 4
+//! (response bodies), and the head the client receives.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
-use http::{Response, StatusCode};
+use http::Response;
 use http_body::Body;
 use http_body_util::BodyExt;
 
-use super::chain::{self, on_failure, ResponseDecision};
+use super::chain::{self, ResponseDecision};
+use super::local::replace_head;
 use super::request::collect_limited;
 use super::Exchange;
 use crate::body::{channel, BodySender, ProxyBody};
 use crate::error::ProxyError;
-use crate::host::{
-    BodyAction, BodyMode, FilterFailure, LoadedFilter, LocalResponse, PhaseCall, PhaseResult,
-    RequestCtx, ResponseCtx,
-};
-
-/// Headers a local response may not set: the proxy frames the message itself.
-const FRAMING: [&str; 4] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-];
-
-/// Replaces a response head with a filter's local response head.
-pub fn replace_head(resp: &mut ResponseCtx, local: &LocalResponse) {
-    resp.head.status =
-        StatusCode::from_u16(local.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.head.headers.clear();
-    for (k, v) in &local.headers {
-        if FRAMING.contains(&k.to_ascii_lowercase().as_str()) {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            resp.head.headers.append(name, value);
-        }
-    }
-    resp.upstream_failure = None;
-}
-
-/// A proxy error as a local response (for paths that hand responses over as values).
-pub fn local_from_error(e: &ProxyError) -> LocalResponse {
-    let resp = e.to_response();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                v.to_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    LocalResponse {
-        status: resp.status().as_u16(),
-        headers,
-        body: format!("{e}\n").into_bytes(),
-    }
-}
+use crate::host::{BodyMode, LoadedFilter, LocalResponse, RequestCtx, ResponseCtx};
 
 /// A filter answered locally: the response passes back through the filters that ran
 /// before it (response-headers phase, reverse order); body phases do not run.
@@ -99,7 +49,7 @@ pub async fn local(
 /// Builds the response the client gets.
 pub fn finish(resp: ResponseCtx, body: ProxyBody) -> Response<ProxyBody> {
     let mut head = resp.head;
-    super::upstream::client_headers(&mut head.headers);
+    super::forward::client_headers(&mut head.headers);
     Response::from_parts(head, body)
 }
 
@@ -145,7 +95,7 @@ pub async fn body(
                     limit,
                 })?;
             let mut response = Some(resp);
-            let bytes = buffered(ex, &filters, &mut response, bytes).await?;
+            let bytes = chain::response_body_whole(ex, &filters, &mut response, bytes).await?;
             Ok(finish(
                 *response.expect("response is back"),
                 ProxyBody::full(bytes),
@@ -176,38 +126,8 @@ fn clone_head(head: &http::response::Parts) -> http::response::Parts {
     parts
 }
 
-async fn buffered(
-    ex: &mut Exchange,
-    filters: &[Arc<LoadedFilter>],
-    response: &mut Option<Box<ResponseCtx>>,
-    mut bytes: Bytes,
-) -> Result<Bytes, ProxyError> {
-    for f in filters {
-        match f
-            .call(
-                PhaseCall::ResponseBody(&bytes, true),
-                &mut ex.request,
-                response,
-            )
-            .await
-        {
-            Ok(PhaseResult::Body(BodyAction::Replace(b))) => bytes = Bytes::from(b),
-            Ok(PhaseResult::Body(BodyAction::Respond(local))) => {
-                if let Some(r) = response.as_deref_mut() {
-                    replace_head(r, &local);
-                }
-                bytes = Bytes::from(local.body);
-            }
-            Ok(_) => {}
-            Err(failure) => on_failure(f, failure)?,
-        }
-    }
-    Ok(bytes)
-}
-
-/// Streams a response body through filters. A fail-closed failure, or a `respond` that
-/// is no longer possible, ends the body with an error: the client sees the response
-/// cut short rather than a body the filter did not approve.
+/// Streams a response body through filters, chunk by chunk (see
+/// [`chain::response_body_chunk`] for what a failure does).
 async fn pump(
     filters: &[Arc<LoadedFilter>],
     request: &mut Option<Box<RequestCtx>>,
@@ -235,31 +155,13 @@ async fn pump(
             },
         };
         saw_end |= eos;
-        let mut data = data;
-        for f in filters {
-            let result = f
-                .call(PhaseCall::ResponseBody(&data, eos), request, response)
-                .await;
-            let failure = match result {
-                Ok(PhaseResult::Body(BodyAction::Replace(b))) => {
-                    data = Bytes::from(b);
-                    continue;
-                }
-                Ok(PhaseResult::Body(BodyAction::Respond(_))) => {
-                    let failure = FilterFailure::InvalidAction(
-                        "respond after the response head was sent".into(),
-                    );
-                    f.record_failure(&failure);
-                    failure
-                }
-                Ok(_) => continue,
-                Err(failure) => failure,
-            };
-            if let Err(e) = on_failure(f, failure) {
+        let data = match chain::response_body_chunk(filters, request, response, data, eos).await {
+            Ok(data) => data,
+            Err(e) => {
                 let _ = tx.send(Err(e.to_string().into())).await;
                 return;
             }
-        }
+        };
         if !data.is_empty() && tx.send(Ok(http_body::Frame::data(data))).await.is_err() {
             return;
         }

@@ -1,17 +1,17 @@
 //! What filters answer, in the core's own types (the exchange never sees bindings).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::bindings::weft::filter::types as wit;
+use crate::error::UpstreamFailure;
 
 /// A response a filter sends instead of the upstream's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {
-    /// Status code.
     pub status: u16,
     /// Headers, in order.
     pub headers: Vec<(String, String)>,
-    /// Body.
     pub body: Vec<u8>,
 }
 
@@ -63,7 +63,6 @@ pub struct Phases {
     pub response_headers: bool,
     /// Response body.
     pub response_body: bool,
-    /// Log.
     pub log: bool,
 }
 
@@ -76,6 +75,42 @@ pub struct FilterInfo {
     pub request_body: BodyMode,
     /// How it wants response bodies.
     pub response_body: BodyMode,
+}
+
+/// What happened, for the log phase, once the exchange is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeSummary {
+    /// The status the client received.
+    pub status: u16,
+    /// Set when the proxy answered because the upstream exchange failed.
+    pub upstream_failure: Option<UpstreamFailure>,
+    /// The endpoint that answered last, if any.
+    pub upstream_address: Option<SocketAddr>,
+    /// How many times the request was sent upstream.
+    pub attempts: u32,
+    /// Request body bytes received from the client.
+    pub request_body_bytes: u64,
+    /// Response body bytes sent to the client.
+    pub response_body_bytes: u64,
+    /// From the request's arrival to the end of the response.
+    pub duration: Duration,
+    /// False when the client or the upstream broke off the exchange.
+    pub completed: bool,
+}
+
+impl From<&ExchangeSummary> for wit::ExchangeSummary {
+    fn from(s: &ExchangeSummary) -> Self {
+        wit::ExchangeSummary {
+            status: s.status,
+            upstream_failure: s.upstream_failure.map(Into::into),
+            upstream_address: s.upstream_address.map(|a| a.to_string()),
+            attempts: s.attempts,
+            request_body_bytes: s.request_body_bytes,
+            response_body_bytes: s.response_body_bytes,
+            duration_us: s.duration.as_micros() as u64,
+            completed: s.completed,
+        }
+    }
 }
 
 fn local(r: wit::LocalResponse) -> LocalResponse {

@@ -1,7 +1,7 @@
-//! The `weft:filter` world as wasmtime types. Only the import side is implemented from
-//! these bindings; exports are called through typed functions looked up once per
-//! component (see `host::exports`), so the same component can be called synchronously
-//! or, when it imports `http-client`, asynchronously.
+//! The `weft:filter` world as wasmtime types. The imports are implemented in
+//! `host::imports`; the exports are called through the typed functions these bindings
+//! look up once per instance (`host::instance`), synchronously or, for a component that
+//! imports `http-client`, asynchronously. Nothing outside `host` sees these types.
 
 wasmtime::component::bindgen!({
     world: "filter",

@@ -18,7 +18,6 @@ use crate::error::UpstreamFailure;
 /// The request as the chain sees and changes it.
 #[derive(Debug, Clone)]
 pub struct RequestCtx {
-    /// The method.
     pub method: Method,
     /// `http` or `https`.
     pub scheme: &'static str,

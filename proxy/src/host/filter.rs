@@ -7,11 +7,13 @@ use std::time::Duration;
 use http::StatusCode;
 use parking_lot::Mutex;
 
-use super::action::FilterInfo;
+use super::action::{Action, BodyAction, ExchangeSummary, FilterInfo};
 use super::bindings::weft::filter::types as wit;
 use super::call::{RequestCtx, ResponseCtx};
 use super::failure::FilterFailure;
-use super::instance::{FilterInstance, PhaseCall, PhaseResult};
+use super::instance::{
+    FilterInstance, Log, PhaseCall, RequestBody, RequestHeaders, ResponseBody, ResponseHeaders,
+};
 use super::module::FilterModule;
 use super::services::{HostServices, Outbound};
 use super::state::{FilterIdentity, HostState};
@@ -90,9 +92,7 @@ pub enum FilterLoadError {
 
 /// A configured filter.
 pub struct LoadedFilter {
-    /// Its name.
     pub name: String,
-    /// Its module.
     pub module: Arc<FilterModule>,
     /// What it declared at `init`.
     pub info: FilterInfo,
@@ -102,7 +102,6 @@ pub struct LoadedFilter {
     pub failure_status: StatusCode,
     /// Longest single call.
     pub timeout: Duration,
-    /// Counters.
     pub stats: FilterStats,
     config: wit::FilterConfig,
     identity: Arc<FilterIdentity>,
@@ -110,9 +109,12 @@ pub struct LoadedFilter {
     outbound: Arc<dyn Outbound>,
     memory_limit: usize,
     /// One pool per worker, so that calls on different workers do not take the same
-    /// lock. Boxed: an instance (its store and its export handles) moves out of the
-    /// pool and back on every call, and a pointer moves for less.
-    #[allow(clippy::vec_box)]
+    /// lock.
+    #[allow(
+        clippy::vec_box,
+        reason = "an instance (its store and export handles) moves out of the pool and \
+                  back on every call, and a pointer moves for less"
+    )]
     idle: Sharded<Mutex<Vec<Box<FilterInstance>>>>,
 }
 
@@ -248,14 +250,63 @@ impl LoadedFilter {
         tracing::warn!(filter = %self.name, reason = failure.reason(), "filter {failure}; {policy}");
     }
 
-    /// Runs one phase on an instance from the pool. A failed call is counted, and an
-    /// instance that trapped is thrown away, never reused.
-    pub async fn call(
+    /// Phase 1: the request head, lent to the filter for the call.
+    pub async fn request_headers(
         &self,
-        call: PhaseCall<'_>,
+        request: &mut Option<Box<RequestCtx>>,
+    ) -> Result<Action, FilterFailure> {
+        self.call(&RequestHeaders, request, &mut None).await
+    }
+
+    /// Phase 2: a chunk of the request body (the whole body in `buffer` mode).
+    pub async fn request_body(
+        &self,
+        request: &mut Option<Box<RequestCtx>>,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<BodyAction, FilterFailure> {
+        self.call(&RequestBody(chunk, end_of_stream), request, &mut None)
+            .await
+    }
+
+    /// Phase 3: the response head (from the upstream, or made by the proxy).
+    pub async fn response_headers(
+        &self,
         request: &mut Option<Box<RequestCtx>>,
         response: &mut Option<Box<ResponseCtx>>,
-    ) -> Result<PhaseResult, FilterFailure> {
+    ) -> Result<Action, FilterFailure> {
+        self.call(&ResponseHeaders, request, response).await
+    }
+
+    /// Phase 4: a chunk of the response body (the whole body in `buffer` mode).
+    pub async fn response_body(
+        &self,
+        request: &mut Option<Box<RequestCtx>>,
+        response: &mut Option<Box<ResponseCtx>>,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<BodyAction, FilterFailure> {
+        self.call(&ResponseBody(chunk, end_of_stream), request, response)
+            .await
+    }
+
+    /// Phase 5: the exchange is over.
+    pub async fn log(
+        &self,
+        request: &mut Option<Box<RequestCtx>>,
+        summary: &ExchangeSummary,
+    ) -> Result<(), FilterFailure> {
+        self.call(&Log(summary), request, &mut None).await
+    }
+
+    /// Runs one phase on an instance from the pool. A failed call is counted, and an
+    /// instance that trapped is thrown away, never reused.
+    async fn call<P: PhaseCall>(
+        &self,
+        call: &P,
+        request: &mut Option<Box<RequestCtx>>,
+        response: &mut Option<Box<ResponseCtx>>,
+    ) -> Result<P::Answer, FilterFailure> {
         self.stats.calls.inc();
         let mut instance = match self.checkout().await {
             Ok(i) => i,
@@ -264,13 +315,10 @@ impl LoadedFilter {
                 return Err(f);
             }
         };
-        match instance
-            .invoke(&call, request, response, self.timeout)
-            .await
-        {
-            Ok(result) => {
+        match instance.invoke(call, request, response, self.timeout).await {
+            Ok(answer) => {
                 self.checkin(instance);
-                Ok(result)
+                Ok(answer)
             }
             Err(f) => {
                 self.record_failure(&f);

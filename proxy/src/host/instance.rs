@@ -1,11 +1,12 @@
 //! One instance of a filter: its own store, reused call after call until it fails.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::action::{Action, BodyAction, FilterInfo};
+use super::action::{Action, BodyAction, ExchangeSummary, FilterInfo};
 use super::bindings::weft::filter::types as wit;
 use super::bindings::Filter as Bindings;
 use super::call::{RequestCtx, ResponseCtx};
@@ -14,28 +15,82 @@ use super::failure::{classify, DeadlineExceeded, FilterFailure};
 use super::module::FilterModule;
 use super::state::HostState;
 
-/// One call into a filter.
-pub enum PhaseCall<'a> {
-    /// Phase 1.
-    RequestHeaders,
-    /// Phase 2, with a chunk.
-    RequestBody(&'a [u8], bool),
-    /// Phase 3.
-    ResponseHeaders,
-    /// Phase 4, with a chunk.
-    ResponseBody(&'a [u8], bool),
-    /// Phase 5.
-    Log(&'a wit::ExchangeSummary),
+/// One call into a filter's export: what it hands over and what it answers, in the
+/// core's own types (the WIT types stay in this file).
+pub(crate) trait PhaseCall: Sync {
+    /// What the filter answers.
+    type Answer: Send;
+    /// Runs the export on `instance` (its store already holds the lent heads).
+    fn run<'a>(
+        &'a self,
+        instance: &'a mut FilterInstance,
+    ) -> impl Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a;
 }
 
-/// What a call answered.
-pub enum PhaseResult {
-    /// A headers phase's action.
-    Action(Action),
-    /// A body phase's action.
-    Body(BodyAction),
-    /// The log phase answers nothing.
-    Done,
+/// Phase 1: the request head.
+pub(crate) struct RequestHeaders;
+/// Phase 2: a chunk of the request body (or all of it), and whether it is the last.
+pub(crate) struct RequestBody<'c>(pub &'c [u8], pub bool);
+/// Phase 3: the response head.
+pub(crate) struct ResponseHeaders;
+/// Phase 4: a chunk of the response body (or all of it), and whether it is the last.
+pub(crate) struct ResponseBody<'c>(pub &'c [u8], pub bool);
+/// Phase 5: what happened.
+pub(crate) struct Log<'s>(pub &'s ExchangeSummary);
+
+/// Calls `$func` with `$args` on the instance's store, synchronously or (for filters
+/// that call out) on a fiber.
+macro_rules! call {
+    ($instance:expr, $func:ident, $args:expr) => {{
+        let instance = $instance;
+        let func = instance.bindings.weft_filter_handler().$func();
+        if instance.needs_async {
+            func.call_async(&mut instance.store, $args).await
+        } else {
+            func.call(&mut instance.store, $args)
+        }
+    }};
+}
+
+impl PhaseCall for RequestHeaders {
+    type Answer = Action;
+    async fn run(&self, instance: &mut FilterInstance) -> wasmtime::Result<Action> {
+        Ok(call!(instance, func_on_request_headers, ())?.0.into())
+    }
+}
+
+impl PhaseCall for ResponseHeaders {
+    type Answer = Action;
+    async fn run(&self, instance: &mut FilterInstance) -> wasmtime::Result<Action> {
+        Ok(call!(instance, func_on_response_headers, ())?.0.into())
+    }
+}
+
+impl PhaseCall for RequestBody<'_> {
+    type Answer = BodyAction;
+    async fn run(&self, instance: &mut FilterInstance) -> wasmtime::Result<BodyAction> {
+        Ok(call!(instance, func_on_request_body, (self.0, self.1))?
+            .0
+            .into())
+    }
+}
+
+impl PhaseCall for ResponseBody<'_> {
+    type Answer = BodyAction;
+    async fn run(&self, instance: &mut FilterInstance) -> wasmtime::Result<BodyAction> {
+        Ok(call!(instance, func_on_response_body, (self.0, self.1))?
+            .0
+            .into())
+    }
+}
+
+impl PhaseCall for Log<'_> {
+    type Answer = ();
+    async fn run(&self, instance: &mut FilterInstance) -> wasmtime::Result<()> {
+        let summary = wit::ExchangeSummary::from(self.0);
+        call!(instance, func_on_log, (&summary,))?;
+        Ok(())
+    }
 }
 
 /// A live instance.
@@ -101,13 +156,13 @@ impl FilterInstance {
     }
 
     /// Lends the heads, runs one phase under the deadline, and takes the heads back.
-    pub async fn invoke(
+    pub(crate) async fn invoke<P: PhaseCall>(
         &mut self,
-        call: &PhaseCall<'_>,
+        call: &P,
         request: &mut Option<Box<RequestCtx>>,
         response: &mut Option<Box<ResponseCtx>>,
         timeout: Duration,
-    ) -> Result<PhaseResult, FilterFailure> {
+    ) -> Result<P::Answer, FilterFailure> {
         let _in_flight = self.ticks.call();
         arm(&mut self.store, timeout);
         {
@@ -115,43 +170,11 @@ impl FilterInstance {
             data.request = request.take();
             data.response = response.take();
         }
-        let result = self.run(call).await;
+        let result = call.run(self).await;
         let data = self.store.data_mut();
         *request = data.request.take();
         *response = data.response.take();
         result.map_err(|e| classify(&e, data.memory.hit))
-    }
-
-    async fn run(&mut self, call: &PhaseCall<'_>) -> wasmtime::Result<PhaseResult> {
-        let h = self.bindings.weft_filter_handler();
-        let store = &mut self.store;
-        macro_rules! go {
-            ($func:expr, $args:expr) => {
-                if self.needs_async {
-                    $func.call_async(&mut *store, $args).await?
-                } else {
-                    $func.call(&mut *store, $args)?
-                }
-            };
-        }
-        Ok(match call {
-            PhaseCall::RequestHeaders => {
-                PhaseResult::Action(go!(h.func_on_request_headers(), ()).0.into())
-            }
-            PhaseCall::RequestBody(chunk, eos) => {
-                PhaseResult::Body(go!(h.func_on_request_body(), (*chunk, *eos)).0.into())
-            }
-            PhaseCall::ResponseHeaders => {
-                PhaseResult::Action(go!(h.func_on_response_headers(), ()).0.into())
-            }
-            PhaseCall::ResponseBody(chunk, eos) => {
-                PhaseResult::Body(go!(h.func_on_response_body(), (*chunk, *eos)).0.into())
-            }
-            PhaseCall::Log(summary) => {
-                go!(h.func_on_log(), (*summary,));
-                PhaseResult::Done
-            }
-        })
     }
 }
 
@@ -162,9 +185,4 @@ fn arm(store: &mut Store<HostState>, timeout: Duration) {
     data.waited = Duration::ZERO;
     data.memory.hit = false;
     store.set_epoch_deadline(ticks(timeout));
-}
-
-/// Keeps the filter's identity reachable for instances' logs.
-pub fn identity_of(instance: &FilterInstance) -> Arc<super::state::FilterIdentity> {
-    instance.store.data().identity.clone()
 }

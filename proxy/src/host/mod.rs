@@ -33,13 +33,14 @@ use parking_lot::Mutex;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Engine;
 
-pub use action::{Action, BodyAction, BodyMode, FilterInfo, LocalResponse, Phases};
+pub use action::{
+    Action, BodyAction, BodyMode, ExchangeSummary, FilterInfo, LocalResponse, Phases,
+};
 pub use call::{RequestCtx, ResponseCtx};
 pub use failure::FilterFailure;
 pub use filter::{FilterLoadError, LoadedFilter};
-pub use instance::{PhaseCall, PhaseResult};
 pub use module::{FileStamp, FilterModule, ModuleError};
-pub use services::{HostServices, Outbound};
+pub use services::{CallError, HostServices, Outbound, OutboundRequest, OutboundResponse};
 
 use bindings::{Filter, FilterPre};
 use cache::DiskCache;

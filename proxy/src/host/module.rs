@@ -21,7 +21,6 @@ pub enum ModuleError {
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
     /// The file is a core WebAssembly module, not a component.

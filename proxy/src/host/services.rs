@@ -13,7 +13,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use weft_shared_state::Store;
 
-use super::bindings::weft::filter::http_client::{CallError, OutboundRequest, OutboundResponse};
+use crate::error::UpstreamFailure;
 use crate::metrics::Registry;
 
 /// How many locks the shared state is split over, so workers rarely wait on each other.
@@ -57,6 +57,46 @@ impl SharedStore {
 /// A boxed future, for the outbound-call interface.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// A filter's call to a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRequest {
+    pub method: String,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// The `Host` to send; the cluster's name when absent.
+    pub authority: Option<String>,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// How long the whole call may take; the default when absent.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// The whole answer to a filter's call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundResponse {
+    /// The status.
+    pub status: u16,
+    /// Headers, in order (values that are not UTF-8 read with replacement characters).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Why a filter's call got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// No cluster of that name in the configuration.
+    UnknownCluster(String),
+    /// The request could not be built (bad method, path or header).
+    InvalidRequest(String),
+    /// The exchange failed.
+    Failed(UpstreamFailure),
+    /// The response body was larger than a filter call accepts.
+    ResponseTooLarge,
+}
+
 /// Outbound HTTP calls from filters to clusters, served by the data plane.
 pub trait Outbound: Send + Sync {
     /// Sends `request` to `cluster` and reads the whole response.
@@ -69,7 +109,6 @@ pub trait Outbound: Send + Sync {
 
 /// Host services shared by all filters.
 pub struct HostServices {
-    /// Metrics.
     pub metrics: Arc<Registry>,
     /// Shared state.
     pub state: SharedStore,

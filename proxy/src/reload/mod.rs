@@ -23,19 +23,16 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::app::load;
 use crate::config::{Checked, LoadedConfig};
 use crate::host::FilterHost;
 use crate::metrics::{Counter, Gauge, Registry};
 use crate::server::Server;
-use crate::snapshot::SnapshotHandle;
+use crate::snapshot::{load, SnapshotHandle};
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
-    /// The configuration the proxy started with.
-    Start,
     /// A file the configuration depends on changed.
     FileChange,
     /// SIGHUP.
@@ -48,7 +45,7 @@ pub enum Trigger {
 
 /// The result of one reload.
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub struct ReloadOutcome {
     /// Whether the new configuration now serves.
     pub applied: bool,
     /// The version serving after this reload (unchanged when refused).
@@ -86,7 +83,7 @@ pub struct Status {
     /// Reloads refused since start.
     pub refused: u64,
     /// The latest reloads, newest first (at most [`HISTORY`]).
-    pub recent: Vec<Outcome>,
+    pub recent: Vec<ReloadOutcome>,
 }
 
 /// Outcomes kept for the admin endpoint.
@@ -184,7 +181,7 @@ pub struct Reloader {
 
 struct Request {
     trigger: Trigger,
-    reply: Option<oneshot::Sender<Outcome>>,
+    reply: Option<oneshot::Sender<ReloadOutcome>>,
 }
 
 /// Asks the reloader for reloads; cheap to clone.
@@ -204,7 +201,7 @@ impl ReloadHandle {
         });
     }
 
-    fn ask(&self, trigger: Trigger) -> Option<oneshot::Receiver<Outcome>> {
+    fn ask(&self, trigger: Trigger) -> Option<oneshot::Receiver<ReloadOutcome>> {
         let (reply, rx) = oneshot::channel();
         let request = Request {
             trigger,
@@ -214,12 +211,12 @@ impl ReloadHandle {
     }
 
     /// Reloads and returns the outcome (`None` if the reloader has stopped).
-    pub async fn reload(&self, trigger: Trigger) -> Option<Outcome> {
+    pub async fn reload(&self, trigger: Trigger) -> Option<ReloadOutcome> {
         self.ask(trigger)?.await.ok()
     }
 
     /// [`ReloadHandle::reload`] for threads outside any runtime.
-    pub fn reload_blocking(&self, trigger: Trigger) -> Option<Outcome> {
+    pub fn reload_blocking(&self, trigger: Trigger) -> Option<ReloadOutcome> {
         self.ask(trigger)?.blocking_recv().ok()
     }
 
@@ -291,7 +288,7 @@ impl Reloader {
             status: self.status.clone(),
             watched: self.watched.clone(),
         };
-        crate::rt::spawn_thread("weft-reload", move || async move {
+        crate::background::spawn_thread("weft-reload", move || async move {
             while let Some(req) = rx.recv().await {
                 let outcome = self.reload(req.trigger).await;
                 if let Some(reply) = req.reply {
@@ -304,7 +301,7 @@ impl Reloader {
 
     /// Reloads now: validates the whole configuration and its modules, binds new
     /// listeners, swaps, then stops removed listeners.
-    pub async fn reload(&self, trigger: Trigger) -> Outcome {
+    pub async fn reload(&self, trigger: Trigger) -> ReloadOutcome {
         let started = Instant::now();
         let result = self.try_reload().await;
         let mut status = self.status.lock();
@@ -320,7 +317,7 @@ impl Reloader {
                 (false, Some(e), Default::default(), Vec::new())
             }
         };
-        let outcome = Outcome {
+        let outcome = ReloadOutcome {
             applied,
             version: status.version,
             trigger,
@@ -338,7 +335,7 @@ impl Reloader {
         outcome
     }
 
-    fn record(&self, o: &Outcome) {
+    fn record(&self, o: &ReloadOutcome) {
         self.stats.last_time.set(o.at_unix_ms as f64 / 1e3);
         if o.applied {
             self.stats.applied.inc();

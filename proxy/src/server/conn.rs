@@ -14,9 +14,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::accepting::{Accepting, LiveGuard};
 use super::h1;
 use super::rewind::Rewind;
-use super::worker::{Accepting, LiveGuard};
 use crate::body::ProxyBody;
 use crate::config::model::ListenerProtocol;
 use crate::exchange::{self, ConnInfo};
@@ -49,7 +49,7 @@ async fn sniff(
             if stream.readable().await.is_err() {
                 return None;
             }
-            match crate::h1wire::read_some(stream, buf) {
+            match crate::net::read_some(stream, buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

@@ -11,10 +11,12 @@
 //! the reload; a removed listener stops accepting and its connections finish their
 //! requests and close. Listeners that stay keep their sockets and connections.
 
+mod accepting;
 mod conn;
-pub(crate) mod h1;
+mod h1;
 mod listener;
 mod rewind;
+mod tunnel;
 mod worker;
 
 use std::net::SocketAddr;

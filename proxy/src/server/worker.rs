@@ -1,41 +1,16 @@
 //! One worker: a thread, a single-threaded runtime, an accept loop per listener.
 
 use std::net::TcpListener as StdListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
+use super::accepting::{Accepting, Live};
 use super::conn::serve_connection;
 use super::DRAIN;
 use crate::snapshot::SnapshotHandle;
-
-/// Open connections of a worker, to know when draining is done.
-#[derive(Default)]
-pub struct Live {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-/// Counts a connection while alive.
-pub struct LiveGuard(Arc<Live>);
-
-impl Live {
-    fn enter(self: &Arc<Self>) -> LiveGuard {
-        self.count.fetch_add(1, Ordering::AcqRel);
-        LiveGuard(self.clone())
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
 
 /// What the server asks of a worker.
 pub enum Command {
@@ -98,35 +73,15 @@ pub fn run(
             }
         }
         // Draining: connections were told to finish; wait for them, within limits.
-        let drained = tokio::time::timeout(DRAIN, async {
-            while live.count.load(Ordering::Acquire) > 0 {
-                let idle = live.idle.notified();
-                if live.count.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                idle.await;
-            }
-        })
-        .await;
+        let drained = tokio::time::timeout(DRAIN, live.drained()).await;
         if drained.is_err() {
             tracing::warn!(
                 worker = id,
-                open = live.count.load(Ordering::Acquire),
+                open = live.open(),
                 "connections still open after the drain period"
             );
         }
     });
-}
-
-/// A listener as a worker serves it.
-#[derive(Clone)]
-pub struct Accepting {
-    /// Its name.
-    pub name: Arc<str>,
-    /// Where it is expected in the snapshot.
-    pub hint: usize,
-    /// Set when a reload removes it.
-    pub stop: watch::Receiver<bool>,
 }
 
 async fn accept_loop(

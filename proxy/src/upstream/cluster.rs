@@ -69,7 +69,6 @@ impl ClusterStats {
 
 /// A cluster.
 pub struct Cluster {
-    /// Its name.
     pub name: Arc<str>,
     /// Its endpoints.
     pub endpoints: Vec<SocketAddr>,
@@ -81,7 +80,6 @@ pub struct Cluster {
     pub max_idle: usize,
     /// Idle connections older than this are not reused.
     pub idle_timeout: Duration,
-    /// Counters.
     pub stats: ClusterStats,
     next: AtomicUsize,
 }

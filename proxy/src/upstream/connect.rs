@@ -16,7 +16,7 @@ use crate::error::UpstreamFailure;
 /// A connection ready to send requests on.
 pub enum Conn {
     /// HTTP/1.1: one request at a time, driven by its user.
-    H1(Box<super::h1::H1Conn>),
+    H1(Box<crate::net::UpstreamConn>),
     /// HTTP/2: many at once.
     H2(http2::SendRequest<ProxyBody>),
 }
@@ -50,7 +50,7 @@ pub async fn connect(
         )
     };
     match protocol {
-        UpstreamProtocol::Http1 => Ok(Conn::H1(super::h1::H1Conn::new(stream))),
+        UpstreamProtocol::Http1 => Ok(Conn::H1(crate::net::UpstreamConn::new(stream))),
         UpstreamProtocol::Http2 => {
             let io = TokioIo::new(stream);
             let (send, conn) = http2::Builder::new(TokioExecutor::new())

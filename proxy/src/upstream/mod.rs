@@ -3,9 +3,8 @@
 pub mod cluster;
 pub mod connect;
 pub mod h1;
-pub mod outbound;
 pub mod pool;
 pub mod send;
 
 pub use cluster::{Cluster, Clusters};
-pub use send::{send, AttemptError, RequestHead, UpstreamResponse};
+pub use send::{send, AttemptError, RequestHead};

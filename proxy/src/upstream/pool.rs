@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use hyper::client::conn::http2;
 
-use super::h1::H1Conn;
 use crate::body::ProxyBody;
+use crate::net::UpstreamConn;
 
 /// A multiply-rotate hash (as rustc's FxHash) for endpoint addresses: the keys come
 /// from the configuration and name resolution, not from clients, so SipHash's
@@ -51,15 +51,17 @@ impl Hasher for AddrHasher {
 type AddrMap<V> = HashMap<SocketAddr, V, BuildHasherDefault<AddrHasher>>;
 
 thread_local! {
-    // Boxed: connections move between the pool and response bodies without copying, and
-    // the body enum that holds one stays small.
-    #[allow(clippy::vec_box)]
-    static H1: RefCell<AddrMap<Vec<Box<H1Conn>>>> = RefCell::new(AddrMap::default());
+    #[allow(
+        clippy::vec_box,
+        reason = "connections move between the pool and response bodies without copying, \
+                  and the body enum that holds one stays small"
+    )]
+    static H1: RefCell<AddrMap<Vec<Box<UpstreamConn>>>> = RefCell::new(AddrMap::default());
     static H2: RefCell<AddrMap<http2::SendRequest<ProxyBody>>> = RefCell::new(AddrMap::default());
 }
 
 /// Takes an idle HTTP/1.1 connection to `addr`, skipping stale and closed ones.
-pub fn take_h1(addr: SocketAddr, idle_timeout: Duration) -> Option<Box<H1Conn>> {
+pub fn take_h1(addr: SocketAddr, idle_timeout: Duration) -> Option<Box<UpstreamConn>> {
     H1.with(|pool| {
         let mut pool = pool.borrow_mut();
         let idle = pool.get_mut(&addr)?;
@@ -75,7 +77,7 @@ pub fn take_h1(addr: SocketAddr, idle_timeout: Duration) -> Option<Box<H1Conn>> 
 }
 
 /// Returns an HTTP/1.1 connection to the pool, unless the pool is full.
-pub fn put_h1(addr: SocketAddr, mut conn: Box<H1Conn>, max_idle: usize) {
+pub fn put_h1(addr: SocketAddr, mut conn: Box<UpstreamConn>, max_idle: usize) {
     if max_idle == 0 {
         return;
     }
@@ -110,9 +112,4 @@ pub fn set_h2(addr: SocketAddr, send: http2::SendRequest<ProxyBody>) {
     H2.with(|pool| {
         pool.borrow_mut().insert(addr, send);
     })
-}
-
-/// Idle HTTP/1.1 connections this worker holds to `addr` (for tests and the admin API).
-pub fn idle_h1(addr: SocketAddr) -> usize {
-    H1.with(|pool| pool.borrow().get(&addr).map_or(0, Vec::len))
 }

@@ -7,16 +7,16 @@ use hyper::client::conn::http2;
 
 use super::cluster::Cluster;
 use super::connect::{connect, Conn};
-use super::h1::{self, H1Conn};
+use super::h1;
 use super::pool;
 use crate::body::ProxyBody;
 use crate::config::model::UpstreamProtocol;
 use crate::error::UpstreamFailure;
+use crate::net::UpstreamConn;
 
 /// The head of a request to send upstream.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
-    /// The method.
     pub method: Method,
     /// Host and optional port.
     pub authority: String,
@@ -24,11 +24,11 @@ pub struct RequestHead {
     pub path: http::uri::PathAndQuery,
     /// Headers, without `Host` and hop-by-hop headers.
     pub headers: HeaderMap,
-    /// The protocol the client asked to switch to (see [`crate::upgrade`]); asked of
+    /// The protocol the client asked to switch to (see [`crate::exchange::upgrade`]); asked of
     /// HTTP/1.1 upstreams only.
     pub upgrade: Option<http::HeaderValue>,
     /// Whether an HTTP/1.1 upstream's response headers may stay as received lines
-    /// ([`crate::h1wire::RawHeaders`]): nothing on the way back reads them.
+    /// ([`weft_h1::RawHeaders`]): nothing on the way back reads them.
     pub raw_response: bool,
 }
 
@@ -134,7 +134,7 @@ async fn new_conn(cluster: &Cluster, addr: SocketAddr) -> Result<Conn, AttemptEr
         .map_err(|(failure, detail)| AttemptError::new(failure, detail, Some(addr)))
 }
 
-async fn fresh_h1(cluster: &Cluster, addr: SocketAddr) -> Result<Box<H1Conn>, AttemptError> {
+async fn fresh_h1(cluster: &Cluster, addr: SocketAddr) -> Result<Box<UpstreamConn>, AttemptError> {
     match new_conn(cluster, addr).await? {
         Conn::H1(c) => Ok(c),
         Conn::H2(_) => Err(AttemptError::new(

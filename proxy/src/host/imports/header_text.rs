@@ -73,11 +73,9 @@ fn value_byte(b: u8) -> bool {
 fn valid_value(v: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut words = v.chunks_exact(8);
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let x = u64::from_le_bytes(bytes);
+    let (words, rest) = v.as_chunks::<8>();
+    for word in words {
+        let x = u64::from_le_bytes(*word);
         // Some byte is below 0x20 (obs-text, at 0x80 and up, cannot set this).
         let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
         // Some byte is 0x7f (zero after the xor).
@@ -87,7 +85,7 @@ fn valid_value(v: &[u8]) -> bool {
             return false;
         }
     }
-    words.remainder().iter().all(|&b| value_byte(b))
+    rest.iter().all(|&b| value_byte(b))
 }
 
 /// A header value from the guest's string, taken over rather than copied, and checked

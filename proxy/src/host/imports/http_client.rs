@@ -1,12 +1,13 @@
 //! `weft:filter/http-client`: a filter awaits a call to a cluster while the worker goes
 //! on with other requests. Time spent waiting does not count against the filter's
-//! deadline.
+//! deadline. The WIT types are converted here, at the import boundary.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::host::bindings::weft::filter::http_client::{
     CallError, Host, OutboundRequest, OutboundResponse,
 };
+use crate::host::services;
 use crate::host::state::HostState;
 
 impl Host for HostState {
@@ -16,8 +17,28 @@ impl Host for HostState {
         request: OutboundRequest,
     ) -> wasmtime::Result<Result<OutboundResponse, CallError>> {
         let started = Instant::now();
+        let request = services::OutboundRequest {
+            method: request.method,
+            path: request.path,
+            authority: request.authority,
+            headers: request.headers,
+            body: request.body,
+            timeout: request
+                .timeout_ms
+                .map(|ms| Duration::from_millis(ms.into())),
+        };
         let result = self.outbound.send(cluster, request).await;
         self.waited += started.elapsed();
-        Ok(result)
+        Ok(match result {
+            Ok(r) => Ok(OutboundResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
+            Err(services::CallError::UnknownCluster(c)) => Err(CallError::UnknownCluster(c)),
+            Err(services::CallError::InvalidRequest(m)) => Err(CallError::InvalidRequest(m)),
+            Err(services::CallError::Failed(f)) => Err(CallError::Failed(f.into())),
+            Err(services::CallError::ResponseTooLarge) => Err(CallError::ResponseTooLarge),
+        })
     }
 }

@@ -8,18 +8,16 @@
 //! already read if the client pipelined.
 //!
 //! What it handles: keep-alive by version and `Connection`; bodies framed by length or
-//! chunks, and smuggling shapes refused (`head`); `Expect: 100-continue` (answered
-//! when the body is first read, unless a response came first); a 30 s limit for a
+//! chunks, and smuggling shapes refused (`weft_h1::request`); `Expect: 100-continue` (answered
+//! when the body is first read, unless a response came first); [`HEAD_TIMEOUT`] for a
 //! request head to arrive (408 when one had started); a client that pipelines; a
 //! response whose `Connection: close` ends the connection (a listener removed by a
 //! reload); shutdown and listener removal closing idle connections at once and busy
-//! ones after their response; a client that accepts none of a response's bytes for 5
-//! minutes is cut off (`write::WRITE_STALL`). A malformed head gets 400 (431 when too
-//! large) and the connection closes. An upgrade (WebSocket) the upstream accepts turns
-//! the connection into a tunnel to it (`crate::upgrade`).
+//! ones after their response; a client that accepts none of a response's bytes for
+//! `write::WRITE_STALL` is cut off. A malformed head gets 400 (431 when too large) and
+//! the connection closes. An upgrade (WebSocket) the upstream accepts turns
+//! the connection into a tunnel to it (`super::tunnel`).
 
-mod body;
-mod head;
 mod write;
 
 use std::future::Future;
@@ -34,16 +32,16 @@ use http::Request;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-pub use body::RequestBody;
+use weft_h1::request as head;
+use weft_h1::{Framing, MAX_HEAD, READ_CHUNK};
 
+use crate::body::h1::{ClientBody, Handoff, CONTINUE};
 use crate::body::ProxyBody;
+use crate::deadline::Lazy;
 use crate::error::ProxyError;
-use crate::exchange::deadline::Lazy;
 use crate::exchange::{self, ConnInfo};
-use crate::h1wire::{Framing, MAX_HEAD, READ_CHUNK};
+use crate::net::{Upgraded, UpstreamSide};
 use crate::snapshot::SnapshotHandle;
-use crate::upgrade::{Upgraded, UpstreamSide};
-use body::Handoff;
 use write::Answering;
 
 /// How long a request head may take to arrive once the connection is waiting for one.
@@ -157,13 +155,13 @@ pub async fn serve(
             handoff
                 .continue_owed
                 .store(expect_continue, Ordering::Relaxed);
-            let body = RequestBody::new(
+            let body = ClientBody::new(
                 stream.clone(),
                 std::mem::take(&mut buf),
                 framing,
                 handoff.clone(),
             );
-            (ProxyBody::H1Request(body), Some(handoff))
+            (ProxyBody::Client(body), Some(handoff))
         };
         let snapshot = handle.load_full();
         let resp = exchange::serve(snapshot, &info, Request::from_parts(parts, body)).await;
@@ -183,8 +181,8 @@ pub async fn serve(
                 handoff.continue_owed.store(false, Ordering::Relaxed);
                 let partial = handoff.continue_sent.load(Ordering::Relaxed);
                 if partial > 0
-                    && partial < body::CONTINUE.len()
-                    && write::write_all(&stream, &body::CONTINUE[partial..])
+                    && partial < CONTINUE.len()
+                    && write::write_all(&stream, &CONTINUE[partial..])
                         .await
                         .is_err()
                 {
@@ -230,12 +228,12 @@ async fn switch(
     let Ok(stream) = Arc::try_unwrap(stream) else {
         return;
     };
-    match crate::upgrade::tunnel(
+    match super::tunnel::tunnel(
         stream,
         early,
         side,
         stopped.signal,
-        crate::upgrade::TUNNEL_IDLE,
+        super::tunnel::TUNNEL_IDLE,
     )
     .await
     {
@@ -308,7 +306,7 @@ async fn next_head(
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
         }
-        match crate::h1wire::read_some(stream, buf) {
+        match crate::net::read_some(stream, buf) {
             Ok(0) => return Next::Done,
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -372,11 +370,10 @@ async fn refuse(stream: &TcpStream, refused: head::Refused) -> Next {
         "request refused: {}",
         refused.reason
     );
-    let resp = ProxyError::Malformed {
+    let resp = exchange::error_response(&ProxyError::Malformed {
         status: refused.status,
         reason: refused.reason,
-    }
-    .to_response();
+    });
     let to = Answering {
         head: false,
         version: http::Version::HTTP_11,

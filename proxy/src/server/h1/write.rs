@@ -17,7 +17,8 @@ use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
-use crate::h1wire::{push_chunk_size, push_decimal, Framing, RawHeaders};
+use weft_h1::wire::{push_chunk_size, push_decimal};
+use weft_h1::{Framing, RawHeaders};
 
 /// A body this small that is already here is sent with the head.
 const COALESCE: usize = 16 << 10;
@@ -133,7 +134,13 @@ pub async fn response(
             failure: crate::error::UpstreamFailure::ProtocolError,
             detail: format!("{status} as a final response"),
         };
-        return Box::pin(response(stream, bad.to_response(), to, false)).await;
+        return Box::pin(response(
+            stream,
+            crate::exchange::error_response(&bad),
+            to,
+            false,
+        ))
+        .await;
     }
     let headers = &parts.headers;
     let bodiless = to.head

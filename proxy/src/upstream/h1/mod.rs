@@ -13,47 +13,29 @@
 //! responses; kept-alive connections closed by the upstream while idle (found before use
 //! without a system call in the common case, and a request never sent is sent again on a
 //! new connection); a protocol upgrade the client asked for (the connection leaves with
-//! the 101 response: see `crate::upgrade`).
+//! the 101 response: see `crate::server::tunnel`).
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
-
-mod head;
+use tokio::io::AsyncWriteExt;
+use weft_h1::wire::{push_chunk_size, push_decimal};
+use weft_h1::{Framing, MAX_HEAD, READ_CHUNK};
 
 use super::pool;
 use super::send::RequestHead;
-use crate::body::{BoxError, ProxyBody};
+use crate::body::h1::UpstreamBody;
+use crate::body::ProxyBody;
 use crate::error::UpstreamFailure;
-use crate::h1wire::{
-    decode_chunk, push_chunk_size, push_decimal, Chunk, ChunkOut, Framing, MAX_HEAD, READ_CHUNK,
-};
-use crate::upgrade::{Upgraded, UpstreamSide};
-
-/// A kept-alive HTTP/1.1 connection.
-pub struct H1Conn {
-    stream: TcpStream,
-    /// Bytes read past the end of the previous response (none in practice).
-    buf: BytesMut,
-    /// When it was last returned to the pool.
-    pub since: Instant,
-}
+use crate::net::{Upgraded, UpstreamConn, UpstreamSide};
 
 /// Why an exchange on a connection failed.
 #[derive(Debug)]
 pub struct H1Error {
-    /// How.
     pub failure: UpstreamFailure,
-    /// What happened.
     pub detail: String,
     /// Whether nothing of the request reached the upstream (it may be sent again).
     pub unsent: bool,
@@ -76,36 +58,8 @@ fn io_failure(e: &io::Error) -> UpstreamFailure {
     }
 }
 
-impl H1Conn {
-    /// Wraps a connected stream.
-    pub fn new(stream: TcpStream) -> Box<H1Conn> {
-        Box::new(H1Conn {
-            stream,
-            buf: BytesMut::new(),
-            since: Instant::now(),
-        })
-    }
-
-    /// Whether the upstream has closed this idle connection (or sent something it
-    /// should not have). Costs a system call only when the socket reports activity.
-    pub fn is_stale(&self) -> bool {
-        if !self.buf.is_empty() {
-            return true;
-        }
-        let waker = std::task::Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => false,
-            Poll::Ready(Err(_)) => true,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
-    }
-}
-
-/// Writes the request head, then the body, framed.
+/// Writes the request head (the framing headers for `framing` included) into `out`;
+/// the body is sent separately.
 fn encode_head(head: &RequestHead, framing: Framing, out: &mut Vec<u8>) {
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
@@ -168,7 +122,7 @@ fn idempotent(method: &Method) -> bool {
 /// Sends a request on `conn` and reads the response head. On success, the response
 /// body reads from the connection and returns it to the pool at its end.
 pub async fn exchange(
-    mut conn: Box<H1Conn>,
+    mut conn: Box<UpstreamConn>,
     addr: SocketAddr,
     max_idle: usize,
     head: &RequestHead,
@@ -248,7 +202,7 @@ pub async fn exchange(
                 .get(http::header::UPGRADE)
                 .cloned()
                 .unwrap_or_else(|| asked.clone());
-            let H1Conn { stream, buf, .. } = *conn;
+            let UpstreamConn { stream, buf, .. } = *conn;
             parts.extensions.insert(Upgraded::new(UpstreamSide {
                 stream,
                 early: buf,
@@ -263,7 +217,7 @@ pub async fn exchange(
         && reuse
         && framing != Framing::Close
         && parts.status != StatusCode::SWITCHING_PROTOCOLS;
-    let body = H1Body::start(conn, addr, max_idle, framing, reusable);
+    let body = UpstreamBody::start(conn, addr, max_idle, framing, reusable, pool::put_h1);
     Ok((parts, body))
 }
 
@@ -307,7 +261,7 @@ async fn write_body(
 }
 
 /// Reads into the connection's buffer; Ok(0) at end of stream.
-async fn fill(conn: &mut H1Conn) -> io::Result<usize> {
+async fn fill(conn: &mut UpstreamConn) -> io::Result<usize> {
     use tokio::io::AsyncReadExt;
     if conn.buf.capacity() - conn.buf.len() < 1024 {
         conn.buf.reserve(READ_CHUNK);
@@ -317,14 +271,16 @@ async fn fill(conn: &mut H1Conn) -> io::Result<usize> {
 
 /// Reads a response head, skipping 1xx answers. The error says whether any byte came.
 async fn read_head(
-    conn: &mut H1Conn,
+    conn: &mut UpstreamConn,
     is_head: bool,
     raw: bool,
 ) -> Result<(http::response::Parts, Framing, bool), (UpstreamFailure, String, bool)> {
     let mut read_any = !conn.buf.is_empty();
     loop {
         if !conn.buf.is_empty() {
-            match head::parse_head(&mut conn.buf, raw && !is_head)? {
+            match weft_h1::response::parse_head(&mut conn.buf, raw && !is_head)
+                .map_err(|e| (UpstreamFailure::ProtocolError, e.to_string(), false))?
+            {
                 Some((parts, framing, reuse)) => {
                     if parts.status.is_informational()
                         && parts.status != StatusCode::SWITCHING_PROTOCOLS
@@ -369,165 +325,6 @@ async fn read_head(
                     !read_any,
                 ))
             }
-        }
-    }
-}
-
-/// A response body read straight from its connection.
-pub struct H1Body {
-    conn: Option<Box<H1Conn>>,
-    addr: SocketAddr,
-    max_idle: usize,
-    framing: Framing,
-    remaining: u64,
-    chunk: Chunk,
-    reusable: bool,
-    done: bool,
-}
-
-impl H1Body {
-    fn start(
-        conn: Box<H1Conn>,
-        addr: SocketAddr,
-        max_idle: usize,
-        framing: Framing,
-        reusable: bool,
-    ) -> ProxyBody {
-        let remaining = if let Framing::Length(n) = framing {
-            n
-        } else {
-            0
-        };
-        let mut b = H1Body {
-            conn: Some(conn),
-            addr,
-            max_idle,
-            framing,
-            remaining,
-            chunk: Chunk::Size,
-            reusable,
-            done: false,
-        };
-        if framing == Framing::Empty {
-            b.finish();
-        }
-        ProxyBody::H1(b)
-    }
-
-    fn finish(&mut self) {
-        self.done = true;
-        if let Some(conn) = self.conn.take() {
-            if self.reusable {
-                pool::put_h1(self.addr, conn, self.max_idle);
-            }
-        }
-    }
-
-    fn fail(&mut self, msg: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.done = true;
-        self.conn = None;
-        Poll::Ready(Some(Err(msg.into())))
-    }
-
-    /// Reads more into the buffer. Ready(Ok(0)) at end of stream.
-    fn poll_fill(conn: &mut H1Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if conn.buf.capacity() - conn.buf.len() < 1024 {
-            conn.buf.reserve(READ_CHUNK);
-        }
-        let spare = conn.buf.spare_capacity_mut();
-        let mut rb = ReadBuf::uninit(spare);
-        match Pin::new(&mut conn.stream).poll_read(cx, &mut rb) {
-            Poll::Ready(Ok(())) => {
-                let n = rb.filled().len();
-                // SAFETY: `poll_read` initialised the first `n` spare bytes.
-                unsafe { conn.buf.set_len(conn.buf.len() + n) };
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    pub(crate) fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            let Some(conn) = this.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            // Serve what is buffered first.
-            match this.framing {
-                Framing::Empty => {
-                    this.finish();
-                    continue;
-                }
-                Framing::Length(_) if this.remaining == 0 => {
-                    this.finish();
-                    continue;
-                }
-                Framing::Length(_) if !conn.buf.is_empty() => {
-                    let n = (conn.buf.len() as u64).min(this.remaining) as usize;
-                    let data = conn.buf.split_to(n).freeze();
-                    this.remaining -= n as u64;
-                    if this.remaining == 0 {
-                        this.finish();
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Close if !conn.buf.is_empty() => {
-                    let data = conn.buf.split().freeze();
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Chunked if !conn.buf.is_empty() => {
-                    match decode_chunk(&mut conn.buf, &mut this.chunk) {
-                        Ok(Some(ChunkOut::Data(d))) => {
-                            return Poll::Ready(Some(Ok(Frame::data(d))))
-                        }
-                        Ok(Some(ChunkOut::End)) => {
-                            this.finish();
-                            continue;
-                        }
-                        Ok(None) => {} // need more bytes
-                        Err(e) => {
-                            return this.fail(format!("{}: invalid chunked body: {e}", this.addr))
-                        }
-                    }
-                }
-                _ => {}
-            }
-            // Then read more.
-            match Self::poll_fill(conn, cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => {
-                    return this.fail(format!("{}: reading the response body: {e}", this.addr))
-                }
-                Poll::Ready(Ok(0)) => {
-                    if this.framing == Framing::Close {
-                        this.reusable = false;
-                        this.finish();
-                        continue;
-                    }
-                    return this.fail(format!("{}: connection closed mid-body", this.addr));
-                }
-                Poll::Ready(Ok(_)) => {}
-            }
-        }
-    }
-
-    pub(crate) fn is_end_stream(&self) -> bool {
-        self.done
-    }
-
-    pub(crate) fn size_hint(&self) -> SizeHint {
-        match self.framing {
-            Framing::Empty => SizeHint::with_exact(0),
-            Framing::Length(_) => SizeHint::with_exact(self.remaining),
-            _ => SizeHint::default(),
         }
     }
 }

@@ -1,0 +1,203 @@
+//! Sending the request upstream: attempts, timeouts, and the response-headers phase
+//! that may ask for another attempt.
+//!
+//! The route's timeout (or a filter's override) bounds everything from the request's
+//! arrival to the response head, retries and backoffs included; a filter's per-try
+//! timeout bounds each attempt. When an attempt fails, the proxy makes the response
+//! (502, 503 or 504, saying why) and the response phase sees it like any other, so a
+//! retry filter can act on connect failures, resets and timeouts.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+
+use super::answer::error_response;
+use super::chain::{self, ResponseDecision};
+use super::request::AttemptBody;
+use super::Exchange;
+use crate::body::ProxyBody;
+use crate::error::{ProxyError, UpstreamFailure};
+use crate::host::ResponseCtx;
+use crate::upstream::{send, AttemptError, RequestHead};
+
+/// What happened upstream, for the log phase.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamOutcome {
+    /// Attempts sent.
+    pub attempts: u32,
+    /// The last failure, if the proxy answered for the upstream.
+    pub failure: Option<UpstreamFailure>,
+    /// The last endpoint tried.
+    pub addr: Option<SocketAddr>,
+}
+
+/// The response the proxy makes for a failed attempt.
+fn failed_response(e: AttemptError) -> (Box<ResponseCtx>, ProxyBody) {
+    tracing::debug!(
+        failure = e.failure.as_str(),
+        "upstream attempt failed: {}",
+        e.detail
+    );
+    let addr = e.addr;
+    let failure = e.failure;
+    let (head, body) = error_response(&ProxyError::Upstream {
+        failure,
+        detail: e.detail,
+    })
+    .into_parts();
+    (
+        Box::new(ResponseCtx {
+            head,
+            upstream_failure: Some(failure),
+            upstream_addr: addr,
+        }),
+        body,
+    )
+}
+
+/// Sends attempts until one is delivered: the first, unless the response phase asks
+/// for a retry that the body and the deadline allow.
+pub async fn forward(
+    ex: &mut Exchange,
+    mut body: AttemptBody,
+) -> Result<(Box<ResponseCtx>, ProxyBody), ProxyError> {
+    let deadline = ex.start + ex.req().timeout.unwrap_or(ex.route.timeout);
+    // Without response filters nothing can need the request again: move its headers
+    // and authority into the attempt.
+    let keep_request =
+        ex.route.needs.response_headers || ex.route.needs.log || ex.route.needs.response_body;
+    let raw_response =
+        ex.raw_response_ok && !ex.route.needs.response_headers && !ex.route.needs.response_body;
+    loop {
+        let attempt_body = body.take().unwrap_or(ProxyBody::Empty);
+        let upgrade = ex.upgrade.clone();
+        let req = ex.req_mut();
+        let head = RequestHead {
+            method: req.method.clone(),
+            authority: lend(&mut req.authority, keep_request),
+            path: req.path.clone(),
+            headers: lend(&mut req.headers, keep_request),
+            upgrade,
+            raw_response,
+        };
+        let try_timeout = req.try_timeout;
+        let cluster = ex.snapshot.clusters.get(&*ex.req().cluster).cloned();
+        ex.outcome.attempts += 1;
+
+        // An unfiltered request's first attempt leaves microseconds after it arrived:
+        // for deadlines of seconds its start is the time now (one clock read less).
+        let now = if ex.route.chain.is_empty() && ex.outcome.attempts == 1 {
+            ex.start
+        } else {
+            Instant::now()
+        };
+        let result = match (cluster, deadline.checked_duration_since(now)) {
+            (None, _) => Err(AttemptError {
+                failure: UpstreamFailure::UnknownCluster,
+                detail: format!("no cluster named {:?}", ex.req().cluster),
+                addr: None,
+            }),
+            (_, None) => Err(timed_out(ex.route.timeout)),
+            (Some(cluster), Some(left)) => {
+                let limit = try_timeout.map_or(left, |t| t.min(left));
+                // Boxed: the attempt's future is large, and moving it costs more than this.
+                let deadline = tokio::time::Instant::from_std(now + limit);
+                match crate::deadline::within(
+                    deadline,
+                    Box::pin(send(&cluster, head, attempt_body)),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => {
+                        cluster.stats.failed(UpstreamFailure::Timeout);
+                        Err(timed_out(limit))
+                    }
+                }
+            }
+        };
+        let (response, response_body) = match result {
+            Ok(r) => {
+                ex.outcome.addr = Some(r.addr);
+                ex.outcome.failure = None;
+                (
+                    Box::new(ResponseCtx {
+                        head: r.head,
+                        upstream_failure: None,
+                        upstream_addr: Some(r.addr),
+                    }),
+                    r.body,
+                )
+            }
+            Err(e) => {
+                ex.outcome.addr = e.addr;
+                ex.outcome.failure = Some(e.failure);
+                failed_response(e)
+            }
+        };
+        if !ex.route.needs.response_headers {
+            return Ok((response, response_body));
+        }
+
+        // Phase 3: response headers.
+        ex.req_mut().body_replayable = body.replayable();
+        let mut response = Some(response);
+        let mut replaced = None;
+        let decision = Box::pin(chain::response_headers(
+            ex,
+            &mut response,
+            &mut replaced,
+            true,
+        ))
+        .await?;
+        let response = response.expect("response is back after every filter call");
+        let response_body = match replaced {
+            Some(b) => ProxyBody::full(b),
+            None => response_body,
+        };
+        match decision {
+            ResponseDecision::Deliver => return Ok((response, response_body)),
+            ResponseDecision::Retry(backoff) => {
+                let refused = if !body.replayable() {
+                    Some("body")
+                } else if Instant::now() + backoff >= deadline {
+                    Some("deadline")
+                } else {
+                    None
+                };
+                if let Some(reason) = refused {
+                    ex.route.stats.retry_refused(reason);
+                    return Ok((response, response_body));
+                }
+                ex.route.stats.retries.inc();
+                drop(response_body);
+                tokio::time::sleep(backoff).await;
+                ex.req_mut().attempt += 1;
+            }
+        }
+    }
+}
+
+/// A request's value for an attempt: a copy when the request is needed again, else
+/// the value itself.
+fn lend<T: Clone + Default>(value: &mut T, keep: bool) -> T {
+    if keep {
+        value.clone()
+    } else {
+        std::mem::take(value)
+    }
+}
+
+fn timed_out(after: Duration) -> AttemptError {
+    AttemptError {
+        failure: UpstreamFailure::Timeout,
+        detail: format!("no response head within {after:?}"),
+        addr: None,
+    }
+}
+
+/// Cleans a response head before it goes to the client.
+pub fn client_headers(headers: &mut HeaderMap) {
+    super::headers::strip_hop_by_hop(headers);
+}

@@ -1,0 +1,262 @@
+//! The running state: listeners, routes, clusters and started filters, built as a whole
+//! from a checked configuration and never changed afterwards. A request loads the
+//! current snapshot once and finishes on it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::config::model::ListenerProtocol;
+use crate::config::route::RouteMatch;
+use crate::config::{Checked, ConfigError, FieldError, LoadedConfig};
+use crate::host::{FilterHost, FilterLoadError, LoadedFilter};
+use crate::metrics::{Counter, Histogram, Registry};
+use crate::upstream::{Cluster, Clusters};
+use outbound::ClusterOutbound;
+
+mod load;
+mod outbound;
+
+pub use load::{load, Loaded};
+
+/// The current snapshot, replaceable as a whole.
+pub type SnapshotHandle = Arc<ArcSwap<Snapshot>>;
+
+/// What a route's chain needs from the exchange, worked out once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChainNeeds {
+    /// Some filter has a response-headers phase.
+    pub response_headers: bool,
+    /// Some filter wants request bodies.
+    pub request_body: bool,
+    /// Some filter wants response bodies.
+    pub response_body: bool,
+    /// Some filter has a log phase.
+    pub log: bool,
+}
+
+/// Counters of one route.
+pub struct RouteStats {
+    by_class: [Arc<Counter>; 5],
+    /// Time from arrival to the response head.
+    pub latency: Arc<Histogram>,
+    /// Retries sent.
+    pub retries: Arc<Counter>,
+    refused_body: Arc<Counter>,
+    refused_deadline: Arc<Counter>,
+}
+
+impl RouteStats {
+    fn new(metrics: &Registry, listener: &str, route: &str) -> RouteStats {
+        let class = |c: &str| {
+            metrics.counter(
+                "weft_requests_total",
+                "Requests served, by listener, route and status class.",
+                &[("listener", listener), ("route", route), ("class", c)],
+            )
+        };
+        let refused = |reason: &str| {
+            metrics.counter(
+                "weft_retries_refused_total",
+                "Retries filters asked for that the proxy could not send, by reason.",
+                &[("listener", listener), ("route", route), ("reason", reason)],
+            )
+        };
+        RouteStats {
+            by_class: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
+            latency: metrics.histogram(
+                "weft_request_duration_seconds",
+                "Time from a request's arrival to its response head, by listener and route.",
+                &[("listener", listener), ("route", route)],
+            ),
+            retries: metrics.counter(
+                "weft_retries_total",
+                "Retries sent because a filter asked for them, by listener and route.",
+                &[("listener", listener), ("route", route)],
+            ),
+            refused_body: refused("body"),
+            refused_deadline: refused("deadline"),
+        }
+    }
+
+    /// Counts a retry a filter asked for but the proxy could not send: the body could
+    /// not be replayed (`body`) or the backoff would pass the route's deadline
+    /// (`deadline`).
+    pub fn retry_refused(&self, reason: &str) {
+        match reason {
+            "body" => self.refused_body.inc(),
+            _ => self.refused_deadline.inc(),
+        }
+    }
+
+    /// Counts a response.
+    pub fn count(&self, status: http::StatusCode) {
+        let i = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        self.by_class[i].inc();
+    }
+}
+
+/// A route, ready to serve.
+pub struct Route {
+    pub name: Arc<str>,
+    /// What it takes.
+    pub matcher: RouteMatch,
+    pub cluster: Arc<str>,
+    pub chain: Arc<[Arc<LoadedFilter>]>,
+    /// What the chain needs.
+    pub needs: ChainNeeds,
+    pub timeout: Duration,
+    pub stats: RouteStats,
+}
+
+/// A listener's part of the snapshot.
+pub struct ListenerSnap {
+    pub name: Arc<str>,
+    /// Where it listens (as configured; port 0 is resolved when binding).
+    pub address: SocketAddr,
+    /// HTTP versions spoken.
+    pub protocol: ListenerProtocol,
+    /// Routes, in order.
+    pub routes: Vec<Arc<Route>>,
+    /// Requests no route took.
+    pub no_route: Arc<Counter>,
+}
+
+impl ListenerSnap {
+    /// The first route that takes the request.
+    pub fn route_for(
+        &self,
+        method: &http::Method,
+        host: &str,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Option<&Arc<Route>> {
+        let path = crate::config::route::without_query(path);
+        self.routes
+            .iter()
+            .find(|r| r.matcher.matches_path(method, host, path, headers))
+    }
+}
+
+/// Everything a request needs.
+pub struct Snapshot {
+    /// Listeners, in configuration order.
+    pub listeners: Vec<ListenerSnap>,
+    /// Clusters by name.
+    pub clusters: Arc<Clusters>,
+    /// Started filters by name.
+    pub filters: BTreeMap<String, Arc<LoadedFilter>>,
+    /// The admin address.
+    pub admin: Option<SocketAddr>,
+    /// The configuration's text.
+    pub source: Arc<str>,
+}
+
+impl Snapshot {
+    /// The listener of this name; `hint` is where it is expected.
+    pub fn listener(&self, name: &str, hint: usize) -> Option<&ListenerSnap> {
+        match self.listeners.get(hint) {
+            Some(l) if &*l.name == name => Some(l),
+            _ => self.listeners.iter().find(|l| &*l.name == name),
+        }
+    }
+
+    /// Builds a snapshot: clusters, then every filter a route uses (compiled, started,
+    /// its configuration accepted), then routes. Any problem is reported against the
+    /// configuration's line. A filter of `previous` that nothing about changed (see
+    /// [`LoadedFilter::unchanged`]) is kept, instances and all, instead of started
+    /// again: a reload costs what it changes.
+    pub async fn build(
+        loaded: &LoadedConfig,
+        checked: &Checked,
+        host: &FilterHost,
+        metrics: &Registry,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
+        let clusters: Arc<Clusters> = Arc::new(
+            checked
+                .clusters
+                .iter()
+                .map(|(name, c)| (name.clone(), Arc::new(Cluster::new(c, metrics))))
+                .collect(),
+        );
+        let outbound = ClusterOutbound::new(clusters.clone());
+
+        let used: std::collections::BTreeSet<&String> = checked
+            .listeners
+            .iter()
+            .flat_map(|l| l.routes.iter().flat_map(|r| r.filters.iter()))
+            .collect();
+        let mut filters = BTreeMap::new();
+        for (name, f) in &checked.filters {
+            if !used.contains(name) {
+                continue;
+            }
+            let kept = previous.and_then(|p| p.filters.get(name));
+            let started = host
+                .load_filter(f, outbound.clone(), kept)
+                .await
+                .map_err(|e| {
+                    let field = match &e {
+                        FilterLoadError::Module(_) => format!("{}.module", f.field),
+                        FilterLoadError::Rejected(_) | FilterLoadError::Start(_) => {
+                            format!("{}.config", f.field)
+                        }
+                    };
+                    loaded.error(FieldError::new(field, e.to_string()))
+                })?;
+            filters.insert(name.clone(), started);
+        }
+
+        let mut listeners = Vec::new();
+        for l in &checked.listeners {
+            let mut routes = Vec::new();
+            for r in &l.routes {
+                let chain: Vec<Arc<LoadedFilter>> =
+                    r.filters.iter().map(|n| filters[n].clone()).collect();
+                let needs = ChainNeeds {
+                    response_headers: chain.iter().any(|f| f.info.phases.response_headers),
+                    request_body: chain.iter().any(|f| f.info.phases.request_body),
+                    response_body: chain.iter().any(|f| f.info.phases.response_body),
+                    log: chain.iter().any(|f| f.info.phases.log),
+                };
+                routes.push(Arc::new(Route {
+                    name: r.name.as_str().into(),
+                    matcher: r.matcher.clone(),
+                    cluster: r.cluster.as_str().into(),
+                    chain: chain.into(),
+                    needs,
+                    timeout: r.timeout,
+                    stats: RouteStats::new(metrics, &l.name, &r.name),
+                }));
+            }
+            listeners.push(ListenerSnap {
+                name: l.name.as_str().into(),
+                address: l.address,
+                protocol: l.protocol,
+                routes,
+                no_route: metrics.counter(
+                    "weft_requests_no_route_total",
+                    "Requests no route took (answered 404).",
+                    &[("listener", &l.name)],
+                ),
+            });
+        }
+        Ok(Snapshot {
+            listeners,
+            clusters,
+            filters,
+            admin: checked.admin,
+            source: loaded.source.as_str().into(),
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! weft's end-to-end and integration tests, in one binary (as wasmtime's `tests/all`):
+//! the real `weft` binary between real clients and real upstreams on loopback, and the
+//! filter host driven directly. One module per area; `support` starts the processes
+//! and builds the test filters once for all of them.
+
+mod body;
+mod builtin;
+mod cli;
+mod control;
+mod filters;
+mod host;
+mod http1;
+mod proxy;
+mod reload;
+mod support;
+mod upgrade;

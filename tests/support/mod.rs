@@ -1,9 +1,0 @@
-//! Shared by the end-to-end tests: building the test filters once, starting real
-//! upstream servers and the real `weft` binary on ephemeral loopback ports, and real
-//! HTTP clients.
-#![allow(dead_code)]
-
-pub mod client;
-pub mod filters;
-pub mod proxy;
-pub mod upstream;
