@@ -4,7 +4,8 @@
 #
 # Usage: benches/callgrind/run.sh [WEFT_BINARY] [FILTER_DIR]
 #   (defaults: target/release/weft and target/filters, after `make build`)
-# Knobs: REQUESTS (per route, default 2000), ROUTES (default "plain example chain5").
+# Knobs: REQUESTS (per route, default 2000), ROUTES (default "plain example chain5"; also
+#   "empty": one filter with a request phase that does nothing, "noop": both header phases).
 #
 # For each route: the proxy (one worker, WEFT_FILTER_POOLING=off since valgrind cannot
 # map the pooling allocator's reservation) runs under callgrind with one file per
@@ -79,6 +80,10 @@ listeners:
         match: { prefix: /noop }
         cluster: up
         filters: [noop]
+      - name: empty
+        match: { prefix: /empty }
+        cluster: up
+        filters: [empty]
       - name: chain5
         match: { prefix: /chain5 }
         cluster: up
@@ -91,6 +96,7 @@ clusters:
 filters:
   request-id: { module: $FILTERS/request-id.wasm }
   noop: { module: $FILTERS/noop.wasm }
+  empty: { module: $FILTERS/empty.wasm }
   authz:
     module: $FILTERS/authz.wasm
     files: { jwks: $ROOT/filters/authz/testdata/jwks.json }
