@@ -116,13 +116,7 @@ fn request() -> Box<RequestCtx> {
         listener: "edge".into(),
         route: "api".into(),
         cluster: "echo".into(),
-        attempt: 1,
-        properties: vec![],
-        replay_limit: None,
-        body_replayable: true,
-        timeout: None,
-        try_timeout: None,
-        response_headers: vec![],
+        ..RequestCtx::default()
     })
 }
 

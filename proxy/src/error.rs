@@ -49,6 +49,8 @@ pub enum UpstreamFailure {
     NoEndpoints,
     /// The request named a cluster the proxy does not know.
     UnknownCluster,
+    /// A circuit breaker of the cluster refused the request.
+    Overflow,
 }
 
 impl UpstreamFailure {
@@ -62,6 +64,7 @@ impl UpstreamFailure {
             UpstreamFailure::ProtocolError => "protocol-error",
             UpstreamFailure::NoEndpoints => "no-endpoints",
             UpstreamFailure::UnknownCluster => "unknown-cluster",
+            UpstreamFailure::Overflow => "overflow",
         }
     }
 
@@ -69,9 +72,9 @@ impl UpstreamFailure {
     /// upstream was too slow, 502 when it failed.
     pub fn status(self) -> StatusCode {
         match self {
-            UpstreamFailure::NoEndpoints | UpstreamFailure::UnknownCluster => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            UpstreamFailure::NoEndpoints
+            | UpstreamFailure::UnknownCluster
+            | UpstreamFailure::Overflow => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }

@@ -64,23 +64,23 @@ macro_rules! __export_filter {
             static FILTER: $crate::__private::Slot<$ty> = $crate::__private::Slot::new();
             struct WeftFilterExports;
             impl glue::Guest for WeftFilterExports {
-                fn init(config: glue::RawConfig) -> ::std::result::Result<glue::RawInfo, ::std::string::String> {
+                fn init(config: glue::RawConfig) -> ::std::result::Result<glue::RawInfo, glue::RawInitError> {
                     glue::init::<$ty>(&FILTER, config)
                 }
-                fn on_request_headers() -> glue::RawAction {
-                    glue::on_request_headers::<$ty>(&FILTER)
+                fn on_request_headers(request: glue::RawView) -> glue::RawAnswer {
+                    glue::on_request_headers::<$ty>(&FILTER, request)
                 }
-                fn on_request_body(body: ::std::vec::Vec<u8>, eos: bool) -> glue::RawBodyAction {
-                    glue::on_request_body::<$ty>(&FILTER, body, eos)
+                fn on_request_body(request: glue::RawView, body: ::std::vec::Vec<u8>, eos: bool) -> glue::RawAnswer {
+                    glue::on_request_body::<$ty>(&FILTER, request, body, eos)
                 }
-                fn on_response_headers() -> glue::RawAction {
-                    glue::on_response_headers::<$ty>(&FILTER)
+                fn on_response_headers(request: glue::RawView, status: u16, failure: ::std::option::Option<glue::RawFailure>, response: glue::RawView) -> glue::RawAnswer {
+                    glue::on_response_headers::<$ty>(&FILTER, request, status, failure, response)
                 }
-                fn on_response_body(body: ::std::vec::Vec<u8>, eos: bool) -> glue::RawBodyAction {
-                    glue::on_response_body::<$ty>(&FILTER, body, eos)
+                fn on_response_body(request: glue::RawView, status: u16, failure: ::std::option::Option<glue::RawFailure>, response: glue::RawView, body: ::std::vec::Vec<u8>, eos: bool) -> glue::RawAnswer {
+                    glue::on_response_body::<$ty>(&FILTER, request, status, failure, response, body, eos)
                 }
-                fn on_log(summary: glue::RawSummary) {
-                    glue::on_log::<$ty>(&FILTER, summary)
+                fn on_log(request: glue::RawView, summary: glue::RawSummary) -> glue::RawAnswer {
+                    glue::on_log::<$ty>(&FILTER, request, summary)
                 }
             }
             $crate::__private::bindings::export_raw!(WeftFilterExports with_types_in $crate::__private::bindings);

@@ -9,7 +9,7 @@ use crate::backend::host;
 
 /// Wall-clock time in milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    host::clock_now_ms()
+    host::clock_now_ns() / 1_000_000
 }
 
 /// Wall-clock time in whole seconds since the Unix epoch (as JWT `exp` and `nbf` use).

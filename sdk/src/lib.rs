@@ -57,7 +57,10 @@
 extern crate self as weft_sdk;
 
 mod action;
+#[cfg(any(target_arch = "wasm32", test))]
+mod alloc;
 mod backend;
+mod call;
 mod error;
 mod filter;
 mod request;
@@ -78,9 +81,13 @@ pub mod text;
 #[doc(hidden)]
 pub mod __private;
 
+#[cfg(all(target_arch = "wasm32", feature = "fast-alloc"))]
+#[global_allocator]
+static ALLOC: alloc::FilterAlloc = alloc::FilterAlloc::new();
+
 pub use action::{Action, BodyAction, LocalResponse};
 pub use error::Error;
-pub use filter::{BodyMode, Filter, InitContext, Phases};
+pub use filter::{BodyMode, Filter, InitContext, Phases, Reads};
 pub use request::Request;
 pub use response::Response;
 pub use summary::{ExchangeSummary, UpstreamFailure};

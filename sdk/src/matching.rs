@@ -71,6 +71,21 @@ pub struct Match {
 }
 
 impl Match {
+    /// `reads` with what checking this match reads added (for
+    /// [`Filter::reads`](crate::Filter::reads)).
+    pub fn reads(&self, mut reads: crate::Reads) -> crate::Reads {
+        if self.prefix.is_some() || self.path.is_some() {
+            reads = reads.path();
+        }
+        if !self.methods.is_empty() {
+            reads = reads.method();
+        }
+        for h in &self.headers {
+            reads = reads.request_header(&h.name);
+        }
+        reads
+    }
+
     /// Whether `req` meets every condition.
     pub fn matches(&self, req: &Request) -> bool {
         if self.prefix.is_some() || self.path.is_some() {

@@ -20,12 +20,15 @@ pub enum UpstreamFailure {
     NoEndpoints,
     /// The request named a cluster the proxy does not know.
     UnknownCluster,
+    /// A circuit breaker of the cluster refused the request (too many connections,
+    /// pending or active requests, or retries): 503 with `x-weft-error: overflow`.
+    Overflow,
 }
 
 impl UpstreamFailure {
     /// A short name, as used in metrics labels and in the proxy's `x-weft-error` header:
     /// `connect-failure`, `connect-timeout`, `reset`, `timeout`, `protocol-error`,
-    /// `no-endpoints` or `unknown-cluster`.
+    /// `no-endpoints`, `unknown-cluster` or `overflow`.
     pub fn as_str(self) -> &'static str {
         match self {
             UpstreamFailure::ConnectFailure => "connect-failure",
@@ -35,6 +38,7 @@ impl UpstreamFailure {
             UpstreamFailure::ProtocolError => "protocol-error",
             UpstreamFailure::NoEndpoints => "no-endpoints",
             UpstreamFailure::UnknownCluster => "unknown-cluster",
+            UpstreamFailure::Overflow => "overflow",
         }
     }
 }

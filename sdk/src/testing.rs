@@ -39,10 +39,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::backend::{RequestHandle, ResponseHandle};
-use crate::filter::parse_config;
+use crate::backend::{RequestHost, ResponseHost};
+use weft_abi::answer::{Edit, Item};
+
+use crate::call::{
+    self, Declared, PhaseKind, RequestCall, RequestView, ResponseCall, ResponseView, View,
+};
+use crate::filter::{parse_config, Reads};
 use crate::http::{CallError, OutboundRequest, OutboundResponse};
 use crate::log::Level;
+use crate::state::Scope;
 use crate::{
     Action, BodyAction, BodyMode, ExchangeSummary, Filter, InitContext, Phases, Request, Response,
     UpstreamFailure,
@@ -57,8 +63,10 @@ const TEST_EPOCH_MS: u64 = 1_767_225_600_000;
 pub struct TestRequest {
     pub(crate) method: String,
     pub(crate) scheme: String,
+    pub(crate) version: String,
     pub(crate) authority: String,
     pub(crate) path: String,
+    pub(crate) original_path: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) client_address: String,
     pub(crate) peer_identity: Option<String>,
@@ -72,6 +80,85 @@ pub struct TestRequest {
     pub(crate) timeout: Option<Duration>,
     pub(crate) try_timeout: Option<Duration>,
     pub(crate) response_headers: Vec<(String, String)>,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) hash_key: Option<Vec<u8>>,
+    pub(crate) span_attributes: Vec<(String, String)>,
+}
+
+/// Checks a header a test builds (any token name, including those the proxy manages,
+/// which a client may send) and returns the name in lower case.
+fn test_header(name: &str, value: &str) -> Result<String, crate::Error> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        return Err(crate::Error(format!("invalid header name {name:?}")));
+    }
+    call::header_value(value.as_bytes())?;
+    Ok(name.to_ascii_lowercase())
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn header_edit(list: &mut Vec<(String, String)>, edit: &Edit<'_>, request_side: bool) -> bool {
+    match (*edit, request_side) {
+        (Edit::SetRequestHeader(n, v), true) | (Edit::SetResponseHeader(n, v), false) => {
+            let n = text(n);
+            list.retain(|(k, _)| *k != n);
+            list.push((n, text(v)));
+        }
+        (Edit::AppendRequestHeader(n, v), true) | (Edit::AppendResponseHeader(n, v), false) => {
+            list.push((text(n), text(v)));
+        }
+        (Edit::RemoveRequestHeader(n), true) | (Edit::RemoveResponseHeader(n), false) => {
+            let n = text(n);
+            list.retain(|(k, _)| *k != n);
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Applies a call's answer as the proxy does: its edits in order (the SDK checked each
+/// when it was made); metric updates were recorded by the test host as they happened.
+fn apply(req: &mut TestRequest, mut resp: Option<&mut TestResponse>, answer: &[u8]) {
+    for item in weft_abi::answer::items(answer) {
+        let Ok(Item::Edit(e)) = item else {
+            continue;
+        };
+        if header_edit(&mut req.headers, &e, true) {
+            continue;
+        }
+        if let Some(r) = resp.as_deref_mut() {
+            if header_edit(&mut r.headers, &e, false) {
+                continue;
+            }
+        }
+        match e {
+            Edit::AddClientResponseHeader(n, v) => req.response_headers.push((text(n), text(v))),
+            Edit::SetStatus(s) => {
+                if let Some(r) = resp.as_deref_mut() {
+                    r.status = s;
+                }
+            }
+            Edit::SetPath(p) => req.path = p.to_owned(),
+            Edit::SetAuthority(a) => req.authority = a.to_owned(),
+            Edit::SetProperty(k, v) => {
+                req.properties.insert(k.to_owned(), v.to_owned());
+            }
+            Edit::SetHashKey(k) => req.hash_key = Some(k.to_vec()),
+            Edit::SpanAttribute(k, v) => req.span_attributes.push((k.to_owned(), v.to_owned())),
+            Edit::SetTimeout(ns) => req.timeout = Some(Duration::from_nanos(ns)),
+            Edit::SetTryTimeout(ns) => req.try_timeout = Some(Duration::from_nanos(ns)),
+            Edit::SetReplayLimit(n) => {
+                req.replay_limit = Some(req.replay_limit.map_or(n, |l| l.max(n)));
+            }
+            _ => {}
+        }
+    }
 }
 
 impl TestRequest {
@@ -81,8 +168,10 @@ impl TestRequest {
         TestRequest {
             method: method.to_owned(),
             scheme: "http".to_owned(),
+            version: "HTTP/1.1".to_owned(),
             authority: "example.com".to_owned(),
             path: path.to_owned(),
+            original_path: None,
             headers: Vec::new(),
             client_address: "127.0.0.1:40000".to_owned(),
             peer_identity: None,
@@ -96,6 +185,9 @@ impl TestRequest {
             timeout: None,
             try_timeout: None,
             response_headers: Vec::new(),
+            trace_id: None,
+            hash_key: None,
+            span_attributes: Vec::new(),
         }
     }
 
@@ -114,9 +206,27 @@ impl TestRequest {
     /// # Panics
     /// If the name or value is not valid HTTP: a test's own input should be.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        RequestHandle(&mut self)
-            .append_header(name, value)
-            .expect("valid test header");
+        let name = test_header(name, value).expect("valid test header");
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    /// Sets the HTTP version the client spoke (`HTTP/1.1` by default).
+    pub fn version(mut self, version: &str) -> Self {
+        self.version = version.to_owned();
+        self
+    }
+
+    /// Sets the path as the client sent it, before the proxy normalized it (the same as
+    /// the path by default).
+    pub fn original_path(mut self, path: &str) -> Self {
+        self.original_path = Some(path.to_owned());
+        self
+    }
+
+    /// Sets the trace id the request carries.
+    pub fn trace_id(mut self, trace_id: &str) -> Self {
+        self.trace_id = Some(trace_id.to_owned());
         self
     }
 
@@ -238,6 +348,16 @@ impl TestRequest {
     pub fn try_timeout(&self) -> Option<Duration> {
         self.try_timeout
     }
+
+    /// The load-balancing hash key a filter set.
+    pub fn hash_key_now(&self) -> Option<&[u8]> {
+        self.hash_key.as_deref()
+    }
+
+    /// The trace-span attributes filters added, in order.
+    pub fn span_attributes_now(&self) -> &[(String, String)] {
+        &self.span_attributes
+    }
 }
 
 /// A response under test.
@@ -281,9 +401,8 @@ impl TestResponse {
     /// # Panics
     /// If the name or value is not valid HTTP.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        ResponseHandle(&mut self)
-            .append_header(name, value)
-            .expect("valid test header");
+        let name = test_header(name, value).expect("valid test header");
+        self.headers.push((name, value.to_owned()));
         self
     }
 
@@ -294,7 +413,10 @@ impl TestResponse {
 
     /// The first value of a header now.
     pub fn header_now(&self, name: &str) -> Option<String> {
-        ResponseHandle(&mut self.clone()).header(name)
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     }
 
     /// Every header now.
@@ -306,9 +428,14 @@ impl TestResponse {
 /// Runs `f` with a test request as the SDK's [`Request`], for testing helpers that take
 /// one (such as [`crate::matching::Match::matches`]).
 pub fn with_request<R>(req: &mut TestRequest, f: impl FnOnce(&mut Request) -> R) -> R {
-    f(&mut Request {
-        raw: RequestHandle(req),
-    })
+    let mut rc = RequestCall::new(PhaseKind::RequestHeaders, RequestView::empty());
+    call::begin();
+    let result = f(&mut Request {
+        call: &mut rc,
+        host: RequestHost(req),
+    });
+    apply(req, None, call::take().as_bytes());
+    result
 }
 
 /// A handler standing in for a cluster in tests.
@@ -333,6 +460,8 @@ pub struct TestHost {
     monotonic_ns: Cell<u64>,
     rng: Cell<u64>,
     store: RefCell<weft_shared_state::Store>,
+    global: RefCell<weft_shared_state::Store>,
+    global_up: Cell<bool>,
     series: RefCell<Vec<(crate::metrics::Kind, SeriesKey)>>,
     values: RefCell<BTreeMap<SeriesKey, f64>>,
     observations: RefCell<BTreeMap<SeriesKey, Vec<f64>>>,
@@ -349,6 +478,8 @@ impl Default for TestHost {
             monotonic_ns: Cell::new(1_000_000_000),
             rng: Cell::new(0x5eed),
             store: RefCell::new(weft_shared_state::Store::new()),
+            global: RefCell::new(weft_shared_state::Store::new()),
+            global_up: Cell::new(true),
             series: RefCell::default(),
             values: RefCell::default(),
             observations: RefCell::default(),
@@ -485,8 +616,27 @@ impl TestHost {
         z ^ (z >> 31)
     }
 
-    pub(crate) fn store(&self) -> RefMut<'_, weft_shared_state::Store> {
-        self.store.borrow_mut()
+    /// The state of a scope: global state is apart from local state, as in the proxy
+    /// with a global backend.
+    pub(crate) fn store(&self, scope: Scope) -> RefMut<'_, weft_shared_state::Store> {
+        match scope {
+            Scope::Local => self.store.borrow_mut(),
+            Scope::Global => self.global.borrow_mut(),
+        }
+    }
+
+    /// Makes the global backend answer (the default) or fail with
+    /// [`Unavailable`](crate::state::Unavailable), to test a filter's fallback.
+    pub fn set_global_available(&self, up: bool) {
+        self.global_up.set(up);
+    }
+
+    pub(crate) fn global_available(&self) -> Result<(), crate::state::Unavailable> {
+        if self.global_up.get() {
+            Ok(())
+        } else {
+            Err(crate::state::Unavailable)
+        }
     }
 
     pub(crate) fn describe(&self, name: &str, help: &str, _buckets: Option<&[f64]>) {
@@ -564,6 +714,10 @@ impl TestHost {
 pub struct Harness<F: Filter> {
     filter: F,
     host: Rc<TestHost>,
+    reads: Reads,
+    /// What the filter declared, for the views handed to each call (kept for the
+    /// process's life, as in an instance).
+    declared: &'static Declared,
 }
 
 impl<F: Filter> Harness<F> {
@@ -586,13 +740,70 @@ impl<F: Filter> Harness<F> {
         host: Rc<TestHost>,
     ) -> Result<Self, String> {
         install(&host);
-        let config = parse_config::<F::Config>(config_json)?;
+        let config = parse_config::<F::Config>(config_json).map_err(|e| e.to_string())?;
         let ctx = InitContext {
             name: name.to_owned(),
             files,
         };
         let filter = F::new(config, &ctx)?;
-        Ok(Harness { filter, host })
+        let reads = filter.reads().normalized();
+        let declared: &'static Declared = Box::leak(Box::new(Declared {
+            method: reads.method,
+            path: reads.path,
+            authority: reads.authority,
+            client_address: reads.client_address,
+            attempt: reads.attempt,
+            request_headers: reads.request_headers.clone(),
+            response_headers: reads.response_headers.clone(),
+        }));
+        Ok(Harness {
+            filter,
+            host,
+            reads,
+            declared,
+        })
+    }
+
+    /// What the filter declared it reads on every request.
+    pub fn reads(&self) -> &Reads {
+        &self.reads
+    }
+
+    /// What the proxy would hand over of `req` with a call: the same buffer, decoded
+    /// by the same code, as in the proxy.
+    fn request_view(&self, req: &TestRequest) -> RequestView {
+        let d = self.declared;
+        let host = RequestHost(req);
+        let headers: Vec<Option<Vec<u8>>> =
+            d.request_headers.iter().map(|n| host.header(n)).collect();
+        let attempt = req.attempt.to_le_bytes();
+        let parts = [
+            d.method.then_some(req.method.as_bytes()),
+            d.path.then_some(req.path.as_bytes()),
+            d.authority.then_some(req.authority.as_bytes()),
+            d.client_address.then_some(req.client_address.as_bytes()),
+            d.attempt.then_some(&attempt[..]),
+        ];
+        let items = parts
+            .into_iter()
+            .flatten()
+            .map(Some)
+            .chain(headers.iter().map(Option::as_deref));
+        RequestView::new(View::encode(items), d)
+    }
+
+    /// What the proxy would hand over of `resp` with a response-phase call.
+    fn response_view(&self, resp: &TestResponse) -> ResponseView {
+        let d = self.declared;
+        let host = ResponseHost(resp);
+        let headers: Vec<Option<Vec<u8>>> =
+            d.response_headers.iter().map(|n| host.header(n)).collect();
+        ResponseView::new(
+            resp.status,
+            resp.upstream_failure,
+            View::encode(headers.iter().map(Option::as_deref)),
+            d,
+        )
     }
 
     /// The filter.
@@ -635,9 +846,14 @@ impl<F: Filter> Harness<F> {
         if !F::__PHASES.request_headers {
             return Action::Continue;
         }
-        self.filter.on_request_headers(&mut Request {
-            raw: RequestHandle(req),
-        })
+        let mut rc = RequestCall::new(PhaseKind::RequestHeaders, self.request_view(req));
+        call::begin();
+        let action = self.filter.on_request_headers(&mut Request {
+            call: &mut rc,
+            host: RequestHost(req),
+        });
+        apply(req, None, call::take().as_bytes());
+        action
     }
 
     /// Runs the request-body phase with one chunk.
@@ -651,13 +867,18 @@ impl<F: Filter> Harness<F> {
         if !F::__PHASES.request_body {
             return BodyAction::Continue;
         }
-        self.filter.on_request_body(
+        let mut rc = RequestCall::new(PhaseKind::RequestBody, self.request_view(req));
+        call::begin();
+        let action = self.filter.on_request_body(
             &mut Request {
-                raw: RequestHandle(req),
+                call: &mut rc,
+                host: RequestHost(req),
             },
             body,
             end_of_stream,
-        )
+        );
+        apply(req, None, call::take().as_bytes());
+        action
     }
 
     /// Runs the response-headers phase.
@@ -666,14 +887,21 @@ impl<F: Filter> Harness<F> {
         if !F::__PHASES.response_headers {
             return Action::Continue;
         }
-        self.filter.on_response_headers(
+        let mut rc = RequestCall::new(PhaseKind::ResponseHeaders, self.request_view(req));
+        let mut rcall = ResponseCall::new(PhaseKind::ResponseHeaders, self.response_view(resp));
+        call::begin();
+        let action = self.filter.on_response_headers(
             &mut Request {
-                raw: RequestHandle(req),
+                call: &mut rc,
+                host: RequestHost(req),
             },
             &mut Response {
-                raw: ResponseHandle(resp),
+                call: &mut rcall,
+                host: ResponseHost(resp),
             },
-        )
+        );
+        apply(req, Some(resp), call::take().as_bytes());
+        action
     }
 
     /// Runs the response-body phase with one chunk.
@@ -688,28 +916,39 @@ impl<F: Filter> Harness<F> {
         if !F::__PHASES.response_body {
             return BodyAction::Continue;
         }
-        self.filter.on_response_body(
+        let mut rc = RequestCall::new(PhaseKind::ResponseBody, self.request_view(req));
+        let mut rcall = ResponseCall::new(PhaseKind::ResponseBody, self.response_view(resp));
+        call::begin();
+        let action = self.filter.on_response_body(
             &mut Request {
-                raw: RequestHandle(req),
+                call: &mut rc,
+                host: RequestHost(req),
             },
             &mut Response {
-                raw: ResponseHandle(resp),
+                call: &mut rcall,
+                host: ResponseHost(resp),
             },
             body,
             end_of_stream,
-        )
+        );
+        apply(req, Some(resp), call::take().as_bytes());
+        action
     }
 
     /// Runs the log phase.
     pub fn on_log(&self, req: &mut TestRequest, summary: &ExchangeSummary) {
         install(&self.host);
         if F::__PHASES.log {
+            let mut rc = RequestCall::new(PhaseKind::Log, self.request_view(req));
+            call::begin();
             self.filter.on_log(
                 &Request {
-                    raw: RequestHandle(req),
+                    call: &mut rc,
+                    host: RequestHost(req),
                 },
                 summary,
-            )
+            );
+            call::take();
         }
     }
 }

@@ -16,7 +16,7 @@ pub use bucket::{Bucket, TakeResult};
 /// How many mutating operations run between two sweeps of expired entries.
 const SWEEP_EVERY: u32 = 4096;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Counter {
     value: i64,
     expires_at_ms: Option<u64>,
@@ -30,6 +30,15 @@ struct Entry {
 
 fn live(expires_at_ms: Option<u64>, now_ms: u64) -> bool {
     expires_at_ms.is_none_or(|at| now_ms < at)
+}
+
+/// A counter as read: its value and when it expires, if it has a TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterValue {
+    /// The value.
+    pub value: i64,
+    /// When it expires (on the caller's clock), if it has a TTL.
+    pub expires_at_ms: Option<u64>,
 }
 
 /// Counters, token buckets and values, keyed by string. Times are milliseconds on any
@@ -48,41 +57,55 @@ impl Store {
         Self::default()
     }
 
-    /// Adds `delta` to a counter and returns its new value. A counter that is new or
-    /// expired starts at 0 and, when `ttl_ms` is given, expires `ttl_ms` from now.
-    pub fn counter_add(&mut self, key: &str, delta: i64, ttl_ms: Option<u64>, now_ms: u64) -> i64 {
+    /// Adds `delta` to a counter and returns it. A counter that is new or expired starts
+    /// at 0 and, when `ttl_ms` is given, expires `ttl_ms` from now.
+    pub fn counter_add(
+        &mut self,
+        key: &str,
+        delta: i64,
+        ttl_ms: Option<u64>,
+        now_ms: u64,
+    ) -> CounterValue {
         self.tick(now_ms);
         let expires_at_ms = ttl_ms.map(|ttl| now_ms.saturating_add(ttl));
-        match self.counters.get_mut(key) {
+        let counter = match self.counters.get_mut(key) {
             Some(counter) if live(counter.expires_at_ms, now_ms) => {
                 counter.value = counter.value.saturating_add(delta);
-                counter.value
+                *counter
             }
             Some(counter) => {
                 *counter = Counter {
                     value: delta,
                     expires_at_ms,
                 };
-                delta
+                *counter
             }
             None => {
-                self.counters.insert(
-                    key.to_owned(),
-                    Counter {
-                        value: delta,
-                        expires_at_ms,
-                    },
-                );
-                delta
+                let counter = Counter {
+                    value: delta,
+                    expires_at_ms,
+                };
+                self.counters.insert(key.to_owned(), counter);
+                counter
             }
+        };
+        CounterValue {
+            value: counter.value,
+            expires_at_ms: counter.expires_at_ms,
         }
     }
 
-    /// A counter's value: 0 when absent or expired.
-    pub fn counter_get(&self, key: &str, now_ms: u64) -> i64 {
+    /// A counter: value 0 and no expiry when absent or expired.
+    pub fn counter_get(&self, key: &str, now_ms: u64) -> CounterValue {
         match self.counters.get(key) {
-            Some(counter) if live(counter.expires_at_ms, now_ms) => counter.value,
-            _ => 0,
+            Some(counter) if live(counter.expires_at_ms, now_ms) => CounterValue {
+                value: counter.value,
+                expires_at_ms: counter.expires_at_ms,
+            },
+            _ => CounterValue {
+                value: 0,
+                expires_at_ms: None,
+            },
         }
     }
 
@@ -182,21 +205,26 @@ mod tests {
     #[test]
     fn counter_adds_and_expires_as_a_fixed_window() {
         let mut s = Store::new();
-        assert_eq!(s.counter_add("k", 1, Some(1000), 0), 1);
-        assert_eq!(s.counter_add("k", 2, Some(1000), 500), 3);
+        assert_eq!(s.counter_add("k", 1, Some(1000), 0).value, 1);
+        assert_eq!(s.counter_add("k", 2, Some(1000), 500).value, 3);
         // The window is fixed from the first add: it ends at 1000, not 1500.
-        assert_eq!(s.counter_get("k", 999), 3);
-        assert_eq!(s.counter_get("k", 1000), 0);
-        assert_eq!(s.counter_add("k", 5, Some(1000), 1000), 5);
-        assert_eq!(s.counter_get("k", 1999), 5);
+        assert_eq!(s.counter_get("k", 999).value, 3);
+        assert_eq!(
+            s.counter_get("k", 999).expires_at_ms,
+            Some(1000),
+            "the window of the first add"
+        );
+        assert_eq!(s.counter_get("k", 1000).value, 0);
+        assert_eq!(s.counter_add("k", 5, Some(1000), 1000).value, 5);
+        assert_eq!(s.counter_get("k", 1999).value, 5);
     }
 
     #[test]
     fn counter_without_ttl_never_expires_and_can_go_negative() {
         let mut s = Store::new();
         s.counter_add("k", -3, None, 0);
-        assert_eq!(s.counter_get("k", u64::MAX / 2), -3);
-        assert_eq!(s.counter_get("other", 0), 0);
+        assert_eq!(s.counter_get("k", u64::MAX / 2).value, -3);
+        assert_eq!(s.counter_get("other", 0).value, 0);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 
 use serde::Deserialize;
 use weft_sdk::metrics::{self, Counter};
-use weft_sdk::{random, Action, Filter, InitContext, Request};
+use weft_sdk::{random, Action, Filter, InitContext, Reads, Request};
 
 /// The filter's configuration, from the `config:` section of its entry in the proxy's
 /// YAML.
@@ -106,6 +106,11 @@ impl Filter for RequestId {
             generated: Counter::new("request_ids_total", &[("source", "generated")]),
             incoming: Counter::new("request_ids_total", &[("source", "incoming")]),
         })
+    }
+
+    /// The id header comes with every call: reading it costs no call into the proxy.
+    fn reads(&self) -> Reads {
+        Reads::new().request_header(&self.header)
     }
 
     fn on_request_headers(&self, req: &mut Request) -> Action {

@@ -71,7 +71,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Digest;
 use weft_sdk::metrics::Counter;
-use weft_sdk::{clock, log, state, Action, Filter, InitContext, LocalResponse, Request};
+use weft_sdk::{clock, log, state, Action, Filter, InitContext, LocalResponse, Reads, Request};
 
 pub use jwt::TokenError;
 pub use rbac::{Conditions, Decision, Rule};
@@ -396,6 +396,14 @@ impl Filter for Authz {
                 ext_unavailable: counter("ext_unavailable"),
             },
         })
+    }
+
+    fn reads(&self) -> Reads {
+        let reads = match &self.jwt {
+            Some(jwt) => Reads::new().request_header(&jwt.config.header),
+            None => Reads::new(),
+        };
+        self.rules.iter().fold(reads, |r, rule| rule.when.reads(r))
     }
 
     fn on_request_headers(&self, req: &mut Request) -> Action {

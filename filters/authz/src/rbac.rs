@@ -106,6 +106,20 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 impl Conditions {
+    /// `reads` with what checking these conditions reads added.
+    pub fn reads(&self, mut reads: weft_sdk::Reads) -> weft_sdk::Reads {
+        if !self.methods.is_empty() {
+            reads = reads.method();
+        }
+        if !self.paths.is_empty() {
+            reads = reads.path();
+        }
+        for h in &self.headers {
+            reads = reads.request_header(&h.name);
+        }
+        reads
+    }
+
     /// Whether every condition holds.
     pub fn hold(&self, req: &Request, claims: Option<&Map<String, Value>>) -> bool {
         if !self.methods.is_empty() {

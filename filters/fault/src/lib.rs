@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use weft_sdk::matching::Match;
 use weft_sdk::metrics::Counter;
-use weft_sdk::{random, Action, Filter, InitContext, LocalResponse, Request};
+use weft_sdk::{random, Action, Filter, InitContext, LocalResponse, Reads, Request};
 
 /// Aborting.
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +150,21 @@ impl Filter for Fault {
             aborted: Counter::new("faults_total", &[("kind", "abort")]),
             delayed: Counter::new("faults_total", &[("kind", "delay")]),
         })
+    }
+
+    fn reads(&self) -> Reads {
+        let reads = self.config.matcher.reads(Reads::new());
+        if !self.config.header_override {
+            return reads;
+        }
+        [
+            "x-weft-fault-abort",
+            "x-weft-fault-abort-percent",
+            "x-weft-fault-delay",
+            "x-weft-fault-delay-percent",
+        ]
+        .into_iter()
+        .fold(reads, Reads::request_header)
     }
 
     fn on_request_headers(&self, req: &mut Request) -> Action {

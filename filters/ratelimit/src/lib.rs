@@ -33,7 +33,7 @@ use serde::Deserialize;
 use weft_sdk::matching::Match;
 use weft_sdk::metrics::Counter;
 use weft_sdk::state::TokenBucket;
-use weft_sdk::{Action, Filter, InitContext, LocalResponse, Request};
+use weft_sdk::{Action, Filter, InitContext, LocalResponse, Reads, Request};
 
 /// What a bucket is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +196,18 @@ impl Filter for RateLimit {
             shadow: config.shadow,
             status: config.status,
             headers: config.headers,
+        })
+    }
+
+    fn reads(&self) -> Reads {
+        self.rules.iter().fold(Reads::new(), |reads, rule| {
+            let reads = rule.matcher.reads(reads);
+            match &rule.key {
+                Key::ClientIp => reads.client_address(),
+                Key::Header(h) => reads.request_header(h),
+                Key::Path => reads.path(),
+                Key::Property(_) | Key::PeerIdentity | Key::Global => reads,
+            }
         })
     }
 

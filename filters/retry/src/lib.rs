@@ -41,7 +41,7 @@ use serde::Deserialize;
 use weft_sdk::metrics::Counter;
 use weft_sdk::text::concat_u64;
 use weft_sdk::{
-    clock, random, state, Action, Filter, InitContext, Request, Response, UpstreamFailure,
+    clock, random, state, Action, Filter, InitContext, Reads, Request, Response, UpstreamFailure,
 };
 
 /// Exponential backoff with full jitter.
@@ -299,6 +299,10 @@ impl Filter for Retry {
                 attempts_exhausted: Counter::new("retry_attempts_exhausted_total", &[]),
             },
         })
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::new().method().attempt()
     }
 
     fn on_request_headers(&self, req: &mut Request) -> Action {

@@ -37,7 +37,7 @@ use regex::Regex;
 use serde::Deserialize;
 use weft_sdk::matching::{path_only, query_params};
 use weft_sdk::metrics::Counter;
-use weft_sdk::{random, Action, Filter, InitContext, Request};
+use weft_sdk::{random, Action, Filter, InitContext, Reads, Request};
 
 /// A path condition: one of `exact`, `prefix`, `regex` (the regex must match the whole
 /// path).
@@ -506,6 +506,29 @@ impl Filter for Router {
             annotate: config.annotate,
             decisions,
         })
+    }
+
+    fn reads(&self) -> Reads {
+        // Every request reads the path; the rest as the routes need.
+        let mut reads = Reads::new().path();
+        if let Some(o) = &self.header_override {
+            reads = reads.request_header(&o.header);
+        }
+        for r in &self.routes {
+            if !r.methods.is_empty() {
+                reads = reads.method();
+            }
+            for (name, _) in &r.headers {
+                reads = reads.request_header(name);
+            }
+            if let Destination::Split {
+                sticky: Some(h), ..
+            } = &r.destination
+            {
+                reads = reads.request_header(h);
+            }
+        }
+        reads
     }
 
     fn on_request_headers(&self, req: &mut Request) -> Action {

@@ -27,7 +27,7 @@ pub fn replace_head(resp: &mut ResponseCtx, local: &LocalResponse) {
         }
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
+            HeaderValue::from_bytes(v),
         ) {
             resp.head.headers.append(name, value);
         }
@@ -41,12 +41,7 @@ pub fn from_error(e: &ProxyError) -> LocalResponse {
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                v.to_str().unwrap_or_default().to_owned(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
         .collect();
     LocalResponse {
         status: resp.status().as_u16(),

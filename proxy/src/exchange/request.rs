@@ -68,6 +68,11 @@ pub fn admit<'a>(
         timeout: None,
         try_timeout: None,
         response_headers: Vec::new(),
+        version: parts.version,
+        original_path: None,
+        hash_key: None,
+        span_attributes: Vec::new(),
+        trace_id: None,
     });
     Ok((route, request))
 }

@@ -10,8 +10,8 @@ use crate::error::UpstreamFailure;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {
     pub status: u16,
-    /// Headers, in order.
-    pub headers: Vec<(String, String)>,
+    /// Headers, in order; checked when the response is made.
+    pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
 }
 
@@ -66,8 +66,27 @@ pub struct Phases {
     pub log: bool,
 }
 
+/// What a filter reads on every request, handed over with each call (contract 0.3).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reads {
+    /// The method.
+    pub method: bool,
+    /// The path (with its query).
+    pub path: bool,
+    /// The authority.
+    pub authority: bool,
+    /// The client's address.
+    pub client_address: bool,
+    /// The attempt number.
+    pub attempt: bool,
+    /// Request headers whose first values go with every call, in order.
+    pub request_headers: Vec<http::HeaderName>,
+    /// Response headers whose first values go with every response-phase call.
+    pub response_headers: Vec<http::HeaderName>,
+}
+
 /// What a filter declared at `init`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterInfo {
     /// Its phases.
     pub phases: Phases,
@@ -75,6 +94,8 @@ pub struct FilterInfo {
     pub request_body: BodyMode,
     /// How it wants response bodies.
     pub response_body: BodyMode,
+    /// What it reads on every request.
+    pub reads: Reads,
 }
 
 /// What happened, for the log phase, once the exchange is over.
@@ -107,38 +128,8 @@ impl From<&ExchangeSummary> for wit::ExchangeSummary {
             attempts: s.attempts,
             request_body_bytes: s.request_body_bytes,
             response_body_bytes: s.response_body_bytes,
-            duration_us: s.duration.as_micros() as u64,
+            duration: u64::try_from(s.duration.as_nanos()).unwrap_or(u64::MAX),
             completed: s.completed,
-        }
-    }
-}
-
-fn local(r: wit::LocalResponse) -> LocalResponse {
-    LocalResponse {
-        status: r.status,
-        headers: r.headers,
-        body: r.body,
-    }
-}
-
-impl From<wit::Action> for Action {
-    fn from(a: wit::Action) -> Self {
-        match a {
-            wit::Action::Continue => Action::Continue,
-            wit::Action::Respond(r) => Action::Respond(local(r)),
-            wit::Action::Delay(ms) => Action::Delay(Duration::from_millis(ms.into())),
-            wit::Action::RouteTo(c) => Action::RouteTo(c),
-            wit::Action::Retry(ms) => Action::Retry(Duration::from_millis(ms.into())),
-        }
-    }
-}
-
-impl From<wit::BodyAction> for BodyAction {
-    fn from(a: wit::BodyAction) -> Self {
-        match a {
-            wit::BodyAction::Continue => BodyAction::Continue,
-            wit::BodyAction::Replace(b) => BodyAction::Replace(b),
-            wit::BodyAction::Respond(r) => BodyAction::Respond(local(r)),
         }
     }
 }
@@ -153,8 +144,21 @@ impl From<wit::BodyMode> for BodyMode {
     }
 }
 
-impl From<wit::FilterInfo> for FilterInfo {
-    fn from(i: wit::FilterInfo) -> Self {
+/// Header names a filter declared, parsed; a name that is not a valid token is refused
+/// (the filter's configuration with it).
+fn names(list: Vec<String>) -> Result<Vec<http::HeaderName>, String> {
+    list.into_iter()
+        .map(|n| {
+            http::HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| format!("the filter declared it reads an invalid header name {n:?}"))
+        })
+        .collect()
+}
+
+impl TryFrom<wit::FilterInfo> for FilterInfo {
+    type Error = String;
+
+    fn try_from(i: wit::FilterInfo) -> Result<Self, String> {
         let p = i.phases;
         let phases = Phases {
             request_headers: p.contains(wit::Phases::REQUEST_HEADERS),
@@ -174,10 +178,20 @@ impl From<wit::FilterInfo> for FilterInfo {
         } else {
             BodyMode::None
         };
-        FilterInfo {
+        let f = i.request_fields;
+        Ok(FilterInfo {
             phases,
             request_body,
             response_body,
-        }
+            reads: Reads {
+                method: f.contains(wit::RequestFields::METHOD),
+                path: f.contains(wit::RequestFields::PATH),
+                authority: f.contains(wit::RequestFields::AUTHORITY),
+                client_address: f.contains(wit::RequestFields::CLIENT_ADDRESS),
+                attempt: f.contains(wit::RequestFields::ATTEMPT),
+                request_headers: names(i.request_headers)?,
+                response_headers: names(i.response_headers)?,
+            },
+        })
     }
 }

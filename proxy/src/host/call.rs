@@ -51,6 +51,47 @@ pub struct RequestCtx {
     pub try_timeout: Option<Duration>,
     /// Headers filters asked to add to whatever response the client gets.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The HTTP version the client spoke.
+    pub version: http::Version,
+    /// The path as the client sent it, when the proxy's normalization changed it.
+    pub original_path: Option<PathAndQuery>,
+    /// The key a consistent-hash load balancer uses, as a filter set it.
+    pub hash_key: Option<Vec<u8>>,
+    /// Attributes filters added to the request's trace span.
+    pub span_attributes: Vec<(String, String)>,
+    /// The request's trace id (32 hex digits), when it is traced.
+    pub trace_id: Option<String>,
+}
+
+impl Default for RequestCtx {
+    /// A `GET /` from `0.0.0.0:0` with no headers and nothing set, for building a
+    /// request field by field.
+    fn default() -> Self {
+        RequestCtx {
+            method: Method::GET,
+            scheme: "http",
+            authority: String::new(),
+            path: PathAndQuery::from_static("/"),
+            headers: HeaderMap::new(),
+            client_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            peer_identity: None,
+            listener: Arc::from(""),
+            route: Arc::from(""),
+            cluster: Arc::from(""),
+            attempt: 1,
+            properties: Vec::new(),
+            replay_limit: None,
+            body_replayable: true,
+            timeout: None,
+            try_timeout: None,
+            response_headers: Vec::new(),
+            version: http::Version::HTTP_11,
+            original_path: None,
+            hash_key: None,
+            span_attributes: Vec::new(),
+            trace_id: None,
+        }
+    }
 }
 
 impl RequestCtx {

@@ -13,6 +13,7 @@ use super::call::{RequestCtx, ResponseCtx};
 use super::failure::FilterFailure;
 use super::instance::{
     FilterInstance, Log, PhaseCall, RequestBody, RequestHeaders, ResponseBody, ResponseHeaders,
+    Start,
 };
 use super::module::FilterModule;
 use super::services::{HostServices, Outbound};
@@ -82,9 +83,15 @@ pub enum FilterLoadError {
     /// The module is unusable.
     #[error(transparent)]
     Module(#[from] super::module::ModuleError),
-    /// The filter refused its configuration.
-    #[error("filter configuration rejected: {0}")]
-    Rejected(String),
+    /// The filter refused its configuration: the path of the field in error within
+    /// `config:` (empty when the error is not about one field) and why.
+    #[error("filter configuration rejected: {}", rejection(.path, .message))]
+    Rejected {
+        /// `limit`, `rules[2].rate`, or empty.
+        path: String,
+        /// What the filter said.
+        message: String,
+    },
     /// The first instance failed.
     #[error("filter failed to start: {0}")]
     Start(FilterFailure),
@@ -116,6 +123,14 @@ pub struct LoadedFilter {
                   back on every call, and a pointer moves for less"
     )]
     idle: Sharded<Mutex<Vec<Box<FilterInstance>>>>,
+}
+
+fn rejection(path: &str, message: &str) -> String {
+    if path.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{path}: {message}")
+    }
 }
 
 /// `init` may take longer than a request-path call: it parses configuration.
@@ -150,14 +165,10 @@ impl LoadedFilter {
                 .await
             {
                 Ok(ok) => ok,
-                Err(FilterFailure::Instantiate(msg))
-                    if msg.starts_with("configuration rejected: ") =>
-                {
-                    return Err(FilterLoadError::Rejected(
-                        msg["configuration rejected: ".len()..].to_owned(),
-                    ));
+                Err(Start::Rejected { path, message }) => {
+                    return Err(FilterLoadError::Rejected { path, message });
                 }
-                Err(f) => return Err(FilterLoadError::Start(f)),
+                Err(Start::Failed(f)) => return Err(FilterLoadError::Start(f)),
             };
         let stats = FilterStats::new(&services, &checked.name);
         stats.instances.inc();
@@ -226,7 +237,16 @@ impl LoadedFilter {
             &self.config,
             init_timeout(self.timeout),
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            Start::Failed(f) => f,
+            // The configuration was accepted when the filter started; a later instance
+            // refusing it is a filter that changed its mind.
+            Start::Rejected { path, message } => FilterFailure::Instantiate(format!(
+                "configuration rejected: {}",
+                rejection(&path, &message)
+            )),
+        })?;
         self.stats.instances.inc();
         Ok(Box::new(instance))
     }

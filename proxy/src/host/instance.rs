@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::action::{Action, BodyAction, ExchangeSummary, FilterInfo};
+use super::action::{Action, BodyAction, ExchangeSummary, FilterInfo, Reads};
+use super::answer::{Decision, EditPhase};
 use super::bindings::weft::filter::types as wit;
 use super::bindings::Filter as Bindings;
 use super::call::{RequestCtx, ResponseCtx};
@@ -20,11 +21,13 @@ use super::state::HostState;
 pub(crate) trait PhaseCall: Sync {
     /// What the filter answers.
     type Answer: Send;
-    /// Runs the export on `instance` (its store already holds the lent heads).
+    /// Runs the export on `instance` (its store already holds the lent heads) and
+    /// applies what the answer carries besides its decision; the inner error is an
+    /// answer the proxy refuses.
     fn run<'a>(
         &'a self,
         instance: &'a mut FilterInstance,
-    ) -> impl Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a;
+    ) -> impl Future<Output = wasmtime::Result<Result<Self::Answer, FilterFailure>>> + Send + 'a;
 }
 
 /// Phase 1: the request head.
@@ -42,7 +45,7 @@ pub(crate) struct Log<'s>(pub &'s ExchangeSummary);
 /// that call out) on a fiber.
 macro_rules! call {
     ($instance:expr, $func:ident, $args:expr) => {{
-        let instance = $instance;
+        let instance = &mut *$instance;
         let func = instance.bindings.weft_filter_handler().$func();
         if instance.needs_async {
             func.call_async(&mut instance.store, $args).await
@@ -52,44 +55,268 @@ macro_rules! call {
     }};
 }
 
+/// Marks an absent item in a view buffer (`types.view`).
+const ABSENT: [u8; 4] = u32::MAX.to_le_bytes();
+
+fn push_item(buf: &mut Vec<u8>, item: Option<&[u8]>) {
+    match item {
+        Some(bytes) => {
+            buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            buf.extend_from_slice(bytes);
+        }
+        None => buf.extend_from_slice(&ABSENT),
+    }
+}
+
+/// Encodes what a filter declared it reads of the request into `buf` (`types.view`).
+fn request_view(reads: &Reads, req: Option<&RequestCtx>, buf: &mut Vec<u8>) {
+    buf.clear();
+    let Some(req) = req else {
+        return;
+    };
+    if reads.method {
+        push_item(buf, Some(req.method.as_str().as_bytes()));
+    }
+    if reads.path {
+        push_item(buf, Some(req.path.as_str().as_bytes()));
+    }
+    if reads.authority {
+        push_item(buf, Some(req.authority.as_bytes()));
+    }
+    if reads.client_address {
+        let text = super::imports::address_text(req.client_addr);
+        push_item(buf, Some(text.as_bytes()));
+    }
+    if reads.attempt {
+        push_item(buf, Some(&req.attempt.to_le_bytes()));
+    }
+    for n in &reads.request_headers {
+        if n == http::header::HOST {
+            push_item(buf, Some(req.authority.as_bytes()));
+        } else {
+            push_item(buf, req.headers.get(n).map(http::HeaderValue::as_bytes));
+        }
+    }
+}
+
+/// Encodes the declared response headers into `buf`.
+fn response_view(reads: &Reads, resp: &ResponseCtx, buf: &mut Vec<u8>) {
+    buf.clear();
+    for n in &reads.response_headers {
+        push_item(
+            buf,
+            resp.head.headers.get(n).map(http::HeaderValue::as_bytes),
+        );
+    }
+}
+
+/// The view buffers of an instance, reused call after call: `None` when the filter
+/// declared nothing to hand over (the export then gets `none`).
+#[derive(Default)]
+struct Views {
+    request: Option<Vec<u8>>,
+    response: Option<Vec<u8>>,
+}
+
+impl Views {
+    fn for_reads(reads: &Reads) -> Views {
+        let request = reads.method
+            || reads.path
+            || reads.authority
+            || reads.client_address
+            || reads.attempt
+            || !reads.request_headers.is_empty();
+        Views {
+            request: request.then(Vec::new),
+            response: (!reads.response_headers.is_empty()).then(Vec::new),
+        }
+    }
+}
+
+/// Applies an answer (metric updates, edits) and returns its decision; a refused
+/// answer fails the call and changes nothing.
+fn settle(
+    instance: &mut FilterInstance,
+    answer: &[u8],
+    phase: EditPhase,
+) -> Result<Decision, FilterFailure> {
+    if answer.is_empty() {
+        return Ok(Decision::Continue);
+    }
+    let data = instance.store.data_mut();
+    let HostState {
+        request,
+        response,
+        names,
+        ..
+    } = data;
+    let Some(request) = request.as_deref_mut() else {
+        return Err(FilterFailure::InvalidAction(
+            "an answer without a request".into(),
+        ));
+    };
+    let mut pending = Vec::new();
+    let decision = super::answer::settle(
+        answer,
+        phase,
+        names,
+        request,
+        response.as_deref_mut(),
+        |m| pending.push(m),
+    )?;
+    for m in pending {
+        data.metric_update(m);
+    }
+    Ok(decision)
+}
+
+/// A headers phase's decision as the exchange takes it.
+fn action(d: Decision) -> Result<Action, FilterFailure> {
+    Ok(match d {
+        Decision::Continue => Action::Continue,
+        Decision::Respond(r) => Action::Respond(r),
+        Decision::Delay(d) => Action::Delay(d),
+        Decision::RouteTo(c) => Action::RouteTo(c),
+        Decision::Retry(d) => Action::Retry(d),
+        Decision::Replace(_) => {
+            return Err(FilterFailure::InvalidAction(
+                "replace in a headers phase".into(),
+            ))
+        }
+    })
+}
+
+/// A body phase's decision as the exchange takes it.
+fn body_action(d: Decision) -> Result<BodyAction, FilterFailure> {
+    Ok(match d {
+        Decision::Continue => BodyAction::Continue,
+        Decision::Replace(b) => BodyAction::Replace(b),
+        Decision::Respond(r) => BodyAction::Respond(r),
+        other => {
+            return Err(FilterFailure::InvalidAction(format!(
+                "{other:?} in a body phase"
+            )))
+        }
+    })
+}
+
+impl FilterInstance {
+    /// Encodes the request view for the call in progress, if the filter asked for one.
+    fn encode_request(&mut self) {
+        if let Some(buf) = self.views.request.as_mut() {
+            request_view(&self.reads, self.store.data().request.as_deref(), buf);
+        }
+    }
+
+    /// The response head's status and failure, and its view encoded if asked for.
+    fn encode_response(&mut self) -> (u16, Option<wit::UpstreamFailure>) {
+        let Some(resp) = self.store.data().response.as_deref() else {
+            return (0, None);
+        };
+        if let Some(buf) = self.views.response.as_mut() {
+            response_view(&self.reads, resp, buf);
+        }
+        (
+            resp.head.status.as_u16(),
+            resp.upstream_failure.map(Into::into),
+        )
+    }
+}
+
 impl PhaseCall for RequestHeaders {
     type Answer = Action;
-    async fn run(&self, instance: &mut FilterInstance) -> wasmtime::Result<Action> {
-        Ok(call!(instance, func_on_request_headers, ())?.0.into())
+    async fn run(
+        &self,
+        instance: &mut FilterInstance,
+    ) -> wasmtime::Result<Result<Action, FilterFailure>> {
+        instance.encode_request();
+        let views = std::mem::take(&mut instance.views);
+        let result = call!(instance, func_on_request_headers, (&views.request,));
+        instance.views = views;
+        let (answer,) = result?;
+        Ok(settle(instance, &answer, EditPhase::RequestHeaders).and_then(action))
     }
 }
 
 impl PhaseCall for ResponseHeaders {
     type Answer = Action;
-    async fn run(&self, instance: &mut FilterInstance) -> wasmtime::Result<Action> {
-        Ok(call!(instance, func_on_response_headers, ())?.0.into())
+    async fn run(
+        &self,
+        instance: &mut FilterInstance,
+    ) -> wasmtime::Result<Result<Action, FilterFailure>> {
+        instance.encode_request();
+        let (status, failure) = instance.encode_response();
+        let views = std::mem::take(&mut instance.views);
+        let result = call!(
+            instance,
+            func_on_response_headers,
+            (&views.request, status, failure, &views.response)
+        );
+        instance.views = views;
+        let (answer,) = result?;
+        Ok(settle(instance, &answer, EditPhase::ResponseHeaders).and_then(action))
     }
 }
 
 impl PhaseCall for RequestBody<'_> {
     type Answer = BodyAction;
-    async fn run(&self, instance: &mut FilterInstance) -> wasmtime::Result<BodyAction> {
-        Ok(call!(instance, func_on_request_body, (self.0, self.1))?
-            .0
-            .into())
+    async fn run(
+        &self,
+        instance: &mut FilterInstance,
+    ) -> wasmtime::Result<Result<BodyAction, FilterFailure>> {
+        instance.encode_request();
+        let views = std::mem::take(&mut instance.views);
+        let result = call!(
+            instance,
+            func_on_request_body,
+            (&views.request, self.0, self.1)
+        );
+        instance.views = views;
+        let (answer,) = result?;
+        Ok(settle(instance, &answer, EditPhase::RequestBody).and_then(body_action))
     }
 }
 
 impl PhaseCall for ResponseBody<'_> {
     type Answer = BodyAction;
-    async fn run(&self, instance: &mut FilterInstance) -> wasmtime::Result<BodyAction> {
-        Ok(call!(instance, func_on_response_body, (self.0, self.1))?
-            .0
-            .into())
+    async fn run(
+        &self,
+        instance: &mut FilterInstance,
+    ) -> wasmtime::Result<Result<BodyAction, FilterFailure>> {
+        instance.encode_request();
+        let (status, failure) = instance.encode_response();
+        let views = std::mem::take(&mut instance.views);
+        let result = call!(
+            instance,
+            func_on_response_body,
+            (
+                &views.request,
+                status,
+                failure,
+                &views.response,
+                self.0,
+                self.1
+            )
+        );
+        instance.views = views;
+        let (answer,) = result?;
+        Ok(settle(instance, &answer, EditPhase::ResponseBody).and_then(body_action))
     }
 }
 
 impl PhaseCall for Log<'_> {
     type Answer = ();
-    async fn run(&self, instance: &mut FilterInstance) -> wasmtime::Result<()> {
+    async fn run(
+        &self,
+        instance: &mut FilterInstance,
+    ) -> wasmtime::Result<Result<(), FilterFailure>> {
         let summary = wit::ExchangeSummary::from(self.0);
-        call!(instance, func_on_log, (&summary,))?;
-        Ok(())
+        instance.encode_request();
+        let views = std::mem::take(&mut instance.views);
+        let result = call!(instance, func_on_log, (&views.request, &summary));
+        instance.views = views;
+        let (answer,) = result?;
+        Ok(settle(instance, &answer, EditPhase::Log).map(|_| ()))
     }
 }
 
@@ -99,6 +326,20 @@ pub struct FilterInstance {
     bindings: Bindings,
     needs_async: bool,
     ticks: Arc<Ticks>,
+    /// What its `init` declared it reads, handed over with every call.
+    reads: Arc<Reads>,
+    /// Buffers the views are encoded into, reused call after call.
+    views: Views,
+}
+
+/// Why an instance could not be started.
+#[derive(Debug)]
+pub(crate) enum Start {
+    /// Instantiation or `init` failed (trapped, overran, ...).
+    Failed(FilterFailure),
+    /// `init` refused the configuration: the path of the field in error within
+    /// `config:` (empty when it is not about one field) and why.
+    Rejected { path: String, message: String },
 }
 
 fn ticks(timeout: Duration) -> u64 {
@@ -107,12 +348,12 @@ fn ticks(timeout: Duration) -> u64 {
 
 impl FilterInstance {
     /// Makes an instance and runs its `init` with the filter's configuration.
-    pub async fn create(
+    pub(crate) async fn create(
         module: &FilterModule,
         state: HostState,
         config: &wit::FilterConfig,
         timeout: Duration,
-    ) -> Result<(FilterInstance, FilterInfo), FilterFailure> {
+    ) -> Result<(FilterInstance, FilterInfo), Start> {
         // Instantiation and `init` run under a deadline too.
         let _in_flight = module.ticks.call();
         let mut store = Store::new(module.pre.engine(), state);
@@ -132,12 +373,15 @@ impl FilterInstance {
         } else {
             module.pre.instantiate(&mut store)
         };
-        let bindings = instantiated.map_err(|e| FilterFailure::Instantiate(format!("{e:#}")))?;
+        let bindings = instantiated
+            .map_err(|e| Start::Failed(FilterFailure::Instantiate(format!("{e:#}"))))?;
         let mut instance = FilterInstance {
             store,
             bindings,
             needs_async: module.needs_async,
             ticks: module.ticks.clone(),
+            reads: Arc::default(),
+            views: Views::default(),
         };
         arm(&mut instance.store, timeout);
         let init = instance.bindings.weft_filter_handler().func_init();
@@ -147,11 +391,26 @@ impl FilterInstance {
             init.call(&mut instance.store, (config,))
         };
         match result {
-            Ok((Ok(info),)) => Ok((instance, info.into())),
-            Ok((Err(rejected),)) => Err(FilterFailure::Instantiate(format!(
-                "configuration rejected: {rejected}"
+            Ok((Ok(info),)) => {
+                let info = FilterInfo::try_from(info).map_err(|message| Start::Rejected {
+                    path: String::new(),
+                    message,
+                })?;
+                instance.views = Views::for_reads(&info.reads);
+                instance.reads = Arc::new(info.reads.clone());
+                Ok((instance, info))
+            }
+            Ok((Err(wit::InitError::Config((path, message))),)) => {
+                Err(Start::Rejected { path, message })
+            }
+            Ok((Err(wit::InitError::Other(message)),)) => Err(Start::Rejected {
+                path: String::new(),
+                message,
+            }),
+            Err(e) => Err(Start::Failed(classify(
+                &e,
+                instance.store.data().memory.hit,
             ))),
-            Err(e) => Err(classify(&e, instance.store.data().memory.hit)),
         }
     }
 
@@ -174,7 +433,10 @@ impl FilterInstance {
         let data = self.store.data_mut();
         *request = data.request.take();
         *response = data.response.take();
-        result.map_err(|e| classify(&e, data.memory.hit))
+        match result {
+            Ok(answer) => answer,
+            Err(e) => Err(classify(&e, data.memory.hit)),
+        }
     }
 }
 

@@ -8,11 +8,12 @@
 //! runs under a deadline (epoch interruption) and a memory cap; an instance that traps
 //! is dropped, and the filter's failure policy decides what the request sees.
 //!
-//! Filters that never import `http-client` are called synchronously (no fiber, no
-//! allocation per call); those that do are called with `call_async`, so a filter
-//! waiting on an outbound call does not block its worker.
+//! Filters that import neither `http-client` nor `global-kv` are called synchronously
+//! (no fiber, no allocation per call); those that do are called with `call_async`, so a
+//! filter waiting on an outbound call or the global store does not block its worker.
 
 pub mod action;
+mod answer;
 pub mod bindings;
 pub mod cache;
 pub mod call;
@@ -48,6 +49,9 @@ use engine::EpochTicker;
 use state::HostState;
 
 use crate::config::CheckedFilter;
+
+/// The `weft:filter` contract this proxy speaks (the package version in `wit/`).
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// The filter host.
 pub struct FilterHost {
@@ -135,6 +139,17 @@ impl FilterHost {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         };
+        // Another contract's component: say which, and how to fix it.
+        if let Some(v) = FilterModule::contract_version(&component, &self.engine)
+            .filter(|v| v != CONTRACT_VERSION)
+        {
+            return Err(ModuleError::Link {
+                path: path.to_owned(),
+                reason: format!(
+                    "it was built for weft:filter@{v}, and this proxy speaks @{CONTRACT_VERSION}"
+                ),
+            });
+        }
         let instance_pre = self.linker.instantiate_pre(&component).map_err(link_err)?;
         let pre = FilterPre::new(instance_pre).map_err(link_err)?;
         let module = Arc::new(FilterModule {
@@ -142,7 +157,7 @@ impl FilterHost {
             digest: digest.clone(),
             size: bytes.len(),
             from_cache,
-            needs_async: FilterModule::imports_http_client(&component, &self.engine),
+            needs_async: FilterModule::imports_async(&component, &self.engine),
             pre,
             ticks: self.ticker.ticks(),
         });

@@ -10,8 +10,8 @@ use super::bindings::FilterPre;
 use super::engine::Ticks;
 use super::state::HostState;
 
-/// The import that makes a component need asynchronous calls.
-const HTTP_CLIENT: &str = "weft:filter/http-client";
+/// The imports that make a component need asynchronous calls (their functions wait).
+const ASYNC_IMPORTS: [&str; 2] = ["weft:filter/http-client", "weft:filter/global-kv"];
 
 /// Why a module cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ pub enum ModuleError {
     },
     /// The component imports something the host does not provide (for example another
     /// major version of `weft:filter`).
-    #[error("{path} does not fit this proxy's weft:filter@0.2 contract (rebuild it with this weft's SDK: `weft filter build`): {reason}")]
+    #[error("{path} does not fit this proxy's weft:filter@0.3 contract (rebuild it with this weft's SDK: `weft filter build`): {reason}")]
     Link {
         /// The file.
         path: PathBuf,
@@ -60,7 +60,8 @@ pub struct FilterModule {
     pub size: usize,
     /// Whether it was read from the compiled cache.
     pub from_cache: bool,
-    /// Whether it imports `http-client` (and so must be called asynchronously).
+    /// Whether it imports `http-client` or `global-kv` (and so must be called
+    /// asynchronously).
     pub needs_async: bool,
     /// Ready to instantiate.
     pub pre: FilterPre<HostState>,
@@ -111,15 +112,31 @@ pub fn classify(path: &Path, bytes: &[u8]) -> Result<(), ModuleError> {
 }
 
 impl FilterModule {
-    /// Whether a compiled component imports the outbound-call interface.
-    pub fn imports_http_client(
+    /// Whether a compiled component imports an interface whose calls wait (outbound
+    /// calls, the global key-value store), and so must be called asynchronously.
+    pub fn imports_async(
         component: &wasmtime::component::Component,
         engine: &wasmtime::Engine,
     ) -> bool {
         component
             .component_type()
             .imports(engine)
-            .any(|(name, _)| name.starts_with(HTTP_CLIENT))
+            .any(|(name, _)| ASYNC_IMPORTS.iter().any(|i| name.starts_with(i)))
+    }
+
+    /// The `weft:filter` version a component was built for (`0.2.0`), from the names
+    /// of its exports and imports.
+    pub fn contract_version(
+        component: &wasmtime::component::Component,
+        engine: &wasmtime::Engine,
+    ) -> Option<String> {
+        let ty = component.component_type();
+        let version = |name: &str| {
+            let rest = name.strip_prefix("weft:filter/")?;
+            Some(rest.split_once('@')?.1.to_owned())
+        };
+        let exported = ty.exports(engine).find_map(|(name, _)| version(name));
+        exported.or_else(|| ty.imports(engine).find_map(|(name, _)| version(name)))
     }
 }
 

@@ -66,7 +66,7 @@ pub struct OutboundRequest {
     /// The `Host` to send; the cluster's name when absent.
     pub authority: Option<String>,
     /// Headers, in order.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, Vec<u8>)>,
     /// The body.
     pub body: Vec<u8>,
     /// How long the whole call may take; the default when absent.
@@ -78,8 +78,8 @@ pub struct OutboundRequest {
 pub struct OutboundResponse {
     /// The status.
     pub status: u16,
-    /// Headers, in order (values that are not UTF-8 read with replacement characters).
-    pub headers: Vec<(String, String)>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
     /// The body.
     pub body: Vec<u8>,
 }

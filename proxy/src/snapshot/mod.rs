@@ -206,13 +206,24 @@ impl Snapshot {
                 .load_filter(f, outbound.clone(), kept)
                 .await
                 .map_err(|e| {
-                    let field = match &e {
-                        FilterLoadError::Module(_) => format!("{}.module", f.field),
-                        FilterLoadError::Rejected(_) | FilterLoadError::Start(_) => {
-                            format!("{}.config", f.field)
+                    let (field, message) = match &e {
+                        FilterLoadError::Module(_) => {
+                            (format!("{}.module", f.field), e.to_string())
                         }
+                        // The field the filter named, within its `config:`: the error
+                        // points at that field's line and column.
+                        FilterLoadError::Rejected { path, message } => {
+                            let sep = if path.starts_with('[') { "" } else { "." };
+                            let field = if path.is_empty() {
+                                format!("{}.config", f.field)
+                            } else {
+                                format!("{}.config{sep}{path}", f.field)
+                            };
+                            (field, format!("filter configuration rejected: {message}"))
+                        }
+                        FilterLoadError::Start(_) => (format!("{}.config", f.field), e.to_string()),
                     };
-                    loaded.error(FieldError::new(field, e.to_string()))
+                    loaded.error(FieldError::new(field, message))
                 })?;
             filters.insert(name.clone(), started);
         }

@@ -44,7 +44,7 @@ fn head(cluster: &str, req: &OutboundRequest) -> Result<RequestHead, CallError> 
     for (k, v) in &req.headers {
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| invalid(format!("invalid header name {k:?}")))?;
-        let value = HeaderValue::from_str(v)
+        let value = HeaderValue::from_bytes(v)
             .map_err(|_| invalid(format!("invalid value for header {k}")))?;
         headers.append(name, value);
     }
@@ -93,12 +93,7 @@ impl Outbound for ClusterOutbound {
                     .head
                     .headers
                     .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_owned(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
+                    .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
                     .collect();
                 Ok(OutboundResponse {
                     status: resp.head.status.as_u16(),

@@ -70,13 +70,7 @@ fn request(headers: &[(&str, &str)]) -> Option<Box<RequestCtx>> {
         listener: "l".into(),
         route: "r".into(),
         cluster: "c".into(),
-        attempt: 1,
-        properties: vec![],
-        replay_limit: None,
-        body_replayable: true,
-        timeout: None,
-        try_timeout: None,
-        response_headers: vec![],
+        ..RequestCtx::default()
     }))
 }
 
@@ -312,7 +306,7 @@ async fn a_refused_configuration_is_reported_with_the_filters_reason() {
     .err()
     .unwrap();
     assert!(
-        matches!(&err, FilterLoadError::Rejected(m) if m == "threshold must be positive"),
+        matches!(&err, FilterLoadError::Rejected { path, message } if path.is_empty() && message == "threshold must be positive"),
         "{err}"
     );
     let err = load(&host, "rid", "request-id", r#"{"hedaer": 1}"#)
@@ -320,6 +314,10 @@ async fn a_refused_configuration_is_reported_with_the_filters_reason() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("unknown field `hedaer`"), "{err}");
+    assert!(
+        matches!(&err, FilterLoadError::Rejected { path, .. } if path == "hedaer"),
+        "the field in error is named: {err:?}"
+    );
 }
 
 #[tokio::test]
@@ -345,20 +343,26 @@ async fn bad_modules_are_refused_with_a_reason() {
 }
 
 #[tokio::test]
-async fn a_filter_built_for_contract_0_1_is_refused_with_how_to_fix_it() {
-    // The no-op test filter as weft's SDK built it for weft:filter@0.1.0 (81ee00f).
-    let old =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/noop-weft-filter-0.1.0.wasm");
-    let dir = tempdir();
-    let err = host(&dir)
-        .load_module(&old)
-        .err()
-        .expect("a 0.1.0 component links");
-    assert!(matches!(err, ModuleError::Link { .. }), "{err}");
-    let text = err.to_string();
-    assert!(text.contains("weft:filter@0.2 contract"), "{text}");
-    assert!(text.contains("weft filter build"), "{text}");
-    assert!(text.contains("weft:filter/types@0.1.0"), "{text}");
+async fn filters_built_for_older_contracts_are_refused_with_how_to_fix_it() {
+    // The no-op test filter as weft's SDK built it for weft:filter@0.1.0 (81ee00f) and
+    // for @0.2.0 (d102f30).
+    for v in ["0.1.0", "0.2.0"] {
+        let old = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../tests/fixtures/noop-weft-filter-{v}.wasm"));
+        let dir = tempdir();
+        let err = host(&dir)
+            .load_module(&old)
+            .err()
+            .unwrap_or_else(|| panic!("a {v} component links"));
+        assert!(matches!(err, ModuleError::Link { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("weft:filter@0.3 contract"), "{text}");
+        assert!(text.contains("weft filter build"), "{text}");
+        assert!(
+            text.contains(&format!("built for weft:filter@{v}")),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]

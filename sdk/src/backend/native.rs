@@ -1,102 +1,66 @@
-//! The native backend: requests are [`TestRequest`]s and host calls go to the current
+//! The native backend: reads go to the [`TestRequest`] and [`TestResponse`] as they were
+//! before the call, and host calls go to the current
 //! [`TestHost`](crate::testing::TestHost).
 
 use std::time::Duration;
 
-use super::headers;
 use crate::http::{CallError, OutboundRequest, OutboundResponse};
 use crate::log::Level;
+use crate::state::{Counter, Scope, TakeResult, TokenBucket, Unavailable};
 use crate::testing::{current_host, TestRequest, TestResponse};
-use crate::UpstreamFailure;
 
-fn get(list: &[(String, String)], name: &str) -> Option<String> {
-    let name = name.to_ascii_lowercase();
+fn get(list: &[(String, String)], name: &str) -> Option<Vec<u8>> {
     list.iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.clone())
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_bytes().to_vec())
 }
 
-fn get_all(list: &[(String, String)], name: &str) -> Vec<String> {
-    let name = name.to_ascii_lowercase();
+fn get_all(list: &[(String, String)], name: &str) -> Vec<Vec<u8>> {
     list.iter()
-        .filter(|(n, _)| *n == name)
-        .map(|(_, v)| v.clone())
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_bytes().to_vec())
         .collect()
 }
 
-fn set(list: &mut Vec<(String, String)>, name: &str, value: &str) -> Result<(), String> {
-    let name = headers::name(name)?;
-    headers::value(value)?;
-    list.retain(|(n, _)| *n != name);
-    list.push((name, value.to_owned()));
-    Ok(())
+fn pairs(list: &[(String, String)]) -> Vec<(String, Vec<u8>)> {
+    list.iter()
+        .map(|(n, v)| (n.clone(), v.as_bytes().to_vec()))
+        .collect()
 }
 
-fn append(list: &mut Vec<(String, String)>, name: &str, value: &str) -> Result<(), String> {
-    let name = headers::name(name)?;
-    headers::value(value)?;
-    list.push((name, value.to_owned()));
-    Ok(())
-}
+/// Reads of the request under test, as it was when the call began.
+pub(crate) struct RequestHost<'a>(pub(crate) &'a TestRequest);
 
-fn remove(list: &mut Vec<(String, String)>, name: &str) {
-    let name = name.to_ascii_lowercase();
-    list.retain(|(n, _)| *n != name);
-}
-
-/// A request under test.
-pub(crate) struct RequestHandle<'a>(pub(crate) &'a mut TestRequest);
-
-impl RequestHandle<'_> {
+impl RequestHost<'_> {
     pub(crate) fn method(&self) -> String {
         self.0.method.clone()
     }
     pub(crate) fn scheme(&self) -> String {
         self.0.scheme.clone()
     }
+    pub(crate) fn version(&self) -> String {
+        self.0.version.clone()
+    }
     pub(crate) fn authority(&self) -> String {
         self.0.authority.clone()
-    }
-    pub(crate) fn set_authority(&mut self, authority: &str) -> Result<(), String> {
-        if authority.is_empty() || authority.contains(['/', ' ', '?', '#', '@']) {
-            return Err(format!("invalid authority {authority:?}"));
-        }
-        self.0.authority = authority.to_owned();
-        Ok(())
     }
     pub(crate) fn path(&self) -> String {
         self.0.path.clone()
     }
-    pub(crate) fn set_path(&mut self, path: &str) -> Result<(), String> {
-        if !path.starts_with('/') || path.contains([' ', '#']) || path.chars().any(char::is_control)
-        {
-            return Err(format!(
-                "invalid path {path:?}: it must start with / and hold no spaces"
-            ));
-        }
-        self.0.path = path.to_owned();
-        Ok(())
+    pub(crate) fn original_path(&self) -> String {
+        self.0
+            .original_path
+            .clone()
+            .unwrap_or_else(|| self.0.path.clone())
     }
-    pub(crate) fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<Vec<u8>> {
         get(&self.0.headers, name)
     }
-    pub(crate) fn header_all(&self, name: &str) -> Vec<String> {
+    pub(crate) fn header_all(&self, name: &str) -> Vec<Vec<u8>> {
         get_all(&self.0.headers, name)
     }
-    pub(crate) fn headers(&self) -> Vec<(String, String)> {
-        self.0.headers.clone()
-    }
-    pub(crate) fn set_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        set(&mut self.0.headers, name, value)
-    }
-    pub(crate) fn append_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        append(&mut self.0.headers, name, value)
-    }
-    pub(crate) fn remove_header(&mut self, name: &str) {
-        remove(&mut self.0.headers, name)
-    }
-    pub(crate) fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        append(&mut self.0.response_headers, name, value)
+    pub(crate) fn headers(&self) -> Vec<(String, Vec<u8>)> {
+        pairs(&self.0.headers)
     }
     pub(crate) fn client_address(&self) -> String {
         self.0.client_address.clone()
@@ -116,64 +80,37 @@ impl RequestHandle<'_> {
     pub(crate) fn attempt(&self) -> u32 {
         self.0.attempt
     }
+    pub(crate) fn trace_id(&self) -> Option<String> {
+        self.0.trace_id.clone()
+    }
     pub(crate) fn property(&self, key: &str) -> Option<String> {
         self.0.properties.get(key).cloned()
-    }
-    pub(crate) fn set_property(&mut self, key: &str, value: &str) {
-        self.0.properties.insert(key.to_owned(), value.to_owned());
-    }
-    pub(crate) fn set_replay_limit(&mut self, limit: u64) {
-        self.0.replay_limit = Some(limit);
     }
     pub(crate) fn body_replayable(&self) -> bool {
         self.0.body_replayable
     }
-    pub(crate) fn set_timeout(&mut self, ms: u32) {
-        self.0.timeout = Some(Duration::from_millis(ms.into()));
-    }
-    pub(crate) fn set_try_timeout(&mut self, ms: u32) {
-        self.0.try_timeout = Some(Duration::from_millis(ms.into()));
-    }
 }
 
-/// A response under test.
-pub(crate) struct ResponseHandle<'a>(pub(crate) &'a mut TestResponse);
+/// Reads of the response under test, as it was when the call began.
+pub(crate) struct ResponseHost<'a>(pub(crate) &'a TestResponse);
 
-impl ResponseHandle<'_> {
-    pub(crate) fn status(&self) -> u16 {
-        self.0.status
-    }
-    pub(crate) fn set_status(&mut self, status: u16) -> Result<(), String> {
-        if !(100..=999).contains(&status) {
-            return Err(format!("invalid status {status}"));
-        }
-        self.0.status = status;
-        Ok(())
-    }
-    pub(crate) fn header(&self, name: &str) -> Option<String> {
+impl ResponseHost<'_> {
+    pub(crate) fn header(&self, name: &str) -> Option<Vec<u8>> {
         get(&self.0.headers, name)
     }
-    pub(crate) fn header_all(&self, name: &str) -> Vec<String> {
+    pub(crate) fn header_all(&self, name: &str) -> Vec<Vec<u8>> {
         get_all(&self.0.headers, name)
     }
-    pub(crate) fn headers(&self) -> Vec<(String, String)> {
-        self.0.headers.clone()
-    }
-    pub(crate) fn set_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        set(&mut self.0.headers, name, value)
-    }
-    pub(crate) fn append_header(&mut self, name: &str, value: &str) -> Result<(), String> {
-        append(&mut self.0.headers, name, value)
-    }
-    pub(crate) fn remove_header(&mut self, name: &str) {
-        remove(&mut self.0.headers, name)
-    }
-    pub(crate) fn upstream_failure(&self) -> Option<UpstreamFailure> {
-        self.0.upstream_failure
+    pub(crate) fn headers(&self) -> Vec<(String, Vec<u8>)> {
+        pairs(&self.0.headers)
     }
     pub(crate) fn upstream_address(&self) -> Option<String> {
         self.0.upstream_address.clone()
     }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Host functions, served by the current test host.
@@ -186,8 +123,8 @@ pub(crate) mod host {
     pub(crate) fn log_enabled(_level: Level) -> bool {
         true
     }
-    pub(crate) fn clock_now_ms() -> u64 {
-        current_host().now_ms()
+    pub(crate) fn clock_now_ns() -> u64 {
+        current_host().now_ms().saturating_mul(1_000_000)
     }
     pub(crate) fn clock_monotonic_ns() -> u64 {
         current_host().monotonic_ns()
@@ -226,59 +163,114 @@ pub(crate) mod host {
     pub(crate) fn metrics_histogram_record(id: u32, value: f64) {
         current_host().observe(id, value)
     }
-    pub(crate) fn state_counter_add(key: &str, delta: i64, ttl_ms: Option<u64>) -> i64 {
+    pub(crate) fn state_counter_add(
+        scope: Scope,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Counter {
         let host = current_host();
         let now = host.monotonic_ms();
-        let result = host.store().counter_add(key, delta, ttl_ms, now);
-        result
+        let c = host.store(scope).counter_add(key, delta, ttl.map(ms), now);
+        Counter::from_store(c, now)
     }
-    pub(crate) fn state_counter_get(key: &str) -> i64 {
+    pub(crate) fn state_counter_get(scope: Scope, key: &str) -> Counter {
         let host = current_host();
         let now = host.monotonic_ms();
-        let result = host.store().counter_get(key, now);
-        result
+        let c = host.store(scope).counter_get(key, now);
+        Counter::from_store(c, now)
     }
     pub(crate) fn state_token_bucket_take(
+        scope: Scope,
         key: &str,
-        capacity: u64,
-        refill_tokens: u64,
-        refill_interval_ms: u64,
+        bucket: &TokenBucket,
         tokens: u64,
-    ) -> weft_shared_state::TakeResult {
+    ) -> TakeResult {
         let host = current_host();
         let now = host.monotonic_ms();
-        let bucket = weft_shared_state::Bucket {
-            capacity,
-            refill_tokens,
-            refill_interval_ms,
+        let b = weft_shared_state::Bucket {
+            capacity: bucket.capacity,
+            refill_tokens: bucket.refill_tokens,
+            refill_interval_ms: ms(bucket.refill_interval).max(1),
         };
-        let result = host.store().token_bucket_take(key, bucket, tokens, now);
-        result
+        let r = host.store(scope).token_bucket_take(key, b, tokens, now);
+        TakeResult {
+            allowed: r.allowed,
+            remaining: r.remaining,
+            retry_after: Duration::from_millis(r.retry_after_ms),
+            reset: Duration::from_millis(r.reset_ms),
+        }
     }
     pub(crate) fn state_kv_get(key: &str) -> Option<Vec<u8>> {
         let host = current_host();
         let now = host.monotonic_ms();
-        let result = host.store().kv_get(key, now).map(<[u8]>::to_vec);
+        let result = host
+            .store(Scope::Local)
+            .kv_get(key, now)
+            .map(<[u8]>::to_vec);
         result
     }
-    pub(crate) fn state_kv_set(key: &str, value: &[u8], ttl_ms: Option<u64>) {
+    pub(crate) fn state_kv_set(key: &str, value: &[u8], ttl: Option<Duration>) {
         let host = current_host();
         let now = host.monotonic_ms();
-        host.store().kv_set(key, value.to_vec(), ttl_ms, now);
+        host.store(Scope::Local)
+            .kv_set(key, value.to_vec(), ttl.map(ms), now);
     }
-    pub(crate) fn state_kv_set_if_absent(key: &str, value: &[u8], ttl_ms: Option<u64>) -> bool {
+    pub(crate) fn state_kv_set_if_absent(key: &str, value: &[u8], ttl: Option<Duration>) -> bool {
         let host = current_host();
         let now = host.monotonic_ms();
-        let result = host
-            .store()
-            .kv_set_if_absent(key, value.to_vec(), ttl_ms, now);
+        let result =
+            host.store(Scope::Local)
+                .kv_set_if_absent(key, value.to_vec(), ttl.map(ms), now);
         result
     }
     pub(crate) fn state_kv_delete(key: &str) -> bool {
         let host = current_host();
         let now = host.monotonic_ms();
-        let result = host.store().kv_delete(key, now);
+        let result = host.store(Scope::Local).kv_delete(key, now);
         result
+    }
+    pub(crate) fn global_get(key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
+        let host = current_host();
+        host.global_available()?;
+        let now = host.monotonic_ms();
+        let result = host
+            .store(Scope::Global)
+            .kv_get(key, now)
+            .map(<[u8]>::to_vec);
+        Ok(result)
+    }
+    pub(crate) fn global_set(
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), Unavailable> {
+        let host = current_host();
+        host.global_available()?;
+        let now = host.monotonic_ms();
+        host.store(Scope::Global)
+            .kv_set(key, value.to_vec(), ttl.map(ms), now);
+        Ok(())
+    }
+    pub(crate) fn global_set_if_absent(
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, Unavailable> {
+        let host = current_host();
+        host.global_available()?;
+        let now = host.monotonic_ms();
+        let result =
+            host.store(Scope::Global)
+                .kv_set_if_absent(key, value.to_vec(), ttl.map(ms), now);
+        Ok(result)
+    }
+    pub(crate) fn global_delete(key: &str) -> Result<bool, Unavailable> {
+        let host = current_host();
+        host.global_available()?;
+        let now = host.monotonic_ms();
+        let result = host.store(Scope::Global).kv_delete(key, now);
+        Ok(result)
     }
     pub(crate) fn http_send(
         cluster: &str,

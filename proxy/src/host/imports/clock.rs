@@ -1,4 +1,4 @@
-//! `weft:filter/clock`.
+//! `weft:filter/clock`: nanoseconds, as every duration in the contract.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -6,10 +6,10 @@ use crate::host::bindings::weft::filter::clock::Host;
 use crate::host::state::HostState;
 
 impl Host for HostState {
-    fn now_ms(&mut self) -> wasmtime::Result<u64> {
+    fn now_ns(&mut self) -> wasmtime::Result<u64> {
         Ok(SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64))
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
     }
 
     fn monotonic_ns(&mut self) -> wasmtime::Result<u64> {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::host::bindings::weft::filter::http_client::{
     CallError, Host, OutboundRequest, OutboundResponse,
 };
+use crate::host::bindings::weft::filter::types::HeaderField;
 use crate::host::services;
 use crate::host::state::HostState;
 
@@ -21,18 +22,24 @@ impl Host for HostState {
             method: request.method,
             path: request.path,
             authority: request.authority,
-            headers: request.headers,
+            headers: request
+                .headers
+                .into_iter()
+                .map(|h| (h.name, h.value))
+                .collect(),
             body: request.body,
-            timeout: request
-                .timeout_ms
-                .map(|ms| Duration::from_millis(ms.into())),
+            timeout: request.timeout.map(Duration::from_nanos),
         };
         let result = self.outbound.send(cluster, request).await;
         self.waited += started.elapsed();
         Ok(match result {
             Ok(r) => Ok(OutboundResponse {
                 status: r.status,
-                headers: r.headers,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| HeaderField { name, value })
+                    .collect(),
                 body: r.body,
             }),
             Err(services::CallError::UnknownCluster(c)) => Err(CallError::UnknownCluster(c)),

@@ -4,6 +4,7 @@
 use crate::host::bindings::weft::filter::metrics::{Host, Labels, Series};
 use crate::host::state::HostState;
 use crate::metrics::{Kind, MetricError, SeriesRef};
+use weft_abi::answer::Metric;
 
 impl HostState {
     fn report(&self, e: &MetricError) {
@@ -49,6 +50,34 @@ impl HostState {
     }
 }
 
+impl HostState {
+    /// Applies one metric update, from a host call or buffered in an answer.
+    pub(crate) fn metric_update(&mut self, update: Metric) {
+        match update {
+            Metric::CounterAdd(id, v) => {
+                if let Some(SeriesRef::Counter(c)) = self.series(id) {
+                    c.add(v);
+                }
+            }
+            Metric::GaugeSet(id, v) => {
+                if let Some(SeriesRef::Gauge(g)) = self.series(id) {
+                    g.set(v);
+                }
+            }
+            Metric::GaugeAdd(id, v) => {
+                if let Some(SeriesRef::Gauge(g)) = self.series(id) {
+                    g.add(v);
+                }
+            }
+            Metric::HistogramRecord(id, v) => {
+                if let Some(SeriesRef::Histogram(h)) = self.series(id) {
+                    h.observe(v);
+                }
+            }
+        }
+    }
+}
+
 impl Host for HostState {
     fn describe(
         &mut self,
@@ -79,30 +108,22 @@ impl Host for HostState {
     }
 
     fn counter_add(&mut self, series: Series, value: u64) -> wasmtime::Result<()> {
-        if let Some(SeriesRef::Counter(c)) = self.series(series) {
-            c.add(value);
-        }
+        self.metric_update(Metric::CounterAdd(series, value));
         Ok(())
     }
 
     fn gauge_set(&mut self, series: Series, value: f64) -> wasmtime::Result<()> {
-        if let Some(SeriesRef::Gauge(g)) = self.series(series) {
-            g.set(value);
-        }
+        self.metric_update(Metric::GaugeSet(series, value));
         Ok(())
     }
 
     fn gauge_add(&mut self, series: Series, delta: f64) -> wasmtime::Result<()> {
-        if let Some(SeriesRef::Gauge(g)) = self.series(series) {
-            g.add(delta);
-        }
+        self.metric_update(Metric::GaugeAdd(series, delta));
         Ok(())
     }
 
     fn histogram_record(&mut self, series: Series, value: f64) -> wasmtime::Result<()> {
-        if let Some(SeriesRef::Histogram(h)) = self.series(series) {
-            h.observe(value);
-        }
+        self.metric_update(Metric::HistogramRecord(series, value));
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! on [`HostState`](super::state::HostState).
 
 mod clock;
+mod global_kv;
 pub mod header_text;
 mod http_client;
 mod log;
@@ -9,3 +10,5 @@ mod metrics;
 mod random;
 mod shared_state;
 mod types;
+
+pub(crate) use types::address_text;

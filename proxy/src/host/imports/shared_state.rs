@@ -1,10 +1,27 @@
 //! `weft:filter/shared-state`: the filter's keys, prefixed with its name, in the
-//! proxy-wide sharded store.
+//! proxy-wide sharded store. Durations cross as nanoseconds; the store keeps
+//! milliseconds. The `global` scope is this proxy's state until a global backend is
+//! configured (`shared_state.global`).
 
-use weft_shared_state::Bucket as StoreBucket;
+use weft_shared_state::{Bucket as StoreBucket, CounterValue};
 
-use crate::host::bindings::weft::filter::shared_state::{Bucket, Host, TakeResult};
+use crate::host::bindings::weft::filter::shared_state::{Bucket, Counter, Host, Scope, TakeResult};
 use crate::host::state::HostState;
+
+const NS_PER_MS: u64 = 1_000_000;
+
+fn ms(ns: u64) -> u64 {
+    ns / NS_PER_MS
+}
+
+fn counter(c: CounterValue, now_ms: u64) -> Counter {
+    Counter {
+        value: c.value,
+        expires_in: c
+            .expires_at_ms
+            .map(|at| at.saturating_sub(now_ms).saturating_mul(NS_PER_MS)),
+    }
+}
 
 /// Longest key a filter may use.
 const MAX_KEY: usize = 4 << 10;
@@ -12,7 +29,7 @@ const MAX_KEY: usize = 4 << 10;
 const MAX_VALUE: usize = 1 << 20;
 
 impl HostState {
-    fn key(&self, key: &str) -> wasmtime::Result<String> {
+    pub(super) fn key(&self, key: &str) -> wasmtime::Result<String> {
         if key.len() > MAX_KEY {
             return Err(wasmtime::Error::msg(format!(
                 "shared-state key of {} bytes; at most {MAX_KEY}",
@@ -27,7 +44,7 @@ impl HostState {
     }
 }
 
-fn check_value(value: &[u8]) -> wasmtime::Result<()> {
+pub(super) fn check_value(value: &[u8]) -> wasmtime::Result<()> {
     if value.len() > MAX_VALUE {
         return Err(wasmtime::Error::msg(format!(
             "shared-state value of {} bytes; at most {MAX_VALUE}",
@@ -40,27 +57,29 @@ fn check_value(value: &[u8]) -> wasmtime::Result<()> {
 impl Host for HostState {
     fn counter_add(
         &mut self,
+        _scope: Scope,
         key: String,
         delta: i64,
-        ttl_ms: Option<u64>,
-    ) -> wasmtime::Result<i64> {
+        ttl: Option<u64>,
+    ) -> wasmtime::Result<Counter> {
         let key = self.key(&key)?;
-        Ok(self
-            .services
-            .state
-            .with(&key, |s, now| s.counter_add(&key, delta, ttl_ms, now)))
+        let ttl_ms = ttl.map(|ns| ms(ns).max(1));
+        Ok(self.services.state.with(&key, |s, now| {
+            counter(s.counter_add(&key, delta, ttl_ms, now), now)
+        }))
     }
 
-    fn counter_get(&mut self, key: String) -> wasmtime::Result<i64> {
+    fn counter_get(&mut self, _scope: Scope, key: String) -> wasmtime::Result<Counter> {
         let key = self.key(&key)?;
         Ok(self
             .services
             .state
-            .with(&key, |s, now| s.counter_get(&key, now)))
+            .with(&key, |s, now| counter(s.counter_get(&key, now), now)))
     }
 
     fn token_bucket_take(
         &mut self,
+        _scope: Scope,
         key: String,
         bucket: Bucket,
         tokens: u64,
@@ -69,7 +88,7 @@ impl Host for HostState {
         let b = StoreBucket {
             capacity: bucket.capacity,
             refill_tokens: bucket.refill_tokens,
-            refill_interval_ms: bucket.refill_interval_ms,
+            refill_interval_ms: ms(bucket.refill_interval).max(1),
         };
         let r = self
             .services
@@ -78,8 +97,8 @@ impl Host for HostState {
         Ok(TakeResult {
             allowed: r.allowed,
             remaining: r.remaining,
-            retry_after_ms: r.retry_after_ms,
-            reset_ms: r.reset_ms,
+            retry_after: r.retry_after_ms.saturating_mul(NS_PER_MS),
+            reset: r.reset_ms.saturating_mul(NS_PER_MS),
         })
     }
 
@@ -91,8 +110,9 @@ impl Host for HostState {
             .with(&key, |s, now| s.kv_get(&key, now).map(<[u8]>::to_vec)))
     }
 
-    fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
+    fn kv_set(&mut self, key: String, value: Vec<u8>, ttl: Option<u64>) -> wasmtime::Result<()> {
         let key = self.key(&key)?;
+        let ttl_ms = ttl.map(|ns| ms(ns).max(1));
         check_value(&value)?;
         self.services
             .state
@@ -104,9 +124,10 @@ impl Host for HostState {
         &mut self,
         key: String,
         value: Vec<u8>,
-        ttl_ms: Option<u64>,
+        ttl: Option<u64>,
     ) -> wasmtime::Result<bool> {
         let key = self.key(&key)?;
+        let ttl_ms = ttl.map(|ns| ms(ns).max(1));
         check_value(&value)?;
         Ok(self
             .services
