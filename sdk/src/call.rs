@@ -455,7 +455,7 @@ pub(crate) fn last<T>(pick: impl Fn(&Edit<'_>) -> Option<T>) -> Option<T> {
 
 /// Headers the proxy manages itself: a filter cannot set, add or remove them (it frames
 /// messages and routes by the authority). `host` is changed with `set_authority`.
-pub(crate) const MANAGED: [&str; 9] = [
+pub(crate) static MANAGED: [&str; 9] = [
     "connection",
     "content-length",
     "host",
@@ -506,7 +506,7 @@ fn managed(name: &str) -> bool {
 
 /// Checks a header name (an RFC 9110 token, not one the proxy manages) and returns it
 /// in lower case, as the proxy would (lowering only when it has to).
-pub(crate) fn header_name(name: &str) -> Result<String, Error> {
+pub(crate) fn header_name(name: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
     let mut upper = false;
     for &b in name.as_bytes() {
         if !TCHAR[b as usize] {
@@ -524,9 +524,9 @@ pub(crate) fn header_name(name: &str) -> Result<String, Error> {
         )));
     }
     Ok(if upper {
-        name.to_ascii_lowercase()
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
     } else {
-        name.to_owned()
+        std::borrow::Cow::Borrowed(name)
     })
 }
 

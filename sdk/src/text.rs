@@ -22,9 +22,8 @@ pub fn push_u64(s: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in &digits[i..] {
-        s.push(d as char);
-    }
+    // ASCII digits only.
+    s.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 /// Appends `bytes` in lower-case hexadecimal.

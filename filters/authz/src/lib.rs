@@ -58,12 +58,13 @@
 mod jwks;
 mod jwt;
 mod rbac;
+mod recent;
 
 #[cfg(feature = "ext-authz")]
 mod ext;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -152,11 +153,8 @@ struct Jwt {
     config: JwtConfig,
     /// Tokens this instance verified recently, with their claims: a hit costs no host
     /// call, no hashing and no JSON. Bounded; emptied when full.
-    recent: RefCell<HashMap<String, Rc<Map<String, Value>>>>,
+    recent: RefCell<recent::Recent>,
 }
-
-/// Entries of an instance's own token cache before it is emptied.
-const RECENT_TOKENS: usize = 512;
 
 struct Metrics {
     allowed: Counter,
@@ -261,11 +259,7 @@ impl Jwt {
             return Ok(claims.clone());
         }
         let claims = Rc::new(self.verify_shared(token, ttl, &expect)?);
-        let mut recent = self.recent.borrow_mut();
-        if recent.len() >= RECENT_TOKENS {
-            recent.clear();
-        }
-        recent.insert(token.to_owned(), claims.clone());
+        self.recent.borrow_mut().insert(token, claims.clone());
         Ok(claims)
     }
 

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::{Store, UpdateDeadline};
 
@@ -358,14 +358,17 @@ impl FilterInstance {
         let _in_flight = module.ticks.call();
         let mut store = Store::new(module.pre.engine(), state);
         store.limiter(|s| &mut s.memory);
-        store.epoch_deadline_callback(|ctx| {
-            let s = ctx.data();
-            let now = Instant::now();
-            let end = s.deadline + s.waited;
-            if now >= end {
+        // The epoch deadline is the call's budget in ticks; when it is reached, time the
+        // call spent waiting on the host (outbound calls) that was not yet given back is
+        // given back, and only then is the deadline final. No clock read per call.
+        store.epoch_deadline_callback(|mut ctx| {
+            let s = ctx.data_mut();
+            let owed = s.waited.saturating_sub(s.credited);
+            if owed.is_zero() {
                 return Err(DeadlineExceeded.into());
             }
-            Ok(UpdateDeadline::Continue(ticks(end - now)))
+            s.credited = s.waited;
+            Ok(UpdateDeadline::Continue(ticks(owed)))
         });
         arm(&mut store, timeout);
         let instantiated = if module.needs_async {
@@ -440,11 +443,11 @@ impl FilterInstance {
     }
 }
 
-/// Starts a call's deadline clock.
+/// Starts a call's deadline: `timeout` in epoch ticks.
 fn arm(store: &mut Store<HostState>, timeout: Duration) {
     let data = store.data_mut();
-    data.deadline = Instant::now() + timeout;
     data.waited = Duration::ZERO;
+    data.credited = Duration::ZERO;
     data.memory.hit = false;
     store.set_epoch_deadline(ticks(timeout));
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 
@@ -119,11 +119,11 @@ pub struct HostState {
     pub request: Option<Box<RequestCtx>>,
     /// The response lent for the current call.
     pub response: Option<Box<ResponseCtx>>,
-    /// When the current call must end.
-    pub deadline: Instant,
     /// Time the current call spent waiting on the host (outbound calls), which does not
     /// count against its deadline.
     pub waited: Duration,
+    /// The part of `waited` already added to the call's deadline.
+    pub credited: Duration,
     /// This instance's copy of the series it used, by handle, so updates take no lock.
     pub series: Vec<Option<SeriesRef>>,
     /// Header names this instance changed lately, checked.
@@ -148,8 +148,8 @@ impl HostState {
             },
             request: None,
             response: None,
-            deadline: Instant::now(),
             waited: Duration::ZERO,
+            credited: Duration::ZERO,
             series: Vec::new(),
             names: NameCache::default(),
         }

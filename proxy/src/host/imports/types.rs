@@ -13,36 +13,43 @@ use crate::host::call::{RequestCtx, ResponseCtx};
 use crate::host::state::HostState;
 
 /// `ip:port` as `SocketAddr`'s `Display` writes it, without the formatting machinery
-/// for the common IPv4 case (this runs per request for rate limits keyed by client).
+/// for the common IPv4 case (this runs per request for rate limits keyed by client):
+/// written into a stack buffer, then one allocation.
 pub(crate) fn address_text(addr: std::net::SocketAddr) -> String {
     let std::net::SocketAddr::V4(v4) = addr else {
         return addr.to_string();
     };
-    let mut out = String::with_capacity(21);
+    let mut out = [0u8; 21];
+    let mut n = 0;
     for (i, octet) in v4.ip().octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            out[n] = b'.';
+            n += 1;
         }
-        push_decimal(&mut out, u32::from(octet));
+        n += write_decimal(&mut out[n..], u32::from(octet));
     }
-    out.push(':');
-    push_decimal(&mut out, u32::from(v4.port()));
-    out
+    out[n] = b':';
+    n += 1;
+    n += write_decimal(&mut out[n..], u32::from(v4.port()));
+    // ASCII digits, dots and a colon.
+    String::from_utf8(out[..n].to_vec()).unwrap_or_default()
 }
 
-fn push_decimal(out: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// Writes `v` (below 100,000) in decimal at the start of `out`; returns the length.
+fn write_decimal(out: &mut [u8], v: u32) -> usize {
+    let len = match v {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    };
+    let mut v = v;
+    for i in (0..len).rev() {
+        out[i] = b'0' + (v % 10) as u8;
+        v /= 10;
     }
-    // ASCII digits only.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+    len
 }
 
 fn is_host(name: &str) -> bool {
