@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests start: etcd (Debian's etcd-server) for the control
-# plane's shared store. Nothing happens when they are already there.
+# Installs the real peers the tests start, from Debian: etcd (etcd-server) for the
+# control plane's shared store, Chromium to open `weft bench --html` reports. Only
+# what is missing is installed.
 set -euo pipefail
-if command -v etcd >/dev/null; then
+need=()
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v chromium >/dev/null || need+=(chromium)
+if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
-echo "test peers: installing Debian's etcd-server"
+echo "test peers: installing Debian's ${need[*]}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
-# The package may start a system etcd on the default ports; the tests start their own
-# on free ports and do not need it.
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# etcd's package may start a system etcd on the default ports; the tests start their
+# own on free ports and do not need it.
 command -v etcd >/dev/null
+command -v chromium >/dev/null

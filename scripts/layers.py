@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 LAYERS = [
-    ("leaves", ["clock", "shard", "background", "metrics", "deadline", "net"]),
+    ("leaves", ["alloc_count", "clock", "shard", "background", "metrics", "deadline", "net"]),
     ("error", ["error"]),
     ("body", ["body"]),
     ("config", ["config"]),
@@ -24,7 +24,7 @@ LAYERS = [
     ("snapshot", ["snapshot"]),
     ("exchange", ["exchange"]),
     ("server", ["server"]),
-    ("tooling", ["reload", "admin", "app", "bundle", "build", "control", "cli"]),
+    ("tooling", ["reload", "admin", "app", "bundle", "build", "control", "runner", "bench", "cli"]),
 ]
 
 # Edges allowed inside a layer (everything else there must go through a lower layer).
@@ -42,6 +42,10 @@ SAME_LAYER = {
     ("cli", "bundle"),
     ("cli", "build"),
     ("cli", "control"),
+    ("cli", "bench"),
+    ("cli", "runner"),
+    ("runner", "app"),
+    ("bench", "runner"),
 }
 
 ROOT = Path(__file__).resolve().parent.parent / "proxy" / "src"

@@ -1,14 +1,16 @@
 //! weft: a programmable proxy for service meshes.
 //!
 //! The modules, bottom up (each imports only from those above it in this list):
-//! leaves (`clock`, `shard`, `background`, `metrics`, `deadline`, `net`), `error`,
+//! leaves (`alloc_count`, `clock`, `shard`, `background`, `metrics`, `deadline`, `net`), `error`,
 //! `body`, `config`, then `host` and `upstream` (neither imports the other),
 //! `snapshot`, `exchange`, `server`, and the tooling on top (`app`, `reload`, `admin`,
-//! `control`, `bundle`, `build`, `cli`). `scripts/layers.py` checks it.
+//! `control`, `bundle`, `build`, `runner`, `bench`, `cli`). `scripts/layers.py` checks it.
 
 pub(crate) mod admin;
+pub mod alloc_count;
 pub(crate) mod app;
 pub(crate) mod background;
+pub(crate) mod bench;
 pub(crate) mod body;
 pub(crate) mod build;
 pub(crate) mod bundle;
@@ -23,6 +25,7 @@ pub mod host;
 pub mod metrics;
 pub(crate) mod net;
 pub(crate) mod reload;
+pub(crate) mod runner;
 pub(crate) mod server;
 pub mod shard;
 pub(crate) mod snapshot;

@@ -5,9 +5,10 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc: the request path allocates and frees many small objects (header maps,
 /// futures, buffers); under glibc's allocator that was about 15% of the proxy's
-/// user-space instructions per request.
+/// user-space instructions per request. Counted only while `weft bench` asks.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: weft::alloc_count::Counting<mimalloc::MiMalloc> =
+    weft::alloc_count::Counting(mimalloc::MiMalloc);
 
 fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));

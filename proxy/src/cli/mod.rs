@@ -1,5 +1,6 @@
 //! The `weft` command line: one variant per subcommand, each with its `run`.
 
+pub mod bench;
 pub mod bundle;
 pub mod control;
 pub mod echo;
@@ -23,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy.
     Run(run::RunArgs),
+    /// Benchmark a route's filter chain: per filter and phase in process, or under
+    /// load against the same proxy without filters.
+    Bench(Box<bench::BenchArgs>),
     /// Check a configuration completely (filters included) without serving it.
     Validate(validate::ValidateArgs),
     /// Work on filter crates: create one, build components.
@@ -43,6 +47,7 @@ impl Command {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
             Command::Run(a) => a.run(),
+            Command::Bench(a) => a.run(),
             Command::Validate(a) => a.run(),
             Command::Filter(f) => f.run(),
             Command::Echo(a) => a.run(),

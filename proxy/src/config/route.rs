@@ -50,6 +50,16 @@ pub struct RouteMatch {
 }
 
 impl RouteMatch {
+    /// A condition every request meets.
+    pub fn any() -> RouteMatch {
+        RouteMatch {
+            host: HostMatch::Any,
+            path: PathMatch::Any,
+            methods: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
     /// Whether a request matches. `host` is already lower case and without port.
     pub fn matches(&self, method: &Method, host: &str, path: &str, headers: &HeaderMap) -> bool {
         self.matches_path(method, host, without_query(path), headers)

@@ -16,6 +16,7 @@ use super::instance::{
     Start,
 };
 use super::module::FilterModule;
+use super::probe;
 use super::services::{HostServices, Outbound};
 use super::state::{FilterIdentity, HostState};
 use crate::config::model::FailurePolicy;
@@ -133,6 +134,18 @@ fn rejection(path: &str, message: &str) -> String {
     }
 }
 
+/// A later instance failing to start. The configuration was accepted when the filter
+/// started; a later instance refusing it is a filter that changed its mind.
+fn start_failure(e: Start) -> FilterFailure {
+    match e {
+        Start::Failed(f) => f,
+        Start::Rejected { path, message } => FilterFailure::Instantiate(format!(
+            "configuration rejected: {}",
+            rejection(&path, &message)
+        )),
+    }
+}
+
 /// `init` may take longer than a request-path call: it parses configuration.
 fn init_timeout(call_timeout: Duration) -> Duration {
     call_timeout.max(Duration::from_secs(2))
@@ -238,15 +251,7 @@ impl LoadedFilter {
             init_timeout(self.timeout),
         )
         .await
-        .map_err(|e| match e {
-            Start::Failed(f) => f,
-            // The configuration was accepted when the filter started; a later instance
-            // refusing it is a filter that changed its mind.
-            Start::Rejected { path, message } => FilterFailure::Instantiate(format!(
-                "configuration rejected: {}",
-                rejection(&path, &message)
-            )),
-        })?;
+        .map_err(start_failure)?;
         self.stats.instances.inc();
         Ok(Box::new(instance))
     }
@@ -328,6 +333,7 @@ impl LoadedFilter {
         response: &mut Option<Box<ResponseCtx>>,
     ) -> Result<P::Answer, FilterFailure> {
         self.stats.calls.inc();
+        let measuring = probe::begin();
         let mut instance = match self.checkout().await {
             Ok(i) => i,
             Err(f) => {
@@ -335,7 +341,9 @@ impl LoadedFilter {
                 return Err(f);
             }
         };
-        match instance.invoke(call, request, response, self.timeout).await {
+        let result = instance.invoke(call, request, response, self.timeout).await;
+        let (host_calls, memory) = (instance.host_calls(), instance.memory_size());
+        let result = match result {
             Ok(answer) => {
                 self.checkin(instance);
                 Ok(answer)
@@ -347,6 +355,46 @@ impl LoadedFilter {
                 }
                 Err(f)
             }
+        };
+        if let Some(m) = measuring {
+            m.end(
+                std::ptr::from_ref(self) as usize,
+                P::PHASE,
+                host_calls,
+                memory,
+            );
         }
+        result
+    }
+
+    /// Times making a fresh instance of this filter: instantiation, then `init` with
+    /// its configuration. The instance is dropped.
+    pub async fn time_start(&self) -> Result<(Duration, Duration), FilterFailure> {
+        let state = HostState::new(
+            self.identity.clone(),
+            self.services.clone(),
+            self.outbound.clone(),
+            self.memory_limit,
+        );
+        let timeout = init_timeout(self.timeout);
+        let t0 = std::time::Instant::now();
+        let mut instance = FilterInstance::instantiate(&self.module, state, timeout)
+            .await
+            .map_err(start_failure)?;
+        let t1 = std::time::Instant::now();
+        instance
+            .init(&self.config, timeout)
+            .await
+            .map_err(start_failure)?;
+        Ok((t1 - t0, t1.elapsed()))
+    }
+
+    /// The most linear memory any idle instance of this filter has, in bytes.
+    pub fn instance_memory(&self) -> usize {
+        self.idle
+            .all()
+            .flat_map(|pool| pool.lock().iter().map(|i| i.memory_size()).max())
+            .max()
+            .unwrap_or(0)
     }
 }

@@ -14,6 +14,7 @@ use super::call::{RequestCtx, ResponseCtx};
 use super::engine::{Ticks, EPOCH_TICK};
 use super::failure::{classify, DeadlineExceeded, FilterFailure};
 use super::module::FilterModule;
+use super::probe::Phase;
 use super::state::HostState;
 
 /// One call into a filter's export: what it hands over and what it answers, in the
@@ -21,6 +22,8 @@ use super::state::HostState;
 pub(crate) trait PhaseCall: Sync {
     /// What the filter answers.
     type Answer: Send;
+    /// The phase, for measurements.
+    const PHASE: Phase;
     /// Runs the export on `instance` (its store already holds the lent heads) and
     /// applies what the answer carries besides its decision; the inner error is an
     /// answer the proxy refuses.
@@ -225,6 +228,7 @@ impl FilterInstance {
 
 impl PhaseCall for RequestHeaders {
     type Answer = Action;
+    const PHASE: Phase = Phase::RequestHeaders;
     async fn run(
         &self,
         instance: &mut FilterInstance,
@@ -240,6 +244,7 @@ impl PhaseCall for RequestHeaders {
 
 impl PhaseCall for ResponseHeaders {
     type Answer = Action;
+    const PHASE: Phase = Phase::ResponseHeaders;
     async fn run(
         &self,
         instance: &mut FilterInstance,
@@ -260,6 +265,7 @@ impl PhaseCall for ResponseHeaders {
 
 impl PhaseCall for RequestBody<'_> {
     type Answer = BodyAction;
+    const PHASE: Phase = Phase::RequestBody;
     async fn run(
         &self,
         instance: &mut FilterInstance,
@@ -279,6 +285,7 @@ impl PhaseCall for RequestBody<'_> {
 
 impl PhaseCall for ResponseBody<'_> {
     type Answer = BodyAction;
+    const PHASE: Phase = Phase::ResponseBody;
     async fn run(
         &self,
         instance: &mut FilterInstance,
@@ -306,6 +313,7 @@ impl PhaseCall for ResponseBody<'_> {
 
 impl PhaseCall for Log<'_> {
     type Answer = ();
+    const PHASE: Phase = Phase::Log;
     async fn run(
         &self,
         instance: &mut FilterInstance,
@@ -354,7 +362,18 @@ impl FilterInstance {
         config: &wit::FilterConfig,
         timeout: Duration,
     ) -> Result<(FilterInstance, FilterInfo), Start> {
-        // Instantiation and `init` run under a deadline too.
+        let mut instance = FilterInstance::instantiate(module, state, timeout).await?;
+        let info = instance.init(config, timeout).await?;
+        Ok((instance, info))
+    }
+
+    /// Makes an instance, not yet initialized.
+    pub(crate) async fn instantiate(
+        module: &FilterModule,
+        state: HostState,
+        timeout: Duration,
+    ) -> Result<FilterInstance, Start> {
+        // Instantiation runs under a deadline too.
         let _in_flight = module.ticks.call();
         let mut store = Store::new(module.pre.engine(), state);
         store.limiter(|s| &mut s.memory);
@@ -378,20 +397,30 @@ impl FilterInstance {
         };
         let bindings = instantiated
             .map_err(|e| Start::Failed(FilterFailure::Instantiate(format!("{e:#}"))))?;
-        let mut instance = FilterInstance {
+        Ok(FilterInstance {
             store,
             bindings,
             needs_async: module.needs_async,
             ticks: module.ticks.clone(),
             reads: Arc::default(),
             views: Views::default(),
-        };
-        arm(&mut instance.store, timeout);
-        let init = instance.bindings.weft_filter_handler().func_init();
-        let result = if instance.needs_async {
-            init.call_async(&mut instance.store, (config,)).await
+        })
+    }
+
+    /// Runs `init` with the filter's configuration: what the filter declares, or why
+    /// it refuses.
+    pub(crate) async fn init(
+        &mut self,
+        config: &wit::FilterConfig,
+        timeout: Duration,
+    ) -> Result<FilterInfo, Start> {
+        let _in_flight = self.ticks.call();
+        arm(&mut self.store, timeout);
+        let init = self.bindings.weft_filter_handler().func_init();
+        let result = if self.needs_async {
+            init.call_async(&mut self.store, (config,)).await
         } else {
-            init.call(&mut instance.store, (config,))
+            init.call(&mut self.store, (config,))
         };
         match result {
             Ok((Ok(info),)) => {
@@ -399,9 +428,9 @@ impl FilterInstance {
                     path: String::new(),
                     message,
                 })?;
-                instance.views = Views::for_reads(&info.reads);
-                instance.reads = Arc::new(info.reads.clone());
-                Ok((instance, info))
+                self.views = Views::for_reads(&info.reads);
+                self.reads = Arc::new(info.reads.clone());
+                Ok(info)
             }
             Ok((Err(wit::InitError::Config((path, message))),)) => {
                 Err(Start::Rejected { path, message })
@@ -410,11 +439,18 @@ impl FilterInstance {
                 path: String::new(),
                 message,
             }),
-            Err(e) => Err(Start::Failed(classify(
-                &e,
-                instance.store.data().memory.hit,
-            ))),
+            Err(e) => Err(Start::Failed(classify(&e, self.store.data().memory.hit))),
         }
+    }
+
+    /// Calls the filter made into the host during the last call.
+    pub(crate) fn host_calls(&self) -> u32 {
+        self.store.data().host_calls
+    }
+
+    /// The instance's linear memory, in bytes.
+    pub(crate) fn memory_size(&self) -> usize {
+        self.store.data().memory.size
     }
 
     /// Lends the heads, runs one phase under the deadline, and takes the heads back.
@@ -449,5 +485,6 @@ fn arm(store: &mut Store<HostState>, timeout: Duration) {
     data.waited = Duration::ZERO;
     data.credited = Duration::ZERO;
     data.memory.hit = false;
+    data.host_calls = 0;
     store.set_epoch_deadline(ticks(timeout));
 }

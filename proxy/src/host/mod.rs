@@ -23,6 +23,7 @@ pub mod filter;
 mod imports;
 pub mod instance;
 pub mod module;
+pub mod probe;
 pub mod services;
 pub mod state;
 

@@ -79,6 +79,8 @@ pub struct MemoryCap {
     pub limit: usize,
     /// Set when a growth was refused.
     pub hit: bool,
+    /// The linear memory's size, in bytes (the largest memory, if there are several).
+    pub size: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -92,6 +94,7 @@ impl ResourceLimiter for MemoryCap {
             self.hit = true;
             return Ok(false);
         }
+        self.size = self.size.max(desired);
         Ok(true)
     }
 
@@ -128,6 +131,8 @@ pub struct HostState {
     pub series: Vec<Option<SeriesRef>>,
     /// Header names this instance changed lately, checked.
     pub names: NameCache,
+    /// Calls into the host during the current call.
+    pub host_calls: u32,
 }
 
 impl HostState {
@@ -145,6 +150,7 @@ impl HostState {
             memory: MemoryCap {
                 limit: memory_limit,
                 hit: false,
+                size: 0,
             },
             request: None,
             response: None,
@@ -152,6 +158,7 @@ impl HostState {
             credited: Duration::ZERO,
             series: Vec::new(),
             names: NameCache::default(),
+            host_calls: 0,
         }
     }
 }

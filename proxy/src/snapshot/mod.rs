@@ -118,6 +118,22 @@ pub struct Route {
     pub stats: RouteStats,
 }
 
+impl Route {
+    /// The same route with no filters: what a request costs without its chain.
+    pub fn without_filters(&self, metrics: &Registry, listener: &str) -> Route {
+        let name = format!("{}-without-filters", self.name);
+        Route {
+            stats: RouteStats::new(metrics, listener, &name),
+            name: name.into(),
+            matcher: self.matcher.clone(),
+            cluster: self.cluster.clone(),
+            chain: Arc::new([]),
+            needs: ChainNeeds::default(),
+            timeout: self.timeout,
+        }
+    }
+}
+
 /// A listener's part of the snapshot.
 pub struct ListenerSnap {
     pub name: Arc<str>,

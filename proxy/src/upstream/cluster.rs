@@ -81,7 +81,18 @@ pub struct Cluster {
     /// Idle connections older than this are not reused.
     pub idle_timeout: Duration,
     pub stats: ClusterStats,
+    /// A response every attempt gets at once, without I/O, instead of the endpoints'
+    /// (`weft bench` runs chains against it).
+    pub canned: Option<Arc<Canned>>,
     next: AtomicUsize,
+}
+
+/// A fixed upstream response.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
 }
 
 impl Cluster {
@@ -95,6 +106,7 @@ impl Cluster {
             max_idle: c.max_idle_per_endpoint,
             idle_timeout: c.idle_timeout,
             stats: ClusterStats::new(metrics, &c.name),
+            canned: None,
             next: AtomicUsize::new(fastrand::usize(..)),
         }
     }

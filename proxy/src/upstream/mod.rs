@@ -6,5 +6,5 @@ pub mod h1;
 pub mod pool;
 pub mod send;
 
-pub use cluster::{Cluster, Clusters};
+pub use cluster::{Canned, Cluster, Clusters};
 pub use send::{send, AttemptError, RequestHead};

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use http::{HeaderMap, Method, Request, Uri, Version};
 use hyper::client::conn::http2;
 
-use super::cluster::Cluster;
+use super::cluster::{Canned, Cluster};
 use super::connect::{connect, Conn};
 use super::h1;
 use super::pool;
@@ -107,6 +107,10 @@ pub async fn send(
     head: RequestHead,
     body: ProxyBody,
 ) -> Result<UpstreamResponse, AttemptError> {
+    if let Some(canned) = &cluster.canned {
+        cluster.stats.attempts.inc();
+        return Ok(canned_response(canned, body).await);
+    }
     let Some(addr) = cluster.pick() else {
         cluster.stats.failed(UpstreamFailure::NoEndpoints);
         return Err(AttemptError::new(
@@ -124,6 +128,25 @@ pub async fn send(
         cluster.stats.failed(e.failure);
     }
     result
+}
+
+/// The canned response, after the request body was read to its end (as an upstream
+/// would), all in memory.
+async fn canned_response(canned: &Canned, body: ProxyBody) -> UpstreamResponse {
+    // Stream-mode body filters run as the body is read.
+    let _ = http_body_util::BodyExt::collect(body).await;
+    let mut head = http::Response::new(()).into_parts().0;
+    head.status = canned.status;
+    head.headers = canned.headers.clone();
+    head.headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(canned.body.len()),
+    );
+    UpstreamResponse {
+        head,
+        body: ProxyBody::full(canned.body.clone()),
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+    }
 }
 
 async fn new_conn(cluster: &Cluster, addr: SocketAddr) -> Result<Conn, AttemptError> {

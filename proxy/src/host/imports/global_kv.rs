@@ -22,6 +22,7 @@ impl HostState {
 
 impl Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, GlobalError>> {
+        self.host_calls += 1;
         let key = self.global_key(&key)?;
         Ok(Ok(self.services.state.with(&key, |s, now| {
             s.kv_get(&key, now).map(<[u8]>::to_vec)
@@ -34,6 +35,7 @@ impl Host for HostState {
         value: Vec<u8>,
         ttl: Option<u64>,
     ) -> wasmtime::Result<Result<(), GlobalError>> {
+        self.host_calls += 1;
         let key = self.global_key(&key)?;
         super::shared_state::check_value(&value)?;
         let ttl_ms = ttl.map(|ns| (ns / 1_000_000).max(1));
@@ -49,6 +51,7 @@ impl Host for HostState {
         value: Vec<u8>,
         ttl: Option<u64>,
     ) -> wasmtime::Result<Result<bool, GlobalError>> {
+        self.host_calls += 1;
         let key = self.global_key(&key)?;
         super::shared_state::check_value(&value)?;
         let ttl_ms = ttl.map(|ns| (ns / 1_000_000).max(1));
@@ -58,6 +61,7 @@ impl Host for HostState {
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, GlobalError>> {
+        self.host_calls += 1;
         let key = self.global_key(&key)?;
         Ok(Ok(self
             .services

@@ -17,6 +17,7 @@ impl Host for HostState {
         cluster: String,
         request: OutboundRequest,
     ) -> wasmtime::Result<Result<OutboundResponse, CallError>> {
+        self.host_calls += 1;
         let started = Instant::now();
         let request = services::OutboundRequest {
             method: request.method,

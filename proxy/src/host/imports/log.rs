@@ -8,6 +8,7 @@ const MAX_MESSAGE: usize = 8 << 10;
 
 impl Host for HostState {
     fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        self.host_calls += 1;
         let mut message = message;
         if message.len() > MAX_MESSAGE {
             let mut cut = MAX_MESSAGE;
@@ -29,6 +30,7 @@ impl Host for HostState {
     }
 
     fn enabled(&mut self, level: Level) -> wasmtime::Result<bool> {
+        self.host_calls += 1;
         Ok(match level {
             Level::Trace => tracing::enabled!(target: "weft::filter", tracing::Level::TRACE),
             Level::Debug => tracing::enabled!(target: "weft::filter", tracing::Level::DEBUG),

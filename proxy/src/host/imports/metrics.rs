@@ -85,6 +85,7 @@ impl Host for HostState {
         help: String,
         buckets: Option<Vec<f64>>,
     ) -> wasmtime::Result<()> {
+        self.host_calls += 1;
         if let Err(e) =
             self.services
                 .metrics
@@ -96,33 +97,40 @@ impl Host for HostState {
     }
 
     fn counter(&mut self, name: String, labels: Labels) -> wasmtime::Result<Series> {
+        self.host_calls += 1;
         Ok(self.resolve(name, labels, Kind::Counter))
     }
 
     fn gauge(&mut self, name: String, labels: Labels) -> wasmtime::Result<Series> {
+        self.host_calls += 1;
         Ok(self.resolve(name, labels, Kind::Gauge))
     }
 
     fn histogram(&mut self, name: String, labels: Labels) -> wasmtime::Result<Series> {
+        self.host_calls += 1;
         Ok(self.resolve(name, labels, Kind::Histogram))
     }
 
     fn counter_add(&mut self, series: Series, value: u64) -> wasmtime::Result<()> {
+        self.host_calls += 1;
         self.metric_update(Metric::CounterAdd(series, value));
         Ok(())
     }
 
     fn gauge_set(&mut self, series: Series, value: f64) -> wasmtime::Result<()> {
+        self.host_calls += 1;
         self.metric_update(Metric::GaugeSet(series, value));
         Ok(())
     }
 
     fn gauge_add(&mut self, series: Series, delta: f64) -> wasmtime::Result<()> {
+        self.host_calls += 1;
         self.metric_update(Metric::GaugeAdd(series, delta));
         Ok(())
     }
 
     fn histogram_record(&mut self, series: Series, value: f64) -> wasmtime::Result<()> {
+        self.host_calls += 1;
         self.metric_update(Metric::HistogramRecord(series, value));
         Ok(())
     }

@@ -62,6 +62,7 @@ impl Host for HostState {
         delta: i64,
         ttl: Option<u64>,
     ) -> wasmtime::Result<Counter> {
+        self.host_calls += 1;
         let key = self.key(&key)?;
         let ttl_ms = ttl.map(|ns| ms(ns).max(1));
         Ok(self.services.state.with(&key, |s, now| {
@@ -70,6 +71,7 @@ impl Host for HostState {
     }
 
     fn counter_get(&mut self, _scope: Scope, key: String) -> wasmtime::Result<Counter> {
+        self.host_calls += 1;
         let key = self.key(&key)?;
         Ok(self
             .services
@@ -84,6 +86,7 @@ impl Host for HostState {
         bucket: Bucket,
         tokens: u64,
     ) -> wasmtime::Result<TakeResult> {
+        self.host_calls += 1;
         let key = self.key(&key)?;
         let b = StoreBucket {
             capacity: bucket.capacity,
@@ -103,6 +106,7 @@ impl Host for HostState {
     }
 
     fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.host_calls += 1;
         let key = self.key(&key)?;
         Ok(self
             .services
@@ -111,6 +115,7 @@ impl Host for HostState {
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>, ttl: Option<u64>) -> wasmtime::Result<()> {
+        self.host_calls += 1;
         let key = self.key(&key)?;
         let ttl_ms = ttl.map(|ns| ms(ns).max(1));
         check_value(&value)?;
@@ -126,6 +131,7 @@ impl Host for HostState {
         value: Vec<u8>,
         ttl: Option<u64>,
     ) -> wasmtime::Result<bool> {
+        self.host_calls += 1;
         let key = self.key(&key)?;
         let ttl_ms = ttl.map(|ns| ms(ns).max(1));
         check_value(&value)?;
@@ -136,6 +142,7 @@ impl Host for HostState {
     }
 
     fn kv_delete(&mut self, key: String) -> wasmtime::Result<bool> {
+        self.host_calls += 1;
         let key = self.key(&key)?;
         Ok(self
             .services

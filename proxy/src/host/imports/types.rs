@@ -120,26 +120,32 @@ fn version_text(v: http::Version) -> &'static str {
 
 impl request::Host for HostState {
     fn method(&mut self) -> wasmtime::Result<String> {
+        self.host_calls += 1;
         Ok(self.req()?.method.as_str().to_owned())
     }
 
     fn scheme(&mut self) -> wasmtime::Result<String> {
+        self.host_calls += 1;
         Ok(self.req()?.scheme.to_owned())
     }
 
     fn version(&mut self) -> wasmtime::Result<String> {
+        self.host_calls += 1;
         Ok(version_text(self.req()?.version).to_owned())
     }
 
     fn authority(&mut self) -> wasmtime::Result<String> {
+        self.host_calls += 1;
         Ok(self.req()?.authority.clone())
     }
 
     fn path(&mut self) -> wasmtime::Result<String> {
+        self.host_calls += 1;
         Ok(self.req()?.path.as_str().to_owned())
     }
 
     fn original_path(&mut self) -> wasmtime::Result<String> {
+        self.host_calls += 1;
         let req = self.req()?;
         Ok(req
             .original_path
@@ -150,6 +156,7 @@ impl request::Host for HostState {
     }
 
     fn header(&mut self, name: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.host_calls += 1;
         let req = self.req()?;
         if is_host(&name) {
             return Ok(Some(req.authority.as_bytes().to_vec()));
@@ -158,6 +165,7 @@ impl request::Host for HostState {
     }
 
     fn header_all(&mut self, name: String) -> wasmtime::Result<Vec<Vec<u8>>> {
+        self.host_calls += 1;
         let req = self.req()?;
         if is_host(&name) {
             return Ok(vec![req.authority.as_bytes().to_vec()]);
@@ -166,60 +174,74 @@ impl request::Host for HostState {
     }
 
     fn headers(&mut self) -> wasmtime::Result<Vec<HeaderField>> {
+        self.host_calls += 1;
         Ok(fields(&self.req()?.headers))
     }
 
     fn client_address(&mut self) -> wasmtime::Result<String> {
+        self.host_calls += 1;
         Ok(address_text(self.req()?.client_addr))
     }
 
     fn peer_identity(&mut self) -> wasmtime::Result<Option<String>> {
+        self.host_calls += 1;
         Ok(self.req()?.peer_identity.clone())
     }
 
     fn listener(&mut self) -> wasmtime::Result<String> {
+        self.host_calls += 1;
         Ok(self.req()?.listener.to_string())
     }
 
     fn route(&mut self) -> wasmtime::Result<String> {
+        self.host_calls += 1;
         Ok(self.req()?.route.to_string())
     }
 
     fn cluster(&mut self) -> wasmtime::Result<String> {
+        self.host_calls += 1;
         Ok(self.req()?.cluster.to_string())
     }
 
     fn attempt(&mut self) -> wasmtime::Result<u32> {
+        self.host_calls += 1;
         Ok(self.req()?.attempt)
     }
 
     fn trace_id(&mut self) -> wasmtime::Result<Option<String>> {
+        self.host_calls += 1;
         Ok(self.req()?.trace_id.clone())
     }
 
     fn property(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        self.host_calls += 1;
         Ok(self.req()?.property(&key).map(str::to_owned))
     }
 
     fn body_replayable(&mut self) -> wasmtime::Result<bool> {
+        self.host_calls += 1;
         Ok(self.req()?.body_replayable)
     }
 }
 
 impl response::Host for HostState {
     fn header(&mut self, name: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.host_calls += 1;
         Ok(bytes_of(&self.resp()?.head.headers, &name))
     }
 
     fn header_all(&mut self, name: String) -> wasmtime::Result<Vec<Vec<u8>>> {
+        self.host_calls += 1;
         Ok(all_bytes(&self.resp()?.head.headers, &name))
     }
 
     fn headers(&mut self) -> wasmtime::Result<Vec<HeaderField>> {
+        self.host_calls += 1;
         Ok(fields(&self.resp()?.head.headers))
     }
 
     fn upstream_address(&mut self) -> wasmtime::Result<Option<String>> {
+        self.host_calls += 1;
         Ok(self.resp()?.upstream_addr.map(|a| a.to_string()))
     }
 }
