@@ -273,6 +273,10 @@ impl Writer {
     }
 
     fn tag(&mut self, tag: u8) -> &mut Vec<u8> {
+        if self.buf.capacity() == 0 {
+            // Most answers fit: one allocation instead of a few reallocations.
+            self.buf.reserve(128);
+        }
         self.buf.push(tag);
         &mut self.buf
     }

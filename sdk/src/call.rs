@@ -57,7 +57,7 @@ fn edits<R>(f: impl FnOnce(&mut dyn Iterator<Item = Edit<'_>>) -> R) -> R {
 }
 
 /// Whether the call changed anything yet (reads skip looking when not).
-fn unchanged() -> bool {
+pub(crate) fn unchanged() -> bool {
     ANSWER.with(|a| a.borrow().is_empty())
 }
 
@@ -261,8 +261,13 @@ impl RequestView {
     /// A header's first value: `None` when not declared (ask the proxy), `Some(None)`
     /// when the request does not carry it.
     pub fn header(&self, name: &str) -> Option<Option<Vec<u8>>> {
+        Some(self.header_ref(name)?.map(<[u8]>::to_vec))
+    }
+
+    /// [`RequestView::header`], borrowed.
+    pub fn header_ref(&self, name: &str) -> Option<Option<&[u8]>> {
         let slot = self.declared.request_header_slot(name)?;
-        Some(self.view.item(slot)?.map(<[u8]>::to_vec))
+        self.view.item(slot)
     }
 }
 

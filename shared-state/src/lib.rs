@@ -118,6 +118,10 @@ impl Store {
         now_ms: u64,
     ) -> TakeResult {
         self.tick(now_ms);
+        // Looked up by `&str` first: the key is copied only for a new bucket.
+        if let Some(state) = self.buckets.get_mut(key) {
+            return state.take(&bucket, tokens, now_ms);
+        }
         let state = self
             .buckets
             .entry(key.to_owned())

@@ -65,21 +65,20 @@ fn well_formed(id: &str) -> bool {
 /// `format!` or 128-bit arithmetic: both are slow in wasm, and this runs per request.
 fn uuid_v4() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    // The first 16 hex digits, then the last 16; version 4 and the RFC 4122 variant.
+    // Where each of the 32 hex digits goes in `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
+    const AT: [u8; 32] = [
+        0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 24, 25, 26, 27, 28,
+        29, 30, 31, 32, 33, 34, 35,
+    ];
     let hi = (random::u64() & !0xf000) | 0x4000;
     let lo = (random::u64() & !(0b11 << 62)) | (0b10 << 62);
-    let mut out = Vec::with_capacity(36);
-    for (half, word) in [hi, lo].into_iter().enumerate() {
-        for i in 0..16 {
-            // Dashes before digits 8, 12, 16 and 20: 8-4-4-4-12.
-            if matches!(half * 16 + i, 8 | 12 | 16 | 20) {
-                out.push(b'-');
-            }
-            out.push(HEX[((word >> (60 - 4 * i)) & 0xf) as usize]);
-        }
+    let mut out = [b'-'; 36];
+    for i in 0..16 {
+        out[AT[i] as usize] = HEX[((hi >> (60 - 4 * i)) & 0xf) as usize];
+        out[AT[16 + i] as usize] = HEX[((lo >> (60 - 4 * i)) & 0xf) as usize];
     }
-    // Every byte is an ASCII hex digit or a dash.
-    String::from_utf8(out).unwrap_or_default()
+    // Hex digits and dashes only.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 #[weft_sdk::filter]
@@ -170,6 +169,10 @@ mod tests {
             "RFC 4122 variant: {id}"
         );
         assert_eq!(id.matches('-').count(), 4);
+        for at in [8, 13, 18, 23] {
+            assert_eq!(&id[at..at + 1], "-", "8-4-4-4-12 groups: {id}");
+        }
+        assert!(id.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()));
         assert_eq!(echoed, Some(id));
         assert_eq!(
             h.host()

@@ -153,7 +153,39 @@ struct Jwt {
     config: JwtConfig,
     /// Tokens this instance verified recently, with their claims: a hit costs no host
     /// call, no hashing and no JSON. Bounded; emptied when full.
-    recent: RefCell<recent::Recent>,
+    recent: RefCell<recent::Recent<Rc<Verified>>>,
+}
+
+/// A verified token's claims, with what every request presenting the token is given:
+/// its `jwt.<claim>` properties and its forwarded claim headers, worked out once.
+struct Verified {
+    claims: Map<String, Value>,
+    properties: Vec<(String, String)>,
+    forwarded: Vec<(String, String)>,
+}
+
+impl Verified {
+    fn new(claims: Map<String, Value>, config: &JwtConfig) -> Verified {
+        let properties = claims
+            .iter()
+            .filter_map(|(name, v)| {
+                let mut property = String::with_capacity(4 + name.len());
+                property.push_str("jwt.");
+                property.push_str(name);
+                Some((property, scalar(v)?))
+            })
+            .collect();
+        let forwarded = config
+            .forward_claims
+            .iter()
+            .filter_map(|(claim, header)| Some((header.clone(), scalar(claims.get(claim)?)?)))
+            .collect();
+        Verified {
+            claims,
+            properties,
+            forwarded,
+        }
+    }
 }
 
 struct Metrics {
@@ -178,8 +210,8 @@ pub struct Authz {
 
 /// What authentication found.
 enum Principal {
-    /// A valid token's claims.
-    Token(Rc<Map<String, Value>>),
+    /// A valid token.
+    Token(Rc<Verified>),
     /// No token (and none required).
     Anonymous,
 }
@@ -242,7 +274,7 @@ impl Jwt {
     }
 
     /// Verifies (or finds in a cache) a token.
-    fn verify(&self, token: &str) -> Result<Rc<Map<String, Value>>, TokenError> {
+    fn verify(&self, token: &str) -> Result<Rc<Verified>, TokenError> {
         let now = clock::now_secs();
         let expect = jwt::Expectations {
             issuer: self.config.issuer.as_deref(),
@@ -251,16 +283,18 @@ impl Jwt {
             now_secs: now,
         };
         let Some(ttl) = self.config.cache.filter(|d| !d.is_zero()) else {
-            return jwt::verify(token, &self.keys, &expect).map(Rc::new);
+            let claims = jwt::verify(token, &self.keys, &expect)?;
+            return Ok(Rc::new(Verified::new(claims, &self.config)));
         };
-        if let Some(claims) = self.recent.borrow().get(token) {
+        if let Some(verified) = self.recent.borrow().get(token) {
             // Still checked: a cache may hold a token across its nbf or exp.
-            jwt::check_claims(claims, &expect)?;
-            return Ok(claims.clone());
+            jwt::check_claims(&verified.claims, &expect)?;
+            return Ok(verified.clone());
         }
-        let claims = Rc::new(self.verify_shared(token, ttl, &expect)?);
-        self.recent.borrow_mut().insert(token, claims.clone());
-        Ok(claims)
+        let claims = self.verify_shared(token, ttl, &expect)?;
+        let verified = Rc::new(Verified::new(claims, &self.config));
+        self.recent.borrow_mut().insert(token, verified.clone());
+        Ok(verified)
     }
 
     /// Verifies a token or finds it in the cache all workers share, keyed by its
@@ -297,41 +331,41 @@ impl Jwt {
 
     /// Reads and checks the request's token; `Err` is the response to send.
     fn authenticate(&self, req: &mut Request) -> Result<Principal, Action> {
+        // Read before anything changes, so the header is borrowed, not copied.
+        let verified = match req.header_ref(&self.config.header) {
+            None => None,
+            Some(value) => {
+                let Some(token) = std::str::from_utf8(&value).ok().and_then(bearer) else {
+                    return Err(unauthorized(Some(
+                        "the authorization header is not a bearer token",
+                    )));
+                };
+                Some(
+                    self.verify(token)
+                        .map_err(|e| unauthorized(Some(&e.describe())))?,
+                )
+            }
+        };
         for header in self.config.forward_claims.values() {
             req.remove_header(header);
         }
-        let Some(value) = req.header(&self.config.header) else {
+        let Some(verified) = verified else {
             return if self.config.required {
                 Err(unauthorized(None))
             } else {
                 Ok(Principal::Anonymous)
             };
         };
-        let Some(token) = bearer(&value) else {
-            return Err(unauthorized(Some(
-                "the authorization header is not a bearer token",
-            )));
-        };
-        let claims = self
-            .verify(token)
-            .map_err(|e| unauthorized(Some(&e.describe())))?;
-        for (claim, header) in &self.config.forward_claims {
-            if let Some(v) = claims.get(claim).and_then(scalar) {
-                req.set_header(header, &v).ok();
-            }
+        for (header, v) in &verified.forwarded {
+            req.set_header(header, v).ok();
         }
-        for (name, v) in claims.iter() {
-            if let Some(v) = scalar(v) {
-                let mut property = String::with_capacity(4 + name.len());
-                property.push_str("jwt.");
-                property.push_str(name);
-                req.set_property(&property, &v);
-            }
+        for (property, v) in &verified.properties {
+            req.set_property(property, v);
         }
         if self.config.strip_token {
             req.remove_header(&self.config.header);
         }
-        Ok(Principal::Token(claims))
+        Ok(Principal::Token(verified))
     }
 }
 
@@ -432,7 +466,7 @@ impl Filter for Authz {
             }
         }
         let claims = match &principal {
-            Principal::Token(c) => Some(&**c),
+            Principal::Token(v) => Some(&v.claims),
             Principal::Anonymous => None,
         };
         match rbac::decide(&self.rules, self.default, req, claims) {

@@ -9,9 +9,6 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::rc::Rc;
-
-use serde_json::{Map, Value};
 
 /// Most tokens kept; the map is emptied when full.
 pub const RECENT_TOKENS: usize = 512;
@@ -67,28 +64,35 @@ impl Hasher for WordHasher {
     }
 }
 
-/// The claims of one verified token, shared by every request that presents it.
-type Claims = Rc<Map<String, Value>>;
+/// Tokens whose words hash alike, each with what its verification gave.
+type Bucket<V> = Vec<(Token, V)>;
 
-/// Tokens whose words hash alike, each with its claims.
-type Bucket = Vec<(Token, Claims)>;
-
-/// Verified tokens and their claims.
-#[derive(Debug, Default)]
-pub struct Recent {
-    map: HashMap<u64, Bucket, BuildHasherDefault<WordHasher>>,
+/// Verified tokens and what their verification gave (`V`: shared by every request
+/// that presents the token).
+#[derive(Debug)]
+pub struct Recent<V> {
+    map: HashMap<u64, Bucket<V>, BuildHasherDefault<WordHasher>>,
     len: usize,
 }
 
-impl Recent {
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent {
+            map: HashMap::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> Recent<V> {
     fn key(token: &[u8]) -> u64 {
         let mut h = WordHasher::default();
         Token::hash_bytes(token, &mut h);
         h.finish()
     }
 
-    /// The claims of a token verified earlier.
-    pub fn get(&self, token: &str) -> Option<&Rc<Map<String, Value>>> {
+    /// What a token verified earlier gave.
+    pub fn get(&self, token: &str) -> Option<&V> {
         let bucket = self.map.get(&Self::key(token.as_bytes()))?;
         bucket
             .iter()
@@ -97,7 +101,7 @@ impl Recent {
     }
 
     /// Remembers a verified token (the map is emptied when full).
-    pub fn insert(&mut self, token: &str, claims: Rc<Map<String, Value>>) {
+    pub fn insert(&mut self, token: &str, claims: V) {
         if self.len >= RECENT_TOKENS {
             self.map.clear();
             self.len = 0;
@@ -113,6 +117,8 @@ impl Recent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
+    use std::rc::Rc;
 
     #[test]
     fn tokens_are_found_by_content_and_bounded() {

@@ -5,6 +5,7 @@
 //! invalid name or value, a change the phase does not allow, a malformed buffer) fails
 //! the call with `invalid_action`, and nothing of the answer applies.
 
+use smallvec::SmallVec;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
@@ -114,19 +115,22 @@ fn text(b: &str) -> String {
 }
 
 /// Checks every item of an answer against `phase`; `Err` refuses them all.
+/// The checked items of one answer: a few, kept on the stack.
+type CheckedItems = (SmallVec<[Checked; 8]>, SmallVec<[Metric; 8]>, Decision);
+
 fn check(
     buf: &[u8],
     phase: EditPhase,
     names: &mut NameCache,
-) -> Result<(Vec<Checked>, Vec<Metric>, Decision), FilterFailure> {
+) -> Result<CheckedItems, FilterFailure> {
     let response_phase = matches!(phase, EditPhase::ResponseHeaders | EditPhase::ResponseBody);
     let headers_phase = matches!(
         phase,
         EditPhase::RequestHeaders | EditPhase::ResponseHeaders
     );
     let head_left = phase == EditPhase::ResponseBody;
-    let mut edits = Vec::new();
-    let mut metrics = Vec::new();
+    let mut edits = SmallVec::new();
+    let mut metrics = SmallVec::new();
     let mut decision = None;
     for item in answer::items(buf) {
         let item = item.map_err(|e| refuse(e.to_string()))?;

@@ -87,8 +87,10 @@ fn request_view(reads: &Reads, req: Option<&RequestCtx>, buf: &mut Vec<u8>) {
         push_item(buf, Some(req.authority.as_bytes()));
     }
     if reads.client_address {
-        let text = super::imports::address_text(req.client_addr);
-        push_item(buf, Some(text.as_bytes()));
+        match super::imports::address_v4(req.client_addr) {
+            Some((text, n)) => push_item(buf, Some(&text[..n])),
+            None => push_item(buf, Some(req.client_addr.to_string().as_bytes())),
+        }
     }
     if reads.attempt {
         push_item(buf, Some(&req.attempt.to_le_bytes()));

@@ -133,6 +133,8 @@ pub struct HostState {
     pub names: NameCache,
     /// Calls into the host during the current call.
     pub host_calls: u32,
+    /// Where shared-state keys are built, call after call.
+    pub key_buf: String,
 }
 
 impl HostState {
@@ -159,6 +161,7 @@ impl HostState {
             series: Vec::new(),
             names: NameCache::default(),
             host_calls: 0,
+            key_buf: String::new(),
         }
     }
 }

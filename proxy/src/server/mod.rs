@@ -79,15 +79,24 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut threads = Vec::with_capacity(workers);
         let mut commands = Vec::with_capacity(workers);
+        // "Ready" means every worker runs: each says so once its runtime is up.
+        let (started_tx, started) = std::sync::mpsc::channel();
         for id in 0..workers {
+            let started_tx = started_tx.clone();
             let (tx, rx) = mpsc::unbounded_channel();
             let handle = handle.clone();
             let shutdown = shutdown_rx.clone();
             let t = std::thread::Builder::new()
                 .name(format!("weft-worker-{id}"))
-                .spawn(move || worker::run(id, rx, handle, shutdown))?;
+                .spawn(move || worker::run(id, rx, handle, shutdown, started_tx))?;
             threads.push(t);
             commands.push(tx);
+        }
+        drop(started_tx);
+        for _ in 0..workers {
+            if started.recv().is_err() {
+                return Err(std::io::Error::other("a worker thread did not start"));
+            }
         }
         let server = Server {
             running: Mutex::new(Vec::new()),

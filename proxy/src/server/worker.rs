@@ -35,6 +35,7 @@ pub fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     handle: SnapshotHandle,
     mut shutdown: watch::Receiver<bool>,
+    started: std::sync::mpsc::Sender<()>,
 ) {
     crate::shard::set_worker(id);
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -47,6 +48,7 @@ pub fn run(
             return;
         }
     };
+    let _ = started.send(());
     rt.block_on(async move {
         let live = Arc::new(Live::default());
         loop {

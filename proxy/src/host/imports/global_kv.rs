@@ -16,7 +16,10 @@ impl HostState {
         let mut scoped = String::with_capacity(FALLBACK.len() + key.len());
         scoped.push_str(FALLBACK);
         scoped.push_str(key);
-        self.key(&scoped)
+        Ok(
+            super::shared_state::scoped(&self.identity.state_prefix, &mut String::new(), &scoped)?
+                .to_owned(),
+        )
     }
 }
 

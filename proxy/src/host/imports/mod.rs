@@ -11,4 +11,4 @@ mod random;
 mod shared_state;
 mod types;
 
-pub(crate) use types::address_text;
+pub(crate) use types::address_v4;

@@ -28,20 +28,23 @@ const MAX_KEY: usize = 4 << 10;
 /// Largest value a filter may store.
 const MAX_VALUE: usize = 1 << 20;
 
-impl HostState {
-    pub(super) fn key(&self, key: &str) -> wasmtime::Result<String> {
-        if key.len() > MAX_KEY {
-            return Err(wasmtime::Error::msg(format!(
-                "shared-state key of {} bytes; at most {MAX_KEY}",
-                key.len()
-            )));
-        }
-        let prefix = &self.identity.state_prefix;
-        let mut scoped = String::with_capacity(prefix.len() + key.len());
-        scoped.push_str(prefix);
-        scoped.push_str(key);
-        Ok(scoped)
+/// `key` within the filter's own key space (`prefix` + `key`), built in `buf` (reused
+/// call after call, so a lookup allocates nothing).
+pub(super) fn scoped<'b>(
+    prefix: &str,
+    buf: &'b mut String,
+    key: &str,
+) -> wasmtime::Result<&'b str> {
+    if key.len() > MAX_KEY {
+        return Err(wasmtime::Error::msg(format!(
+            "shared-state key of {} bytes; at most {MAX_KEY}",
+            key.len()
+        )));
     }
+    buf.clear();
+    buf.push_str(prefix);
+    buf.push_str(key);
+    Ok(buf.as_str())
 }
 
 pub(super) fn check_value(value: &[u8]) -> wasmtime::Result<()> {
@@ -63,20 +66,20 @@ impl Host for HostState {
         ttl: Option<u64>,
     ) -> wasmtime::Result<Counter> {
         self.host_calls += 1;
-        let key = self.key(&key)?;
+        let key = scoped(&self.identity.state_prefix, &mut self.key_buf, &key)?;
         let ttl_ms = ttl.map(|ns| ms(ns).max(1));
-        Ok(self.services.state.with(&key, |s, now| {
-            counter(s.counter_add(&key, delta, ttl_ms, now), now)
+        Ok(self.services.state.with(key, |s, now| {
+            counter(s.counter_add(key, delta, ttl_ms, now), now)
         }))
     }
 
     fn counter_get(&mut self, _scope: Scope, key: String) -> wasmtime::Result<Counter> {
         self.host_calls += 1;
-        let key = self.key(&key)?;
+        let key = scoped(&self.identity.state_prefix, &mut self.key_buf, &key)?;
         Ok(self
             .services
             .state
-            .with(&key, |s, now| counter(s.counter_get(&key, now), now)))
+            .with(key, |s, now| counter(s.counter_get(key, now), now)))
     }
 
     fn token_bucket_take(
@@ -87,7 +90,7 @@ impl Host for HostState {
         tokens: u64,
     ) -> wasmtime::Result<TakeResult> {
         self.host_calls += 1;
-        let key = self.key(&key)?;
+        let key = scoped(&self.identity.state_prefix, &mut self.key_buf, &key)?;
         let b = StoreBucket {
             capacity: bucket.capacity,
             refill_tokens: bucket.refill_tokens,
@@ -96,7 +99,7 @@ impl Host for HostState {
         let r = self
             .services
             .state
-            .with(&key, |s, now| s.token_bucket_take(&key, b, tokens, now));
+            .with(key, |s, now| s.token_bucket_take(key, b, tokens, now));
         Ok(TakeResult {
             allowed: r.allowed,
             remaining: r.remaining,
@@ -107,21 +110,21 @@ impl Host for HostState {
 
     fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         self.host_calls += 1;
-        let key = self.key(&key)?;
+        let key = scoped(&self.identity.state_prefix, &mut self.key_buf, &key)?;
         Ok(self
             .services
             .state
-            .with(&key, |s, now| s.kv_get(&key, now).map(<[u8]>::to_vec)))
+            .with(key, |s, now| s.kv_get(key, now).map(<[u8]>::to_vec)))
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>, ttl: Option<u64>) -> wasmtime::Result<()> {
         self.host_calls += 1;
-        let key = self.key(&key)?;
+        let key = scoped(&self.identity.state_prefix, &mut self.key_buf, &key)?;
         let ttl_ms = ttl.map(|ns| ms(ns).max(1));
         check_value(&value)?;
         self.services
             .state
-            .with(&key, |s, now| s.kv_set(&key, value, ttl_ms, now));
+            .with(key, |s, now| s.kv_set(key, value, ttl_ms, now));
         Ok(())
     }
 
@@ -132,21 +135,21 @@ impl Host for HostState {
         ttl: Option<u64>,
     ) -> wasmtime::Result<bool> {
         self.host_calls += 1;
-        let key = self.key(&key)?;
+        let key = scoped(&self.identity.state_prefix, &mut self.key_buf, &key)?;
         let ttl_ms = ttl.map(|ns| ms(ns).max(1));
         check_value(&value)?;
         Ok(self
             .services
             .state
-            .with(&key, |s, now| s.kv_set_if_absent(&key, value, ttl_ms, now)))
+            .with(key, |s, now| s.kv_set_if_absent(key, value, ttl_ms, now)))
     }
 
     fn kv_delete(&mut self, key: String) -> wasmtime::Result<bool> {
         self.host_calls += 1;
-        let key = self.key(&key)?;
+        let key = scoped(&self.identity.state_prefix, &mut self.key_buf, &key)?;
         Ok(self
             .services
             .state
-            .with(&key, |s, now| s.kv_delete(&key, now)))
+            .with(key, |s, now| s.kv_delete(key, now)))
     }
 }

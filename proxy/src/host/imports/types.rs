@@ -12,12 +12,21 @@ use crate::host::bindings::weft::filter::{request, response};
 use crate::host::call::{RequestCtx, ResponseCtx};
 use crate::host::state::HostState;
 
-/// `ip:port` as `SocketAddr`'s `Display` writes it, without the formatting machinery
-/// for the common IPv4 case (this runs per request for rate limits keyed by client):
-/// written into a stack buffer, then one allocation.
+/// `ip:port` as `SocketAddr`'s `Display` writes it.
 pub(crate) fn address_text(addr: std::net::SocketAddr) -> String {
+    match address_v4(addr) {
+        // ASCII digits, dots and a colon.
+        Some((out, n)) => String::from_utf8(out[..n].to_vec()).unwrap_or_default(),
+        None => addr.to_string(),
+    }
+}
+
+/// [`address_text`] for the common IPv4 case without the formatting machinery and
+/// without allocating (this runs per request for rate limits keyed by client): the
+/// text in a stack buffer and its length. `None` for IPv6.
+pub(crate) fn address_v4(addr: std::net::SocketAddr) -> Option<([u8; 21], usize)> {
     let std::net::SocketAddr::V4(v4) = addr else {
-        return addr.to_string();
+        return None;
     };
     let mut out = [0u8; 21];
     let mut n = 0;
@@ -31,8 +40,7 @@ pub(crate) fn address_text(addr: std::net::SocketAddr) -> String {
     out[n] = b':';
     n += 1;
     n += write_decimal(&mut out[n..], u32::from(v4.port()));
-    // ASCII digits, dots and a colon.
-    String::from_utf8(out[..n].to_vec()).unwrap_or_default()
+    Some((out, n))
 }
 
 /// Writes `v` (below 100,000) in decimal at the start of `out`; returns the length.
