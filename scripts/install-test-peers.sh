@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests start, from Debian: etcd (etcd-server) for the
-# control plane's shared store, Chromium to open `weft bench --html` reports. Only
-# what is missing is installed.
+# control plane's shared store, Chromium to open `weft bench --html` reports, curl and
+# openssl as TLS clients. Only what is missing is installed.
 set -euo pipefail
 need=()
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v chromium >/dev/null || need+=(chromium)
+command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -18,3 +20,5 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recomme
 # own on free ports and do not need it.
 command -v etcd >/dev/null
 command -v chromium >/dev/null
+command -v curl >/dev/null
+command -v openssl >/dev/null

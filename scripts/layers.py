@@ -20,7 +20,7 @@ LAYERS = [
     ("error", ["error"]),
     ("body", ["body"]),
     ("config", ["config"]),
-    ("host and upstream", ["host", "upstream"]),
+    ("host, upstream and tls", ["host", "upstream", "tls"]),
     ("snapshot", ["snapshot"]),
     ("exchange", ["exchange"]),
     ("server", ["server"]),
@@ -29,6 +29,7 @@ LAYERS = [
 
 # Edges allowed inside a layer (everything else there must go through a lower layer).
 SAME_LAYER = {
+    ("upstream", "tls"),
     ("metrics", "shard"),
     ("admin", "reload"),
     ("app", "reload"),

@@ -75,6 +75,7 @@ pub struct Reads {
     pub(crate) authority: bool,
     pub(crate) client_address: bool,
     pub(crate) attempt: bool,
+    pub(crate) peer_identity: bool,
     pub(crate) request_headers: Vec<String>,
     pub(crate) response_headers: Vec<String>,
 }
@@ -112,6 +113,16 @@ impl Reads {
     /// The attempt number (1 for the first), as retry filters read it.
     pub fn attempt(mut self) -> Self {
         self.attempt = true;
+        self
+    }
+
+    /// The client's verified identity ([`crate::Request::peer_identity`]). Declare it
+    /// whenever the filter's decisions depend on it: the proxy then refuses to run the
+    /// filter on a listener that does not verify client certificates (where the
+    /// identity would always be absent), instead of letting its rules silently never
+    /// match. The value itself is still read with `peer_identity()`.
+    pub fn peer_identity(mut self) -> Self {
+        self.peer_identity = true;
         self
     }
 

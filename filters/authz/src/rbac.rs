@@ -117,6 +117,9 @@ impl Conditions {
         for h in &self.headers {
             reads = reads.request_header(&h.name);
         }
+        if !self.peers.is_empty() {
+            reads = reads.peer_identity();
+        }
         reads
     }
 

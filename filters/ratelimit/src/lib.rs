@@ -206,7 +206,8 @@ impl Filter for RateLimit {
                 Key::ClientIp => reads.client_address(),
                 Key::Header(h) => reads.request_header(h),
                 Key::Path => reads.path(),
-                Key::Property(_) | Key::PeerIdentity | Key::Global => reads,
+                Key::PeerIdentity => reads.peer_identity(),
+                Key::Property(_) | Key::Global => reads,
             }
         })
     }

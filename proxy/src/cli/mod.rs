@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bundle;
+pub mod cert;
 pub mod control;
 pub mod echo;
 pub mod filter;
@@ -40,6 +41,9 @@ pub enum Command {
     /// The control plane: serve it, push bundles, roll back, show status.
     #[command(subcommand)]
     Control(control::ControlCommand),
+    /// Development certificates: a throwaway CA and SPIFFE SVIDs it signs.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
 }
 
 impl Command {
@@ -53,6 +57,7 @@ impl Command {
             Command::Echo(a) => a.run(),
             Command::Bundle(b) => b.run(),
             Command::Control(c) => c.run(),
+            Command::Cert(c) => c.run(),
         }
     }
 }

@@ -11,7 +11,10 @@ use http::{HeaderName, Method, StatusCode};
 
 use super::error::{ConfigError, FieldError};
 use super::load::LoadedConfig;
-use super::model::{FailurePolicy, ListenerProtocol, MatchConfig, UpstreamProtocol};
+use super::model::{
+    ClientAuth, FailurePolicy, ForwardClientCert, ListenerProtocol, ListenerTlsConfig, MatchConfig,
+    UpstreamProtocol,
+};
 use super::route::{HeaderRule, HostMatch, PathMatch, RouteMatch};
 
 /// Default time from a request's arrival to its response head.
@@ -51,6 +54,85 @@ pub struct CheckedListener {
     pub protocol: ListenerProtocol,
     /// Its routes, in order.
     pub routes: Vec<CheckedRoute>,
+    /// Its TLS, when it terminates TLS.
+    pub tls: Option<CheckedTls>,
+}
+
+/// Default longest TLS handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listener's checked TLS settings: paths resolved, each with the field it came
+/// from (the certificate files are read when the snapshot is built).
+#[derive(Debug, Clone)]
+pub struct CheckedTls {
+    /// The field of the listener's `tls`, for errors found when the files are read.
+    pub field: String,
+    /// (chain, key) per certificate, in order.
+    pub certificates: Vec<(PathBuf, PathBuf)>,
+    pub client_auth: ClientAuth,
+    /// The trust bundle for client certificates.
+    pub client_ca: Option<PathBuf>,
+    pub trust_domain: Option<String>,
+    pub forward_client_cert: ForwardClientCert,
+    pub handshake_timeout: Duration,
+}
+
+fn check_tls(
+    loaded: &LoadedConfig,
+    field: &str,
+    t: &ListenerTlsConfig,
+) -> Result<CheckedTls, FieldError> {
+    if t.certificates.is_empty() {
+        return Err(FieldError::new(
+            format!("{field}.certificates"),
+            "a TLS listener needs at least one certificate",
+        ));
+    }
+    if t.client_auth != ClientAuth::None && t.client_ca.is_none() {
+        return Err(FieldError::new(
+            format!("{field}.client_ca"),
+            "client_auth needs a trust bundle to verify client certificates against",
+        ));
+    }
+    if t.client_auth == ClientAuth::None && (t.client_ca.is_some() || t.trust_domain.is_some()) {
+        return Err(FieldError::new(
+            format!("{field}.client_auth"),
+            "client_ca and trust_domain apply to client certificates: set client_auth \
+             to optional or required",
+        ));
+    }
+    if let Some(td) = &t.trust_domain {
+        let ok = !td.is_empty()
+            && td
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_'));
+        if !ok {
+            return Err(FieldError::new(
+                format!("{field}.trust_domain"),
+                format!(
+                    "{td:?} is not a SPIFFE trust domain (lower-case letters, digits, \
+                     '.', '-' and '_', without `spiffe://`)"
+                ),
+            ));
+        }
+    }
+    Ok(CheckedTls {
+        field: field.to_owned(),
+        certificates: t
+            .certificates
+            .iter()
+            .map(|c| (loaded.resolve(&c.cert), loaded.resolve(&c.key)))
+            .collect(),
+        client_auth: t.client_auth,
+        client_ca: t.client_ca.as_ref().map(|p| loaded.resolve(p)),
+        trust_domain: t.trust_domain.clone(),
+        forward_client_cert: t.forward_client_cert,
+        handshake_timeout: positive(
+            &format!("{field}.handshake_timeout"),
+            t.handshake_timeout,
+            DEFAULT_HANDSHAKE_TIMEOUT,
+        )?,
+    })
 }
 
 /// A checked route.
@@ -422,11 +504,17 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
                 )?,
             });
         }
+        let tls = l
+            .tls
+            .as_ref()
+            .map(|t| check_tls(loaded, &format!("{lfield}.tls"), t))
+            .transpose()?;
         listeners.push(CheckedListener {
             name: l.name.clone(),
             address,
             protocol: l.protocol,
             routes,
+            tls,
         });
     }
 

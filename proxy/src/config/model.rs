@@ -61,11 +61,78 @@ pub struct ListenerConfig {
     /// HTTP versions spoken.
     #[serde(default)]
     pub protocol: ListenerProtocol,
+    /// TLS termination (and mTLS); cleartext when absent.
+    #[serde(default)]
+    pub tls: Option<ListenerTlsConfig>,
     /// Filters run for every route of this listener, before the route's own.
     #[serde(default)]
     pub filters: Vec<String>,
     /// Routes, tried in order; the first that matches serves the request.
     pub routes: Vec<RouteConfig>,
+}
+
+/// A listener's TLS: its certificates, and whether and how clients prove who they are.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// Certificate chains and keys (PEM files). With several, the client's SNI picks
+    /// the one whose DNS names (exact or `*.` wildcard) match; the first serves clients
+    /// that send no SNI or a name none matches.
+    pub certificates: Vec<CertificateConfig>,
+    /// Whether clients must present a certificate.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// The trust bundle (PEM CA certificates) client certificates are verified against.
+    /// Needed unless `client_auth` is `none`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Client certificates must carry a SPIFFE ID in this trust domain
+    /// (`spiffe://<trust_domain>/...`); any trust domain when absent.
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+    /// What to do with `x-forwarded-client-cert`. A client's own is always removed.
+    #[serde(default)]
+    pub forward_client_cert: ForwardClientCert,
+    /// Longest a handshake may take. Default 10s.
+    #[serde(default, with = "duration_opt")]
+    pub handshake_timeout: Option<Duration>,
+}
+
+/// One certificate chain and its private key, as PEM files (relative paths are from
+/// the configuration file's directory).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The chain: the end-entity certificate first, then intermediates.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+}
+
+/// Whether a TLS listener asks clients for a certificate.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// No client certificates: no peer identity.
+    #[default]
+    None,
+    /// Asked for; a client without one is served without a peer identity, a client
+    /// with a bad one is refused.
+    Optional,
+    /// Every client must present a valid certificate (mTLS).
+    Required,
+}
+
+/// `x-forwarded-client-cert` handling (names as Envoy's).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardClientCert {
+    /// Remove it; the upstream learns nothing of the client's certificate.
+    #[default]
+    Sanitize,
+    /// Remove the client's and set `By=<this listener's SPIFFE ID>;URI=<the client's
+    /// SPIFFE ID>` when the client presented a verified certificate.
+    SanitizeSet,
 }
 
 /// A route.

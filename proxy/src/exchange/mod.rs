@@ -46,6 +46,9 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// The client's verified identity (mTLS).
     pub peer_identity: Option<String>,
+    /// `x-forwarded-client-cert` for its requests (the listener's
+    /// `forward_client_cert`); any the client sent is removed either way.
+    pub forward_client_cert: Option<http::HeaderValue>,
 }
 
 impl ConnInfo {

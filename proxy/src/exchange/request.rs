@@ -20,6 +20,9 @@ use crate::error::ProxyError;
 use crate::host::{BodyMode, LoadedFilter, LocalResponse, RequestCtx};
 use crate::snapshot::{ListenerSnap, Route};
 
+const X_FORWARDED_CLIENT_CERT: http::HeaderName =
+    http::HeaderName::from_static("x-forwarded-client-cert");
+
 /// Finds the route and builds the request filters will see. Malformed requests hyper
 /// let through are refused here with 400.
 pub fn admit<'a>(
@@ -50,6 +53,16 @@ pub fn admit<'a>(
     let authority = authority.to_owned();
     let mut headers = parts.headers;
     for_upstream(&mut headers, &conn.client_ip, conn.scheme);
+    // What the upstream learns of the client's certificate is the listener's to say,
+    // never the client's.
+    match &conn.forward_client_cert {
+        Some(v) => {
+            headers.insert(X_FORWARDED_CLIENT_CERT, v.clone());
+        }
+        None => {
+            headers.remove(X_FORWARDED_CLIENT_CERT);
+        }
+    }
     let request = Box::new(RequestCtx {
         method: parts.method,
         scheme: conn.scheme,

@@ -79,6 +79,8 @@ pub struct Reads {
     pub client_address: bool,
     /// The attempt number.
     pub attempt: bool,
+    /// It reads the client's verified identity (declared; not handed over).
+    pub peer_identity: bool,
     /// Request headers whose first values go with every call, in order.
     pub request_headers: Vec<http::HeaderName>,
     /// Response headers whose first values go with every response-phase call.
@@ -189,6 +191,7 @@ impl TryFrom<wit::FilterInfo> for FilterInfo {
                 authority: f.contains(wit::RequestFields::AUTHORITY),
                 client_address: f.contains(wit::RequestFields::CLIENT_ADDRESS),
                 attempt: f.contains(wit::RequestFields::ATTEMPT),
+                peer_identity: f.contains(wit::RequestFields::PEER_IDENTITY),
                 request_headers: names(i.request_headers)?,
                 response_headers: names(i.response_headers)?,
             },

@@ -242,6 +242,14 @@ pub fn dependencies(config: &LoadedConfig, checked: &Checked) -> Vec<PathBuf> {
             paths.push(config.resolve(p));
         }
     }
+    // Certificates and trust bundles: rotating one is a reload.
+    for tls in checked.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+        for (cert, key) in &tls.certificates {
+            paths.push(cert.clone());
+            paths.push(key.clone());
+        }
+        paths.extend(tls.client_ca.iter().cloned());
+    }
     paths.sort();
     paths.dedup();
     paths

@@ -95,6 +95,7 @@ impl ChainRunner {
                 name: LISTENER.into(),
                 address: SocketAddr::from(([127, 0, 0, 1], 0)),
                 protocol: ListenerProtocol::Auto,
+                tls: None,
                 routes: vec![route],
                 no_route: metrics.counter("weft_bench_no_route_total", "Unmatched.", &[]),
             }],
@@ -115,6 +116,7 @@ impl ChainRunner {
                 listener_hint: 0,
                 scheme: "http",
                 peer_identity,
+                forward_client_cert: None,
             },
         })
     }

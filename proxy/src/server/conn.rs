@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use http::Request;
 use hyper::body::Incoming;
-use hyper::server::conn::http2;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -21,6 +21,7 @@ use crate::body::ProxyBody;
 use crate::config::model::ListenerProtocol;
 use crate::exchange::{self, ConnInfo};
 use crate::snapshot::SnapshotHandle;
+use crate::tls::ServerTls;
 
 /// HTTP/2's connection preface, which a client with prior knowledge sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -77,10 +78,16 @@ pub async fn serve_connection(
     let _ = stream.set_nodelay(true);
     // A listener removed by a reload just after accepting: its requests are answered
     // 503 `listener-removed` and the connection closed (see `exchange::serve`).
-    let protocol = handle
+    let (protocol, tls) = handle
         .load()
         .listener(&listener.name, listener.hint)
-        .map_or(ListenerProtocol::Auto, |l| l.protocol);
+        .map_or((ListenerProtocol::Auto, None), |l| {
+            (l.protocol, l.tls.clone())
+        });
+    if let Some(tls) = tls {
+        let h2_only = protocol == ListenerProtocol::Http2;
+        return serve_tls(stream, peer, listener, handle, shutdown, &tls, h2_only).await;
+    }
     let info = Arc::new(ConnInfo {
         client: peer,
         client_ip: ConnInfo::client_ip_value(peer),
@@ -88,6 +95,7 @@ pub async fn serve_connection(
         listener_hint: listener.hint,
         scheme: "http",
         peer_identity: None,
+        forward_client_cert: None,
     });
     let mut buf = BytesMut::with_capacity(8 << 10);
     let h2 = match protocol {
@@ -119,14 +127,95 @@ pub async fn serve_connection(
     }
 }
 
-async fn serve_h2(
-    io: Rewind,
+/// A TLS connection: the handshake (bounded by the listener's timeout, abandoned if
+/// the worker or listener stops), then HTTP/2 or HTTP/1.1 as ALPN chose, both served by
+/// hyper on the decrypted stream and both into the same exchange.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut listener: Accepting,
+    handle: SnapshotHandle,
+    mut shutdown: watch::Receiver<bool>,
+    tls: &ServerTls,
+    h2_only: bool,
+) {
+    let accepted = tokio::select! {
+        a = tls.accept(stream, peer, &listener.name) => a,
+        _ = shutdown.changed() => None,
+        _ = listener.stop.changed() => None,
+    };
+    let Some(accepted) = accepted else { return };
+    let info = Arc::new(ConnInfo {
+        client: peer,
+        client_ip: ConnInfo::client_ip_value(peer),
+        listener: listener.name.clone(),
+        listener_hint: listener.hint,
+        scheme: "https",
+        peer_identity: accepted.peer_identity,
+        forward_client_cert: accepted.forward_client_cert,
+    });
+    if accepted.h2 || h2_only {
+        serve_h2(accepted.stream, peer, listener, handle, shutdown, info).await;
+    } else {
+        serve_h1_hyper(accepted.stream, peer, listener, handle, shutdown, info).await;
+    }
+}
+
+/// HTTP/1.1 over TLS, by hyper (weft's own HTTP/1.1 server reads the socket directly).
+async fn serve_h1_hyper<I>(
+    io: I,
     peer: SocketAddr,
     mut listener: Accepting,
     handle: SnapshotHandle,
     mut shutdown: watch::Receiver<bool>,
     info: Arc<ConnInfo>,
-) {
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        let info = info.clone();
+        let snapshot = handle.load_full();
+        async move {
+            let req = req.map(ProxyBody::Incoming);
+            Ok::<_, Infallible>(exchange::serve(snapshot, &info, req).await)
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .keep_alive(true);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        }
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        _ = listener.stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn serve_h2<I>(
+    io: I,
+    peer: SocketAddr,
+    mut listener: Accepting,
+    handle: SnapshotHandle,
+    mut shutdown: watch::Receiver<bool>,
+    info: Arc<ConnInfo>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req: Request<Incoming>| {
         let info = info.clone();
         let snapshot = handle.load_full();

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::config::model::ListenerProtocol;
+use crate::config::model::{ClientAuth, ListenerProtocol};
 use crate::config::route::RouteMatch;
-use crate::config::{Checked, ConfigError, FieldError, LoadedConfig};
+use crate::config::{Checked, CheckedListener, ConfigError, FieldError, LoadedConfig};
 use crate::host::{FilterHost, FilterLoadError, LoadedFilter};
 use crate::metrics::{Counter, Histogram, Registry};
+use crate::tls::ServerTls;
 use crate::upstream::{Cluster, Clusters};
 use outbound::ClusterOutbound;
 
@@ -141,6 +142,9 @@ pub struct ListenerSnap {
     pub address: SocketAddr,
     /// HTTP versions spoken.
     pub protocol: ListenerProtocol,
+    /// Its TLS, read from the files when this snapshot was built (a reload re-reads
+    /// them: new handshakes use new certificates, open connections keep theirs).
+    pub tls: Option<Arc<ServerTls>>,
     /// Routes, in order.
     pub routes: Vec<Arc<Route>>,
     /// Requests no route took.
@@ -175,6 +179,44 @@ pub struct Snapshot {
     pub admin: Option<SocketAddr>,
     /// The configuration's text.
     pub source: Arc<str>,
+}
+
+/// A filter that declared it reads the peer identity, on a listener that never has
+/// one: refused, so that its identity rules do not silently never match.
+fn identity_readers_refused(
+    loaded: &LoadedConfig,
+    li: usize,
+    l: &CheckedListener,
+    filters: &BTreeMap<String, Arc<LoadedFilter>>,
+) -> Result<(), ConfigError> {
+    let own = loaded.config.listeners[li].filters.len();
+    for (ri, r) in l.routes.iter().enumerate() {
+        for (k, name) in r.filters.iter().enumerate() {
+            if !filters[name].info.reads.peer_identity {
+                continue;
+            }
+            let field = if k < own {
+                format!("listeners[{li}].filters[{k}]")
+            } else {
+                format!("listeners[{li}].routes[{ri}].filters[{}]", k - own)
+            };
+            let how = if l.tls.is_some() {
+                "set its tls.client_auth to optional or required, with a client_ca"
+            } else {
+                "give it tls with client_auth optional or required and a client_ca"
+            };
+            return Err(loaded.error(FieldError::new(
+                field,
+                format!(
+                    "filter {name:?} reads the client's peer identity (mTLS), but listener \
+                     {:?} does not verify client certificates, so its identity rules would \
+                     never match: {how}",
+                    l.name
+                ),
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Snapshot {
@@ -245,7 +287,14 @@ impl Snapshot {
         }
 
         let mut listeners = Vec::new();
-        for l in &checked.listeners {
+        for (li, l) in checked.listeners.iter().enumerate() {
+            let verifies = l
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_auth != ClientAuth::None);
+            if !verifies {
+                identity_readers_refused(loaded, li, l, &filters)?;
+            }
             let mut routes = Vec::new();
             for r in &l.routes {
                 let chain: Vec<Arc<LoadedFilter>> =
@@ -266,10 +315,17 @@ impl Snapshot {
                     stats: RouteStats::new(metrics, &l.name, &r.name),
                 }));
             }
+            let tls = l
+                .tls
+                .as_ref()
+                .map(|t| ServerTls::build(t, &l.name, l.protocol, metrics).map(Arc::new))
+                .transpose()
+                .map_err(|e| loaded.error(e))?;
             listeners.push(ListenerSnap {
                 name: l.name.as_str().into(),
                 address: l.address,
                 protocol: l.protocol,
+                tls,
                 routes,
                 no_route: metrics.counter(
                     "weft_requests_no_route_total",

@@ -14,4 +14,5 @@ mod http1;
 mod proxy;
 mod reload;
 mod support;
+mod tls;
 mod upgrade;

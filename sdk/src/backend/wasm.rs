@@ -447,6 +447,7 @@ pub mod glue {
             authority,
             client_address,
             attempt,
+            peer_identity,
             request_headers,
             response_headers,
         } = filter.reads().normalized();
@@ -456,6 +457,7 @@ pub mod glue {
         fields.set(t::RequestFields::AUTHORITY, authority);
         fields.set(t::RequestFields::CLIENT_ADDRESS, client_address);
         fields.set(t::RequestFields::ATTEMPT, attempt);
+        fields.set(t::RequestFields::PEER_IDENTITY, peer_identity);
         let info = RawInfo {
             phases,
             request_body: mode(if p.request_body {
