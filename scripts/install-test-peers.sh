@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests start, from Debian: etcd (etcd-server) for the
 # control plane's shared store, Chromium to open `weft bench --html` reports, curl and
-# openssl as TLS clients. Only what is missing is installed.
+# openssl as TLS clients, nginx as a TLS upstream. Only what is missing is installed.
 set -euo pipefail
 need=()
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v chromium >/dev/null || need+=(chromium)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -22,3 +23,4 @@ command -v etcd >/dev/null
 command -v chromium >/dev/null
 command -v curl >/dev/null
 command -v openssl >/dev/null
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]

@@ -12,8 +12,8 @@ use http::{HeaderName, Method, StatusCode};
 use super::error::{ConfigError, FieldError};
 use super::load::LoadedConfig;
 use super::model::{
-    ClientAuth, FailurePolicy, ForwardClientCert, ListenerProtocol, ListenerTlsConfig, MatchConfig,
-    UpstreamProtocol,
+    ClientAuth, ClusterTlsConfig, FailurePolicy, ForwardClientCert, ListenerProtocol,
+    ListenerTlsConfig, MatchConfig, UpstreamProtocol,
 };
 use super::route::{HeaderRule, HostMatch, PathMatch, RouteMatch};
 
@@ -161,6 +161,96 @@ pub struct CheckedCluster {
     pub max_idle_per_endpoint: usize,
     /// Idle connections older than this are not reused.
     pub idle_timeout: Duration,
+    /// TLS to the endpoints.
+    pub tls: Option<CheckedClusterTls>,
+}
+
+/// A cluster's checked TLS settings (files are read when the snapshot is built).
+#[derive(Debug, Clone)]
+pub struct CheckedClusterTls {
+    /// The field of the cluster's `tls`, for errors found reading the files.
+    pub field: String,
+    /// The trust bundle.
+    pub ca: PathBuf,
+    pub server_name: Option<String>,
+    /// Accepted SPIFFE IDs of the endpoints (empty: the name is checked instead).
+    pub spiffe_ids: Vec<String>,
+    /// The client certificate and key, for mTLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// ALPN protocols offered.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+fn check_cluster_tls(
+    loaded: &LoadedConfig,
+    field: &str,
+    protocol: UpstreamProtocol,
+    t: &ClusterTlsConfig,
+) -> Result<CheckedClusterTls, FieldError> {
+    if t.server_name.is_none() && t.spiffe_ids.is_empty() {
+        return Err(FieldError::new(
+            field,
+            "say whom the endpoints must be: server_name (a DNS name their certificates \
+             are valid for) or spiffe_ids",
+        ));
+    }
+    for (i, id) in t.spiffe_ids.iter().enumerate() {
+        if !id.starts_with("spiffe://") {
+            return Err(FieldError::new(
+                format!("{field}.spiffe_ids[{i}]"),
+                format!("{id:?} is not a SPIFFE ID (spiffe://<trust domain>/<path>)"),
+            ));
+        }
+    }
+    let client_cert = match (&t.cert, &t.key) {
+        (Some(c), Some(k)) => Some((loaded.resolve(c), loaded.resolve(k))),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(FieldError::new(
+                format!("{field}.key"),
+                "cert needs its key",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(FieldError::new(
+                format!("{field}.cert"),
+                "key needs its cert",
+            ))
+        }
+    };
+    let alpn = match &t.alpn {
+        None => vec![match protocol {
+            UpstreamProtocol::Http1 => b"http/1.1".to_vec(),
+            UpstreamProtocol::Http2 => b"h2".to_vec(),
+        }],
+        Some(list) => {
+            let mut out = Vec::new();
+            for (i, p) in list.iter().enumerate() {
+                if p != "h2" && p != "http/1.1" {
+                    return Err(FieldError::new(
+                        format!("{field}.alpn[{i}]"),
+                        format!("{p:?}: only h2 and http/1.1 are spoken"),
+                    ));
+                }
+                out.push(p.as_bytes().to_vec());
+            }
+            if out.is_empty() {
+                return Err(FieldError::new(
+                    format!("{field}.alpn"),
+                    "no protocol given",
+                ));
+            }
+            out
+        }
+    };
+    Ok(CheckedClusterTls {
+        field: field.to_owned(),
+        ca: loaded.resolve(&t.ca),
+        server_name: t.server_name.clone(),
+        spiffe_ids: t.spiffe_ids.clone(),
+        client_cert,
+        alpn,
+    })
 }
 
 /// A checked filter definition.
@@ -345,6 +435,11 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
                     c.idle_timeout,
                     Duration::from_secs(60),
                 )?,
+                tls: c
+                    .tls
+                    .as_ref()
+                    .map(|t| check_cluster_tls(loaded, &format!("{field}.tls"), c.protocol, t))
+                    .transpose()?,
             },
         );
     }

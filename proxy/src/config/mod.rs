@@ -10,8 +10,8 @@ pub mod model;
 pub mod route;
 
 pub use check::{
-    check, Checked, CheckedCluster, CheckedFilter, CheckedListener, CheckedRoute, CheckedTls,
-    DEFAULT_FILTER_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, MAX_FILTER_MEMORY,
+    check, Checked, CheckedCluster, CheckedClusterTls, CheckedFilter, CheckedListener,
+    CheckedRoute, CheckedTls, DEFAULT_FILTER_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, MAX_FILTER_MEMORY,
 };
 pub use error::{ConfigError, FieldError};
 pub use load::LoadedConfig;

@@ -225,6 +225,36 @@ pub struct ClusterConfig {
     /// An idle connection older than this is closed instead of reused. Default 60s.
     #[serde(default, with = "duration_opt")]
     pub idle_timeout: Option<Duration>,
+    /// TLS (and mTLS) to the endpoints; cleartext when absent.
+    #[serde(default)]
+    pub tls: Option<ClusterTlsConfig>,
+}
+
+/// How the proxy speaks TLS to a cluster's endpoints.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTlsConfig {
+    /// The trust bundle (PEM CA certificates) the endpoints' certificates are verified
+    /// against.
+    pub ca: PathBuf,
+    /// Sent as SNI; without `spiffe_ids`, the DNS name the endpoints' certificates must
+    /// be valid for.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// The SPIFFE IDs the endpoints may present (their certificate's URI SAN); any other
+    /// is refused. Give this or `server_name`.
+    #[serde(default)]
+    pub spiffe_ids: Vec<String>,
+    /// A client certificate chain (PEM) presented for mTLS, with `key`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// ALPN protocols offered, in order of preference (`h2`, `http/1.1`): the endpoint's
+    /// choice decides HTTP/2 or HTTP/1.1. Default: the cluster's `protocol`.
+    #[serde(default)]
+    pub alpn: Option<Vec<String>>,
 }
 
 /// What the proxy does when a filter traps, overruns its deadline or its memory.

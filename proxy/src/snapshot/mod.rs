@@ -14,7 +14,7 @@ use crate::config::route::RouteMatch;
 use crate::config::{Checked, CheckedListener, ConfigError, FieldError, LoadedConfig};
 use crate::host::{FilterHost, FilterLoadError, LoadedFilter};
 use crate::metrics::{Counter, Histogram, Registry};
-use crate::tls::ServerTls;
+use crate::tls::{ClientTls, ServerTls};
 use crate::upstream::{Cluster, Clusters};
 use outbound::ClusterOutbound;
 
@@ -240,13 +240,16 @@ impl Snapshot {
         metrics: &Registry,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
-        let clusters: Arc<Clusters> = Arc::new(
-            checked
-                .clusters
-                .iter()
-                .map(|(name, c)| (name.clone(), Arc::new(Cluster::new(c, metrics))))
-                .collect(),
-        );
+        let mut clusters = Clusters::new();
+        for (name, c) in &checked.clusters {
+            let mut cluster = Cluster::new(c, metrics);
+            if let Some(t) = &c.tls {
+                let tls = ClientTls::build(t).map_err(|e| loaded.error(e))?;
+                cluster = cluster.with_tls(Arc::new(tls));
+            }
+            clusters.insert(name.clone(), Arc::new(cluster));
+        }
+        let clusters = Arc::new(clusters);
         let outbound = ClusterOutbound::new(clusters.clone());
 
         let used: std::collections::BTreeSet<&String> = checked

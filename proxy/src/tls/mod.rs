@@ -7,6 +7,7 @@
 //! and on this kind of machine (AES-NI, AVX2) it is as fast as aws-lc-rs for handshakes
 //! and bulk AES-GCM. Every config names it explicitly ([`provider`]).
 
+mod client;
 mod issue;
 mod pem;
 mod refusal;
@@ -17,7 +18,9 @@ mod verify;
 
 use std::sync::{Arc, OnceLock};
 
+pub use client::ClientTls;
 pub use issue::{issue_ca, issue_svid, Issued, SvidRequest};
+pub use refusal::describe;
 pub use server::ServerTls;
 pub use spiffe::SpiffeId;
 

@@ -39,6 +39,19 @@ pub enum Refusal {
     Other,
 }
 
+/// A handshake error in words: rustls' own, except that weft's SPIFFE refusals are
+/// given as sentences rather than debug output.
+pub fn describe(e: &std::io::Error) -> String {
+    if let Some(Error::InvalidCertificate(CertificateError::Other(other))) =
+        e.get_ref().and_then(|inner| inner.downcast_ref::<Error>())
+    {
+        if let Some(r) = other.0.downcast_ref::<SpiffeRefusal>() {
+            return format!("invalid peer certificate: {r}");
+        }
+    }
+    e.to_string()
+}
+
 impl Refusal {
     /// Every reason, for metrics made up front.
     pub const ALL: [Refusal; 14] = [
@@ -113,6 +126,7 @@ impl Refusal {
                 CertificateError::Other(other) => match other.0.downcast_ref::<SpiffeRefusal>() {
                     Some(SpiffeRefusal::NoSpiffeId) => Refusal::NoSpiffeId,
                     Some(SpiffeRefusal::WrongTrustDomain { .. }) => Refusal::WrongTrustDomain,
+                    Some(SpiffeRefusal::NotAccepted { .. }) => Refusal::WrongName,
                     None => Refusal::BadCertificate,
                 },
                 _ => Refusal::BadCertificate,

@@ -150,7 +150,7 @@ impl ServerTls {
         let stream = match result {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                self.refuse(Refusal::of_io(&e), client, listener, &e.to_string());
+                self.refuse(Refusal::of_io(&e), client, listener, &super::describe(&e));
                 return None;
             }
             Err(_) => {

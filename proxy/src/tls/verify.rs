@@ -26,6 +26,14 @@ pub enum SpiffeRefusal {
         /// The listener's trust domain.
         expected: String,
     },
+    /// An upstream's SPIFFE ID is not one the cluster accepts.
+    #[error("SPIFFE ID {id} is not one of the cluster's spiffe_ids ({accepted})")]
+    NotAccepted {
+        /// The certificate's ID.
+        id: String,
+        /// The accepted IDs, comma-separated.
+        accepted: String,
+    },
 }
 
 fn refuse(r: SpiffeRefusal) -> rustls::Error {
@@ -120,5 +128,92 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// Verifies an upstream's certificate by its SPIFFE ID instead of a DNS name: the chain
+/// against the cluster's trust bundle (validity, signature, `serverAuth` use), then the
+/// ID against the cluster's accepted list.
+#[derive(Debug)]
+pub struct SpiffeServerVerifier {
+    roots: Arc<rustls::RootCertStore>,
+    accepted: Vec<String>,
+}
+
+impl SpiffeServerVerifier {
+    /// Accepts endpoints whose certificate chains to `roots` and carries one of `accepted`.
+    pub fn new(roots: rustls::RootCertStore, accepted: Vec<String>) -> SpiffeServerVerifier {
+        SpiffeServerVerifier {
+            roots: Arc::new(roots),
+            accepted,
+        }
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &self.roots,
+            intermediates,
+            now,
+            super::provider().signature_verification_algorithms.all,
+        )?;
+        match spiffe_san(end_entity) {
+            SpiffeSan::Id(id) => {
+                let id = id.to_string();
+                if self.accepted.contains(&id) {
+                    Ok(rustls::client::danger::ServerCertVerified::assertion())
+                } else {
+                    Err(refuse(SpiffeRefusal::NotAccepted {
+                        id,
+                        accepted: self.accepted.join(", "),
+                    }))
+                }
+            }
+            _ => Err(refuse(SpiffeRefusal::NoSpiffeId)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &super::provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &super::provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        super::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -10,6 +10,7 @@ use crate::config::model::UpstreamProtocol;
 use crate::config::CheckedCluster;
 use crate::error::UpstreamFailure;
 use crate::metrics::{Counter, Registry};
+use crate::tls::ClientTls;
 
 /// Clusters by name.
 pub type Clusters = HashMap<String, Arc<Cluster>>;
@@ -84,6 +85,8 @@ pub struct Cluster {
     /// A response every attempt gets at once, without I/O, instead of the endpoints'
     /// (`weft bench` runs chains against it).
     pub canned: Option<Arc<Canned>>,
+    /// TLS to the endpoints (the cluster's `tls`).
+    pub tls: Option<Arc<ClientTls>>,
     next: AtomicUsize,
 }
 
@@ -107,8 +110,15 @@ impl Cluster {
             idle_timeout: c.idle_timeout,
             stats: ClusterStats::new(metrics, &c.name),
             canned: None,
+            tls: None,
             next: AtomicUsize::new(fastrand::usize(..)),
         }
+    }
+
+    /// The same cluster, spoken to over TLS.
+    pub fn with_tls(mut self, tls: Arc<ClientTls>) -> Cluster {
+        self.tls = Some(tls);
+        self
     }
 
     /// The next endpoint, round-robin.
@@ -138,6 +148,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             max_idle_per_endpoint: 1,
             idle_timeout: Duration::from_secs(1),
+            tls: None,
         };
         let c = Cluster::new(&checked, &Registry::default());
         let mut seen = HashMap::new();

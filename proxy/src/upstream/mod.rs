@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod connect;
 pub mod h1;
 pub mod pool;
+mod secure;
 pub mod send;
 
 pub use cluster::{Canned, Cluster, Clusters};

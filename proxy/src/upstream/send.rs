@@ -54,7 +54,11 @@ pub struct AttemptError {
 }
 
 impl AttemptError {
-    fn new(failure: UpstreamFailure, detail: impl Into<String>, addr: Option<SocketAddr>) -> Self {
+    pub(super) fn new(
+        failure: UpstreamFailure,
+        detail: impl Into<String>,
+        addr: Option<SocketAddr>,
+    ) -> Self {
         AttemptError {
             failure,
             detail: detail.into(),
@@ -120,9 +124,10 @@ pub async fn send(
         ));
     };
     cluster.stats.attempts.inc();
-    let result = match cluster.protocol {
-        UpstreamProtocol::Http1 => send_h1(cluster, addr, head, body).await,
-        UpstreamProtocol::Http2 => send_h2(cluster, addr, build(head, body, addr)?).await,
+    let result = match (&cluster.tls, cluster.protocol) {
+        (Some(tls), _) => super::secure::send(cluster, tls, addr, head, body).await,
+        (None, UpstreamProtocol::Http1) => send_h1(cluster, addr, head, body).await,
+        (None, UpstreamProtocol::Http2) => send_h2(cluster, addr, build(head, body, addr)?).await,
     };
     if let Err(e) = &result {
         cluster.stats.failed(e.failure);

@@ -491,3 +491,219 @@ fn validate_refuses_identity_rules_on_listeners_that_cannot_verify_clients() {
     );
     assert!(!err.contains("PRIVATE KEY"), "{err}");
 }
+
+/// A weft that sends to another over mTLS: the inbound one's filter and upstream see the
+/// outbound one's SPIFFE ID; an endpoint with another ID is refused.
+#[tokio::test]
+async fn weft_to_weft_mtls_carries_the_callers_identity() {
+    let pki = Pki::new("tls-w2w");
+    let orders = pki.svid(
+        "orders",
+        &[
+            "--id",
+            "spiffe://cluster.local/ns/shop/sa/orders",
+            "--dns",
+            "orders.shop.test",
+        ],
+    );
+    let web = pki.svid("web", &["--id", "spiffe://cluster.local/ns/shop/sa/web"]);
+    let up = Upstream::start("a");
+    let inbound = Weft::start(&mesh_config(&pki, &orders, up.addr, "required"));
+    let mesh = inbound.addr("mesh");
+    let cluster = |alpn: &str, id: &str| {
+        format!(
+            r#"{{ endpoints: ["{mesh}"], tls: {{ ca: {}, spiffe_ids: ["{id}"], cert: {}, key: {}, alpn: {alpn} }} }}"#,
+            pki.ca(),
+            web.0,
+            web.1
+        )
+    };
+    let good = "spiffe://cluster.local/ns/shop/sa/orders";
+    let outbound = Weft::start(&format!(
+        r#"
+admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: out
+    address: 127.0.0.1:0
+    routes:
+      - {{ match: {{ prefix: /h2/ }}, cluster: orders-h2 }}
+      - {{ match: {{ prefix: /h1/ }}, cluster: orders-h1 }}
+      - {{ match: {{ prefix: /by-name/ }}, cluster: orders-by-name }}
+      - {{ match: {{ prefix: /impostor/ }}, cluster: impostor }}
+clusters:
+  orders-h2: {}
+  orders-h1: {}
+  orders-by-name: {{ endpoints: ["{mesh}"], tls: {{ ca: {}, server_name: orders.shop.test, cert: {}, key: {} }} }}
+  impostor: {}
+"#,
+        cluster("[h2]", good),
+        cluster("[http/1.1]", good),
+        pki.ca(),
+        web.0,
+        web.1,
+        cluster(
+            "[h2, http/1.1]",
+            "spiffe://cluster.local/ns/shop/sa/payments"
+        ),
+    ));
+    let out = outbound.addr("out");
+    for path in ["/h2/orders", "/h1/orders", "/by-name/orders"] {
+        for _ in 0..10 {
+            let r = crate::support::client::get(out, path, &[]).await;
+            assert_eq!(
+                r.status,
+                200,
+                "{path}: {:?}",
+                String::from_utf8_lossy(&r.body)
+            );
+            let xfcc = r.upstream_saw("x-forwarded-client-cert").unwrap();
+            assert!(
+                xfcc.ends_with(";URI=spiffe://cluster.local/ns/shop/sa/web"),
+                "{xfcc}"
+            );
+        }
+    }
+    // Connections are pooled: 30 requests, a handful of handshakes (one per worker and
+    // cluster at most, two workers).
+    let handshakes = inbound
+        .metric("weft_tls_handshakes_total{listener=\"mesh\"}")
+        .await;
+    assert!((3.0..=6.0).contains(&handshakes), "{handshakes} handshakes");
+    // An endpoint whose certificate carries another SPIFFE ID is not sent the request.
+    let before = up.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let r = crate::support::client::get(out, "/impostor/orders", &[]).await;
+    assert_eq!(r.status, 502, "{:?}", String::from_utf8_lossy(&r.body));
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("is not one of the cluster's spiffe_ids"),
+        "{:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        up.requests.load(std::sync::atomic::Ordering::Relaxed),
+        before
+    );
+    assert!(
+        outbound
+            .metric("weft_upstream_failures_total{cluster=\"impostor\",kind=\"connect-failure\"}")
+            .await
+            >= 1.0
+    );
+}
+
+/// A real nginx as a TLS upstream that verifies weft's client certificate, over HTTP/2
+/// and HTTP/1.1 as ALPN decides.
+#[tokio::test]
+async fn nginx_over_tls_verifies_wefts_client_certificate() {
+    let pki = Pki::new("tls-nginx");
+    let server = pki.svid("nginx", &["--dns", "nginx.test"]);
+    let client = pki.svid(
+        "weft",
+        &["--id", "spiffe://cluster.local/ns/edge/sa/gateway"],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = &pki.dir.0;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl http2;
+    ssl_certificate {};
+    ssl_certificate_key {};
+    ssl_client_certificate {};
+    ssl_verify_client on;
+    location / {{ return 200 "verify=$ssl_client_verify protocol=$server_protocol"; }}
+  }}
+}}
+"#,
+            server.0,
+            server.1,
+            pki.ca(),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut nginx = Command::new("nginx")
+        .args(["-e", &format!("{}/error.log", dir.display())])
+        .args(["-p", dir.to_str().unwrap(), "-c", conf.to_str().unwrap()])
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx runs (scripts/install-test-peers.sh installs it)");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _nginx = Kill(&mut nginx);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let tls = |alpn: &str, with_cert: bool| {
+        let cert = if with_cert {
+            format!(", cert: {}, key: {}", client.0, client.1)
+        } else {
+            String::new()
+        };
+        format!(
+            r#"{{ endpoints: ["127.0.0.1:{port}"], tls: {{ ca: {}, server_name: nginx.test, alpn: {alpn}{cert} }} }}"#,
+            pki.ca()
+        )
+    };
+    let weft = Weft::start(&format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - {{ match: {{ prefix: /h2 }}, cluster: h2 }}
+      - {{ match: {{ prefix: /h1 }}, cluster: h1 }}
+      - {{ match: {{ prefix: /anonymous }}, cluster: anonymous }}
+clusters:
+  h2: {}
+  h1: {}
+  anonymous: {}
+"#,
+        tls("[h2, http/1.1]", true),
+        tls("[http/1.1]", true),
+        tls("[http/1.1]", false),
+    ));
+    let edge = weft.addr("edge");
+    let body = |r: &crate::support::client::Reply| String::from_utf8_lossy(&r.body).into_owned();
+    let r = crate::support::client::get(edge, "/h2", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), body(&r).as_str()),
+        (200, "verify=SUCCESS protocol=HTTP/2.0")
+    );
+    let r = crate::support::client::get(edge, "/h1", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), body(&r).as_str()),
+        (200, "verify=SUCCESS protocol=HTTP/1.1")
+    );
+    // Without weft's certificate nginx refuses the request (400, "No required SSL
+    // certificate was sent"), and weft passes its answer on.
+    let r = crate::support::client::get(edge, "/anonymous", &[]).await;
+    assert_eq!(r.status, 400, "{}", body(&r));
+}
