@@ -707,3 +707,119 @@ clusters:
     let r = crate::support::client::get(edge, "/anonymous", &[]).await;
     assert_eq!(r.status, 400, "{}", body(&r));
 }
+
+/// Certificates and trust bundles rotate by replacing their files: each change is a
+/// reload; new handshakes use the new material, open connections keep going. Ten
+/// rotations of both under wrk over TLS, without one failed request.
+#[tokio::test]
+async fn rotating_certificates_and_bundles_under_load_fails_nothing() {
+    let one = Pki::new("tls-rot-1");
+    let two = Pki::new("tls-rot-2");
+    let dir = TempDir::new("tls-rot-live");
+    let live = |name: &str| dir.0.join(name).display().to_string();
+    let install = |pki: &Pki, bundle: &[&Pki], round: usize| {
+        let (cert, key) = pki.svid(&format!("server-{round}"), &["--dns", "rot.test"]);
+        let pem: String = bundle
+            .iter()
+            .map(|p| std::fs::read_to_string(p.ca()).unwrap())
+            .collect();
+        // Each file replaced at once (written aside, renamed over), as deploy tools do.
+        for (from, to) in [(cert, "server.pem"), (key, "server.key")] {
+            std::fs::copy(&from, live(&format!("{to}.new"))).unwrap();
+            std::fs::rename(live(&format!("{to}.new")), live(to)).unwrap();
+        }
+        std::fs::write(live("bundle.pem.new"), pem).unwrap();
+        std::fs::rename(live("bundle.pem.new"), live("bundle.pem")).unwrap();
+    };
+    install(&one, &[&one], 0);
+    let up = Upstream::start("a");
+    let weft = Weft::start(&format!(
+        r#"
+admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: rot
+    address: 127.0.0.1:0
+    tls:
+      certificates: [{{ cert: {}, key: {} }}]
+      client_auth: optional
+      client_ca: {}
+    routes:
+      - cluster: a
+clusters:
+  a: {{ endpoints: ["{}"] }}
+"#,
+        live("server.pem"),
+        live("server.key"),
+        live("bundle.pem"),
+        up.addr
+    ));
+    let addr = weft.addr("rot");
+    let wrk = Command::new("wrk")
+        .args(["-t1", "-c8", "-d12s", "--latency"])
+        .arg(format!("https://127.0.0.1:{}/", addr.port()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrk runs (scripts/install-test-peers.sh installs it)");
+    let started = std::time::Instant::now();
+    for round in 1..=10 {
+        // Alternate the CA that signs the server's certificate, and the bundle.
+        let (signer, bundle): (&Pki, Vec<&Pki>) = if round % 2 == 1 {
+            (&two, vec![&one, &two])
+        } else {
+            (&one, vec![&one])
+        };
+        install(signer, &bundle, round);
+        // Served once a new handshake verifies against the new signer.
+        let mut served = false;
+        for _ in 0..100 {
+            if curl(signer, "rot.test", addr, "/", &[]).code == 0 {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(served, "round {round}: the new certificate was not served");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(12),
+        "the rotations outlasted the load"
+    );
+    let out = wrk.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(!report.contains("Non-2xx"), "{report}");
+    assert!(!report.contains("Socket errors"), "{report}");
+    let requests: u64 = report
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(requests > 1000, "{report}");
+    assert!(
+        weft.metric("weft_config_reloads_total{outcome=\"applied\"}")
+            .await
+            >= 10.0
+    );
+
+    // The last bundle trusts only the first CA: its clients get an identity, the
+    // second CA's are refused.
+    let a = one.svid("client-a", &["--id", "spiffe://cluster.local/ns/a/sa/a"]);
+    let b = two.svid("client-b", &["--id", "spiffe://cluster.local/ns/b/sa/b"]);
+    let r = curl(
+        &one,
+        "rot.test",
+        addr,
+        "/",
+        &["--cert", &a.0, "--key", &a.1],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = curl(
+        &one,
+        "rot.test",
+        addr,
+        "/",
+        &["--cert", &b.0, "--key", &b.1],
+    );
+    assert_ne!(r.code, 0, "a client of a CA no longer trusted was served");
+}
