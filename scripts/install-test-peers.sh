@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests start, from Debian: etcd (etcd-server) for the
 # control plane's shared store, Chromium to open `weft bench --html` reports, curl and
-# openssl as TLS clients, nginx as a TLS upstream,
+# openssl as TLS clients, nginx as a TLS upstream, Python's aioquic (PyPI, in a venv) as the
+# HTTP/3 client,
 # wrk for load during certificate rotation. Only what is missing is installed.
 set -euo pipefail
 need=()
@@ -11,14 +12,14 @@ command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
-fi
-echo "test peers: installing Debian's ${need[*]}"
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test peers: installing Debian's ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
 # etcd's package may start a system etcd on the default ports; the tests start their
 # own on free ports and do not need it.
 command -v etcd >/dev/null
@@ -27,3 +28,14 @@ command -v curl >/dev/null
 command -v openssl >/dev/null
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]
 command -v wrk >/dev/null
+
+# Python's aioquic (PyPI) as the HTTP/3 client, in a virtual environment of the
+# repository's own (target/test-tools/py; the tests look for it there).
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV="$ROOT/target/test-tools/py"
+if ! "$VENV/bin/python" -c 'import aioquic' 2>/dev/null; then
+  echo "test peers: installing aioquic from PyPI into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q aioquic
+fi
+"$VENV/bin/python" -c 'import aioquic'

@@ -56,6 +56,8 @@ pub struct CheckedListener {
     pub routes: Vec<CheckedRoute>,
     /// Its TLS, when it terminates TLS.
     pub tls: Option<CheckedTls>,
+    /// `Alt-Svc` for its responses.
+    pub alt_svc: Option<String>,
 }
 
 /// Default longest TLS handshake.
@@ -534,13 +536,35 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             ));
         }
         let address = parse_addr(&format!("{lfield}.address"), &l.address)?;
-        if address.port() != 0 && !addresses.insert(address) {
+        // HTTP/3 listens on UDP: it may share a port number with a TCP listener.
+        let udp = l.protocol == ListenerProtocol::Http3;
+        if udp && l.tls.is_none() {
+            return Err(FieldError::new(
+                format!("{lfield}.tls"),
+                "protocol http3 needs tls (QUIC is always encrypted)",
+            ));
+        }
+        if udp && l.alt_svc.is_some() {
+            return Err(FieldError::new(
+                format!("{lfield}.alt_svc"),
+                "alt_svc is for TCP listeners, to point clients at an http3 one",
+            ));
+        }
+        if let Some(v) = &l.alt_svc {
+            if http::HeaderValue::from_str(v).is_err() {
+                return Err(FieldError::new(
+                    format!("{lfield}.alt_svc"),
+                    format!("{v:?} is not a valid header value"),
+                ));
+            }
+        }
+        if address.port() != 0 && !addresses.insert((address, udp)) {
             return Err(FieldError::new(
                 format!("{lfield}.address"),
                 format!("{address} is used by two listeners"),
             ));
         }
-        if Some(address) == admin && address.port() != 0 {
+        if !udp && Some(address) == admin && address.port() != 0 {
             return Err(FieldError::new(
                 format!("{lfield}.address"),
                 format!("{address} is the admin address"),
@@ -610,6 +634,7 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             protocol: l.protocol,
             routes,
             tls,
+            alt_svc: l.alt_svc.clone(),
         });
     }
 

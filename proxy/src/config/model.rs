@@ -46,8 +46,10 @@ pub enum ListenerProtocol {
     Auto,
     /// HTTP/1.1 only.
     Http1,
-    /// HTTP/2 only (prior knowledge, cleartext).
+    /// HTTP/2 only (prior knowledge when cleartext; ALPN `h2` over TLS).
     Http2,
+    /// HTTP/3 over QUIC, on UDP; needs `tls` (ALPN `h3`, TLS 1.3).
+    Http3,
 }
 
 /// A listener.
@@ -64,6 +66,10 @@ pub struct ListenerConfig {
     /// TLS termination (and mTLS); cleartext when absent.
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// An `Alt-Svc` value set on every response (for example `h3=":8443"; ma=86400`,
+    /// to point clients at an HTTP/3 listener).
+    #[serde(default)]
+    pub alt_svc: Option<String>,
     /// Filters run for every route of this listener, before the route's own.
     #[serde(default)]
     pub filters: Vec<String>,

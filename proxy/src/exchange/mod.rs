@@ -149,6 +149,11 @@ pub async fn serve(
             response.headers_mut().append(name, value);
         }
     }
+    if let Some(v) = &listener.alt_svc {
+        response
+            .headers_mut()
+            .insert(http::header::ALT_SVC, v.clone());
+    }
     ex.route.stats.count(response.status());
     ex.route
         .stats

@@ -96,6 +96,7 @@ impl ChainRunner {
                 address: SocketAddr::from(([127, 0, 0, 1], 0)),
                 protocol: ListenerProtocol::Auto,
                 tls: None,
+                alt_svc: None,
                 routes: vec![route],
                 no_route: metrics.counter("weft_bench_no_route_total", "Unmatched.", &[]),
             }],

@@ -100,7 +100,8 @@ pub async fn serve_connection(
     let mut buf = BytesMut::with_capacity(8 << 10);
     let h2 = match protocol {
         ListenerProtocol::Http2 => true,
-        ListenerProtocol::Http1 => false,
+        // HTTP/3 listeners are served on UDP (`quic`), never here.
+        ListenerProtocol::Http1 | ListenerProtocol::Http3 => false,
         ListenerProtocol::Auto => {
             match sniff(&stream, &mut buf, &mut shutdown, &mut listener.stop).await {
                 Some(h2) => h2,

@@ -1,11 +1,34 @@
-//! Binding listeners: one socket per worker, all on the same address.
+//! Binding listeners: one socket per worker, all on the same address (`SO_REUSEPORT`:
+//! the kernel spreads TCP connections, and QUIC's UDP datagrams by their address pair,
+//! over the workers).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+/// One worker's socket of a listener.
+pub enum ListenSocket {
+    /// HTTP/1.1 and HTTP/2 (cleartext or TLS).
+    Tcp(TcpListener),
+    /// HTTP/3 over QUIC.
+    Udp(UdpSocket),
+}
+
+impl ListenSocket {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            ListenSocket::Tcp(s) => s.local_addr(),
+            ListenSocket::Udp(s) => s.local_addr(),
+        }
+    }
+}
+
+fn bind_one(addr: SocketAddr, udp: bool) -> std::io::Result<ListenSocket> {
+    let socket = if udp {
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?
+    } else {
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?
+    };
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
@@ -13,27 +36,34 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    if udp {
+        return Ok(ListenSocket::Udp(socket.into()));
+    }
     socket.listen(1024)?;
-    Ok(socket.into())
+    Ok(ListenSocket::Tcp(socket.into()))
 }
 
-/// Binds `addr` `count` times (port 0 is resolved by the first socket and reused by
-/// the others). Returns the bound address and the sockets.
+/// Binds `addr` `count` times, on UDP for QUIC (port 0 is resolved by the first socket
+/// and reused by the others). Returns the bound address and the sockets.
 pub fn bind_listener(
     name: &str,
     addr: SocketAddr,
     count: usize,
-) -> std::io::Result<(SocketAddr, Vec<TcpListener>)> {
-    let first = bind_one(addr).map_err(|e| {
+    udp: bool,
+) -> std::io::Result<(SocketAddr, Vec<ListenSocket>)> {
+    let first = bind_one(addr, udp).map_err(|e| {
         std::io::Error::new(
             e.kind(),
-            format!("cannot listen on {addr} (listener {name}): {e}"),
+            format!(
+                "cannot listen on {addr}{} (listener {name}): {e}",
+                if udp { "/udp" } else { "" }
+            ),
         )
     })?;
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
     for _ in 1..count.max(1) {
-        sockets.push(bind_one(bound)?);
+        sockets.push(bind_one(bound, udp)?);
     }
     Ok((bound, sockets))
 }

@@ -15,6 +15,7 @@ mod accepting;
 mod conn;
 mod h1;
 mod listener;
+mod quic;
 mod rewind;
 mod tunnel;
 mod worker;
@@ -51,7 +52,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Sockets bound for a reload, not yet served.
 pub struct Prepared {
-    new: Vec<(String, SocketAddr, SocketAddr, Vec<std::net::TcpListener>)>,
+    new: Vec<(String, SocketAddr, SocketAddr, Vec<listener::ListenSocket>)>,
 }
 
 /// What a reload changed in the listeners: (name, address) added and removed.
@@ -133,7 +134,8 @@ impl Server {
             }
             // A renamed listener on the same address binds beside the old one
             // (SO_REUSEPORT) and takes over when the old one stops.
-            let (bound, sockets) = bind_listener(&l.name, l.address, self.commands.len())?;
+            let udp = l.protocol == crate::config::model::ListenerProtocol::Http3;
+            let (bound, sockets) = bind_listener(&l.name, l.address, self.commands.len(), udp)?;
             new.push((l.name.to_string(), l.address, bound, sockets));
         }
         Ok(Prepared { new })

@@ -1,6 +1,5 @@
 //! One worker: a thread, a single-threaded runtime, an accept loop per listener.
 
-use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::accepting::{Accepting, Live};
 use super::conn::serve_connection;
+use super::listener::ListenSocket;
 use super::DRAIN;
 use crate::snapshot::SnapshotHandle;
 
@@ -21,7 +21,7 @@ pub enum Command {
         /// Its position in the snapshot it was added with.
         hint: usize,
         /// This worker's socket for it.
-        socket: StdListener,
+        socket: ListenSocket,
         /// Set when the listener is removed.
         stop: watch::Receiver<bool>,
         /// Held while the socket is open, so the server knows when it is closed.
@@ -54,7 +54,15 @@ pub fn run(
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
-                    Some(Command::Listen { name, hint, socket, stop, open }) => {
+                    Some(Command::Listen { name, hint, socket: ListenSocket::Udp(socket), stop, open }) => {
+                        let listener = Accepting { name, hint, stop };
+                        let (handle, shutdown, live) = (handle.clone(), shutdown.clone(), live.clone());
+                        tokio::spawn(async move {
+                            super::quic::serve_endpoint(socket, listener, handle, shutdown, live).await;
+                            drop(open);
+                        });
+                    }
+                    Some(Command::Listen { name, hint, socket: ListenSocket::Tcp(socket), stop, open }) => {
                         let socket = match TcpListener::from_std(socket) {
                             Ok(s) => s,
                             Err(e) => {

@@ -145,6 +145,8 @@ pub struct ListenerSnap {
     /// Its TLS, read from the files when this snapshot was built (a reload re-reads
     /// them: new handshakes use new certificates, open connections keep theirs).
     pub tls: Option<Arc<ServerTls>>,
+    /// `Alt-Svc` set on its responses.
+    pub alt_svc: Option<http::HeaderValue>,
     /// Routes, in order.
     pub routes: Vec<Arc<Route>>,
     /// Requests no route took.
@@ -329,6 +331,10 @@ impl Snapshot {
                 address: l.address,
                 protocol: l.protocol,
                 tls,
+                alt_svc: l
+                    .alt_svc
+                    .as_ref()
+                    .and_then(|v| http::HeaderValue::from_str(v).ok()),
                 routes,
                 no_route: metrics.counter(
                     "weft_requests_no_route_total",

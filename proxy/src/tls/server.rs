@@ -35,6 +35,8 @@ pub struct ServerTls {
     /// The SPIFFE ID of the listener's first certificate (`By=` of the forwarded
     /// client certificate header).
     pub own_id: Option<String>,
+    /// The same TLS for QUIC (ALPN `h3`, TLS 1.3), on an HTTP/3 listener.
+    pub quic: Option<Arc<quinn::ServerConfig>>,
     handshakes: Arc<Counter>,
     resumed: Arc<Counter>,
     refused: Vec<Arc<Counter>>,
@@ -81,9 +83,13 @@ impl ServerTls {
         let resolver = SniResolver::new(keys).ok_or_else(|| {
             FieldError::new(format!("{}.certificates", tls.field), "no certificate")
         })?;
-        let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
+        let versions: &[&rustls::SupportedProtocolVersion] = match protocol {
+            // QUIC is TLS 1.3 only.
+            ListenerProtocol::Http3 => &[&rustls::version::TLS13],
+            _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        };
         let builder = ServerConfig::builder_with_provider(super::provider())
-            .with_protocol_versions(&versions)
+            .with_protocol_versions(versions)
             .map_err(|e| FieldError::new(&tls.field, e.to_string()))?;
         let builder = match (tls.client_auth, &tls.client_ca) {
             (ClientAuth::None, _) | (_, None) => builder.with_no_client_auth(),
@@ -104,10 +110,31 @@ impl ServerTls {
             ListenerProtocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             ListenerProtocol::Http1 => vec![b"http/1.1".to_vec()],
             ListenerProtocol::Http2 => vec![b"h2".to_vec()],
+            ListenerProtocol::Http3 => vec![b"h3".to_vec()],
         };
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         config.ticketer = rustls::crypto::ring::Ticketer::new()
             .map_err(|e| FieldError::new(&tls.field, format!("no session ticketer: {e}")))?;
+        let config = Arc::new(config);
+        let quic = match protocol {
+            ListenerProtocol::Http3 => {
+                let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(config.clone())
+                    .map_err(|e| {
+                        FieldError::new(&tls.field, format!("not usable for QUIC: {e}"))
+                    })?;
+                let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+                let transport = Arc::get_mut(&mut server.transport)
+                    .expect("a new server config's transport is not shared");
+                transport.max_concurrent_bidi_streams(256u32.into());
+                transport.max_idle_timeout(Some(
+                    Duration::from_secs(60)
+                        .try_into()
+                        .expect("60 s is a valid QUIC idle timeout"),
+                ));
+                Some(Arc::new(server))
+            }
+            _ => None,
+        };
         let labels = [("listener", listener)];
         let refused = Refusal::ALL
             .iter()
@@ -120,7 +147,8 @@ impl ServerTls {
             })
             .collect();
         Ok(ServerTls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            acceptor: TlsAcceptor::from(config),
+            quic,
             handshake_timeout: tls.handshake_timeout,
             forward_client_cert: tls.forward_client_cert,
             own_id,
@@ -165,19 +193,58 @@ impl ServerTls {
         }
         let h2 = conn.alpn_protocol() == Some(b"h2");
         let leaf = conn.peer_certificates().and_then(|c| c.first());
-        let peer_identity = leaf.and_then(spiffe_id_of).map(|id| id.to_string());
-        let forward_client_cert = match (self.forward_client_cert, leaf, &peer_identity) {
-            (ForwardClientCert::SanitizeSet, Some(leaf), Some(id)) => {
-                forwarded_client_cert(self.own_id.as_deref(), leaf.as_ref(), id)
-            }
-            _ => None,
-        };
+        let (peer_identity, forward_client_cert) = self.identify(leaf);
         Some(Accepted {
             stream,
             h2,
             peer_identity,
             forward_client_cert,
         })
+    }
+
+    /// The peer identity of a client whose (verified) certificate is `leaf`, and the
+    /// `x-forwarded-client-cert` its requests get.
+    pub fn identify(
+        &self,
+        leaf: Option<&rustls::pki_types::CertificateDer<'_>>,
+    ) -> (Option<String>, Option<http::HeaderValue>) {
+        let peer_identity = leaf.and_then(spiffe_id_of).map(|id| id.to_string());
+        let forward = match (self.forward_client_cert, leaf, &peer_identity) {
+            (ForwardClientCert::SanitizeSet, Some(leaf), Some(id)) => {
+                forwarded_client_cert(self.own_id.as_deref(), leaf.as_ref(), id)
+            }
+            _ => None,
+        };
+        (peer_identity, forward)
+    }
+
+    /// Counts a completed QUIC handshake (QUIC's own TLS runs inside quinn).
+    pub fn quic_handshake_done(&self) {
+        self.handshakes.inc();
+    }
+
+    /// Counts and logs a failed QUIC handshake.
+    pub fn quic_handshake_failed(
+        &self,
+        e: &quinn::ConnectionError,
+        client: SocketAddr,
+        listener: &str,
+    ) {
+        let reason = match e {
+            quinn::ConnectionError::TimedOut => Refusal::Timeout,
+            quinn::ConnectionError::TransportError(t) => match t.code {
+                // TLS alerts arrive as CRYPTO_ERROR(0x100 + alert).
+                c if u64::from(c) == 0x100 + 116 => Refusal::NoClientCertificate,
+                c if u64::from(c) == 0x100 + 45 => Refusal::Expired,
+                c if u64::from(c) == 0x100 + 48 => Refusal::Untrusted,
+                c if (0x100..0x200).contains(&u64::from(c)) => Refusal::BadCertificate,
+                _ => Refusal::Malformed,
+            },
+            quinn::ConnectionError::ConnectionClosed(_)
+            | quinn::ConnectionError::ApplicationClosed(_) => Refusal::PeerAlert,
+            _ => Refusal::Closed,
+        };
+        self.refuse(reason, client, listener, &e.to_string());
     }
 
     fn refuse(&self, reason: Refusal, client: SocketAddr, listener: &str, detail: &str) {

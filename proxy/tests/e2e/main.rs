@@ -11,6 +11,7 @@ mod control;
 mod filters;
 mod host;
 mod http1;
+mod http3;
 mod proxy;
 mod reload;
 mod support;

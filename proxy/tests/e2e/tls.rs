@@ -11,12 +11,12 @@ use crate::support::proxy::{weft_cli, TempDir, Weft};
 use crate::support::upstream::Upstream;
 
 /// A development CA for `cluster.local` made by `weft cert ca`, and certificates it signs.
-struct Pki {
-    dir: TempDir,
+pub struct Pki {
+    pub dir: TempDir,
 }
 
 impl Pki {
-    fn new(tag: &str) -> Pki {
+    pub fn new(tag: &str) -> Pki {
         let dir = TempDir::new(tag);
         let (ok, out, err) = weft_cli(&[
             "cert",
@@ -30,12 +30,12 @@ impl Pki {
         Pki { dir }
     }
 
-    fn ca(&self) -> String {
+    pub fn ca(&self) -> String {
         self.dir.0.join("ca.pem").display().to_string()
     }
 
     /// `weft cert svid --out <dir>/<name> <args>`: (certificate, key) paths.
-    fn svid(&self, name: &str, args: &[&str]) -> (String, String) {
+    pub fn svid(&self, name: &str, args: &[&str]) -> (String, String) {
         let out = self.dir.0.join(name);
         let mut all = vec![
             "cert",
@@ -56,11 +56,11 @@ impl Pki {
 }
 
 /// What curl got: its exit code, the body, and `<status> <http version>`.
-struct Curl {
-    code: i32,
-    body: String,
-    status: String,
-    stderr: String,
+pub struct Curl {
+    pub code: i32,
+    pub body: String,
+    pub status: String,
+    pub stderr: String,
 }
 
 impl Curl {
@@ -77,7 +77,7 @@ impl Curl {
 
 /// `curl https://<host>:<port><path>` with `host` resolved to the listener, trusting
 /// the test CA.
-fn curl(pki: &Pki, host: &str, addr: SocketAddr, path: &str, args: &[&str]) -> Curl {
+pub fn curl(pki: &Pki, host: &str, addr: SocketAddr, path: &str, args: &[&str]) -> Curl {
     let port = addr.port();
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "10", "--cacert", &pki.ca()])
