@@ -5,7 +5,9 @@
 #   1. keep-alive requests over TLS (wrk, 64 connections): nginx, then weft;
 #   2. a new TLS connection per request (wrk with `Connection: close`; a full
 #      handshake each, no resumption): nginx, then weft;
-#   3. HTTP/2 over TLS (h2load, 8 connections x 16 streams): nginx, then weft.
+#   3. HTTP/2 over TLS (h2load, 8 connections x 16 streams): nginx, then weft;
+#   4. HTTP/3 (proxy/examples/h3load.rs, quinn + h3, the same 8 x 16) against weft's
+#      own HTTP/2 over TLS of 3. (Debian's nginx 1.22 and h2load have no HTTP/3).
 # Requests/s, p99 and the proxy's CPU per request (from /proc), best of ROUNDS.
 #
 # Usage: benches/load/tls.sh   (after `make build`)
@@ -26,6 +28,8 @@ for tool in wrk h2load nginx taskset; do
   command -v $tool >/dev/null || { echo "missing $tool (apt-get install wrk nghttp2-client nginx-light util-linux)" >&2; exit 1; }
 done
 [ -x "$WEFT" ] || { echo "build first: make build" >&2; exit 1; }
+(cd "$ROOT" && cargo build -q --release -p weft --example h3load)
+H3LOAD="$ROOT/target/release/examples/h3load"
 
 WORK=$(mktemp -d /tmp/weft-tls-load.XXXXXX)
 PIDS=()
@@ -43,7 +47,7 @@ wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev
 "$WEFT" cert svid --ca "$WORK/pki" --dns bench.test --out "$WORK/pki/server" >/dev/null
 CERT="$WORK/pki/server.pem"; KEY="$WORK/pki/server.key"
 
-UP_PORT=$(free_port); NGX_PORT=$(free_port); WEFT_PORT=$(free_port)
+UP_PORT=$(free_port); NGX_PORT=$(free_port); WEFT_PORT=$(free_port); H3_PORT=$(free_port)
 mkdir -p "$WORK/up" "$WORK/ngx"
 cat > "$WORK/up/nginx.conf" <<NGX
 worker_processes 1;
@@ -101,6 +105,13 @@ listeners:
       certificates: [{ cert: $CERT, key: $KEY }]
     routes:
       - cluster: up
+  - name: quic
+    address: 127.0.0.1:$H3_PORT
+    protocol: http3
+    tls:
+      certificates: [{ cert: $CERT, key: $KEY }]
+    routes:
+      - cluster: up
 clusters:
   up:
     endpoints: [127.0.0.1:$UP_PORT]
@@ -153,6 +164,19 @@ h2_run() { # url -- pids
   echo "$rps $(to_ms "$mean") $(python3 -c "print(f'{($t1-$t0)/$(getconf CLK_TCK)*1e6/max($reqs,1):.1f}')") failed_$failed"
 }
 
+# h3load: "rps p99_ms cpu_us_per_request errors"
+h3_run() { # url -- pids
+  local url=$1; shift 2
+  local t0 t1 out
+  t0=$(cpu_ticks "$@")
+  out=$(taskset -c "$LOAD_CPUS" "$H3LOAD" "$url" --connect 127.0.0.1 --ca "$WORK/pki/ca.pem" -c 8 -m 16 -d "$DURATION")
+  t1=$(cpu_ticks "$@")
+  # "requests N errors E requests/s R p50_us X p99_us Y"; the warm-up second's CPU is
+  # counted too, so the CPU per request is slightly high.
+  read -r _ reqs _ errors _ rps _ _ _ p99 <<<"$out"
+  echo "$rps $(python3 -c "print(f'{$p99/1000:.3f}')") $(python3 -c "print(f'{($t1-$t0)/$(getconf CLK_TCK)*1e6/max($reqs,1):.1f}')") failed_$errors"
+}
+
 declare -A BEST
 record() { # name "rps p99 cpu errors"
   local name=$1; shift
@@ -171,12 +195,13 @@ for round in $(seq 1 "$ROUNDS"); do
   record weft_handshake $(wrk_run "https://127.0.0.1:$WEFT_PORT/" 16 -H "Connection: close" -- $WEFT_PID)
   record nginx_h2 $(h2_run "https://127.0.0.1:$NGX_PORT/" -- $NGX_PIDS)
   record weft_h2 $(h2_run "https://127.0.0.1:$WEFT_PORT/" -- $WEFT_PID)
+  record weft_h3 $(h3_run "https://bench.test:$H3_PORT/" -- $WEFT_PID)
 done
 
 printf '%-18s %12s %10s %14s  %s\n' row requests/s p99_ms cpu_us/req errors
-for name in nginx_keepalive weft_keepalive nginx_handshake weft_handshake nginx_h2 weft_h2; do
+for name in nginx_keepalive weft_keepalive nginx_handshake weft_handshake nginx_h2 weft_h2 weft_h3; do
   read -r rps p99 cpu errors <<<"${BEST[$name]}"
   printf '%-18s %12s %10s %14s  %s\n' "$name" "$rps" "$p99" "$cpu" "$errors"
 done
 ratio() { python3 -c "print(f'{float(\"$1\")/float(\"$2\"):.2f}x')"; }
-echo "weft / nginx: keep-alive $(ratio "${BEST[weft_keepalive]%% *}" "${BEST[nginx_keepalive]%% *}"), new connections $(ratio "${BEST[weft_handshake]%% *}" "${BEST[nginx_handshake]%% *}"), HTTP/2 $(ratio "${BEST[weft_h2]%% *}" "${BEST[nginx_h2]%% *}") (h2 rows: mean request time in the p99 column)"
+echo "weft / nginx: keep-alive $(ratio "${BEST[weft_keepalive]%% *}" "${BEST[nginx_keepalive]%% *}"), new connections $(ratio "${BEST[weft_handshake]%% *}" "${BEST[nginx_handshake]%% *}"), HTTP/2 $(ratio "${BEST[weft_h2]%% *}" "${BEST[nginx_h2]%% *}"); weft HTTP/3 / weft HTTP/2 $(ratio "${BEST[weft_h3]%% *}" "${BEST[weft_h2]%% *}") (h2 rows: mean request time in the p99 column)"

@@ -77,6 +77,8 @@ pub struct CheckedTls {
     pub trust_domain: Option<String>,
     pub forward_client_cert: ForwardClientCert,
     pub handshake_timeout: Duration,
+    /// Most handshakes in progress per worker.
+    pub max_handshakes: usize,
 }
 
 fn check_tls(
@@ -134,6 +136,16 @@ fn check_tls(
             t.handshake_timeout,
             DEFAULT_HANDSHAKE_TIMEOUT,
         )?,
+        max_handshakes: match t.max_handshakes {
+            Some(0) => {
+                return Err(FieldError::new(
+                    format!("{field}.max_handshakes"),
+                    "must be more than 0",
+                ))
+            }
+            Some(n) => n,
+            None => 1024,
+        },
     })
 }
 

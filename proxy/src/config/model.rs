@@ -102,6 +102,10 @@ pub struct ListenerTlsConfig {
     /// Longest a handshake may take. Default 10s.
     #[serde(default, with = "duration_opt")]
     pub handshake_timeout: Option<Duration>,
+    /// Most handshakes in progress at once on each worker; connections beyond it are
+    /// closed at once (counted as `overloaded`). Default 1024.
+    #[serde(default)]
+    pub max_handshakes: Option<usize>,
 }
 
 /// One certificate chain and its private key, as PEM files (relative paths are from

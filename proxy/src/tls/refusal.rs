@@ -35,6 +35,8 @@ pub enum Refusal {
     Timeout,
     /// The connection closed during the handshake.
     Closed,
+    /// The worker already had `max_handshakes` in progress.
+    Overloaded,
     /// Anything else.
     Other,
 }
@@ -54,7 +56,7 @@ pub fn describe(e: &std::io::Error) -> String {
 
 impl Refusal {
     /// Every reason, for metrics made up front.
-    pub const ALL: [Refusal; 14] = [
+    pub const ALL: [Refusal; 15] = [
         Refusal::NoClientCertificate,
         Refusal::Expired,
         Refusal::NotYetValid,
@@ -68,6 +70,7 @@ impl Refusal {
         Refusal::Malformed,
         Refusal::Timeout,
         Refusal::Closed,
+        Refusal::Overloaded,
         Refusal::Other,
     ];
 
@@ -87,6 +90,7 @@ impl Refusal {
             Refusal::Malformed => "malformed",
             Refusal::Timeout => "timeout",
             Refusal::Closed => "closed",
+            Refusal::Overloaded => "overloaded",
             Refusal::Other => "other",
         }
     }

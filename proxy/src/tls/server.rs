@@ -30,6 +30,8 @@ pub struct ServerTls {
     acceptor: TlsAcceptor,
     /// Longest a handshake may take.
     pub handshake_timeout: Duration,
+    /// Most handshakes in progress per worker.
+    max_handshakes: usize,
     /// What to do with `x-forwarded-client-cert`.
     pub forward_client_cert: ForwardClientCert,
     /// The SPIFFE ID of the listener's first certificate (`By=` of the forwarded
@@ -150,6 +152,7 @@ impl ServerTls {
             acceptor: TlsAcceptor::from(config),
             quic,
             handshake_timeout: tls.handshake_timeout,
+            max_handshakes: tls.max_handshakes,
             forward_client_cert: tls.forward_client_cert,
             own_id,
             handshakes: metrics.counter(
@@ -174,6 +177,18 @@ impl ServerTls {
         client: SocketAddr,
         listener: &str,
     ) -> Option<Accepted> {
+        // Handshakes cost CPU (key exchange, signatures) and are open to anyone: each
+        // worker bounds how many it runs at once, so a flood of them cannot starve the
+        // requests of established connections.
+        let Some(_slot) = HandshakeSlot::take(self.max_handshakes) else {
+            self.refuse(
+                Refusal::Overloaded,
+                client,
+                listener,
+                "too many handshakes in progress",
+            );
+            return None;
+        };
         let result = tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await;
         let stream = match result {
             Ok(Ok(s)) => s,
@@ -259,6 +274,32 @@ impl ServerTls {
                 tracing::warn!(%client, listener, reason = reason.as_str(), "TLS handshake refused: {detail}")
             }
         }
+    }
+}
+
+thread_local! {
+    /// Handshakes in progress on this worker (all its TLS listeners).
+    static HANDSHAKES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One of the worker's handshake slots, given back when dropped.
+struct HandshakeSlot;
+
+impl HandshakeSlot {
+    fn take(max: usize) -> Option<HandshakeSlot> {
+        HANDSHAKES.with(|n| {
+            if n.get() >= max {
+                return None;
+            }
+            n.set(n.get() + 1);
+            Some(HandshakeSlot)
+        })
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        HANDSHAKES.with(|n| n.set(n.get().saturating_sub(1)));
     }
 }
 

@@ -823,3 +823,46 @@ clusters:
     );
     assert_ne!(r.code, 0, "a client of a CA no longer trusted was served");
 }
+
+/// Each worker runs at most `max_handshakes` handshakes at once: clients that open
+/// connections and never finish the handshake cannot queue up CPU work without bound.
+#[tokio::test]
+async fn handshakes_beyond_a_workers_limit_are_refused_at_once() {
+    let pki = Pki::new("tls-limit");
+    let server = pki.svid("server", &["--dns", "limit.test"]);
+    let up = Upstream::start("a");
+    let weft = Weft::start_with(
+        &format!(
+            r#"
+admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    tls:
+      certificates: [{{ cert: {}, key: {} }}]
+      max_handshakes: 2
+      handshake_timeout: 5s
+    routes:
+      - cluster: a
+clusters:
+  a: {{ endpoints: ["{}"] }}
+"#,
+            server.0, server.1, up.addr
+        ),
+        &["--workers", "1"],
+    );
+    let addr = weft.addr("edge");
+    // Two connections that never send a ClientHello hold both slots.
+    let idle: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = curl(&pki, "limit.test", addr, "/", &[]);
+    assert_ne!(r.code, 0, "a third handshake was run: {}", r.status);
+    assert!(refusals(&weft, "edge", "overloaded").await >= 1.0);
+    // Once they go, handshakes run again.
+    drop(idle);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = curl(&pki, "limit.test", addr, "/", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
