@@ -46,3 +46,4 @@ msrv:
 bench: build
 	$(CARGO) bench -p weft --bench filter_chain
 	benches/load/run.sh
+	benches/load/tls.sh
