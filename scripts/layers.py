@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 LAYERS = [
-    ("leaves", ["alloc_count", "clock", "shard", "background", "metrics", "deadline", "net"]),
+    ("leaves", ["alloc_count", "clock", "shard", "background", "metrics", "deadline", "net", "logsink"]),
     ("error", ["error"]),
     ("body", ["body"]),
     ("config", ["config"]),
@@ -31,6 +31,7 @@ LAYERS = [
 SAME_LAYER = {
     ("upstream", "tls"),
     ("metrics", "shard"),
+    ("logsink", "metrics"),
     ("admin", "reload"),
     ("app", "reload"),
     ("app", "admin"),

@@ -150,6 +150,7 @@ fn wait_for_signal(reloads: &ReloadHandle) -> anyhow::Result<()> {
     rt.block_on(async {
         let mut term = signal(SignalKind::terminate())?;
         let mut hup = signal(SignalKind::hangup())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
         loop {
             tokio::select! {
                 r = tokio::signal::ctrl_c() => return r,
@@ -157,6 +158,10 @@ fn wait_for_signal(reloads: &ReloadHandle) -> anyhow::Result<()> {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading");
                     reloads.trigger(Trigger::Signal);
+                }
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening access log files");
+                    crate::logsink::reopen_all();
                 }
             }
         }

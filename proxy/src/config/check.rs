@@ -58,6 +58,18 @@ pub struct CheckedListener {
     pub tls: Option<CheckedTls>,
     /// `Alt-Svc` for its responses.
     pub alt_svc: Option<String>,
+    /// Its access log.
+    pub access_log: Option<CheckedAccessLog>,
+}
+
+/// A checked access log.
+#[derive(Debug, Clone)]
+pub struct CheckedAccessLog {
+    /// The field, for errors opening it.
+    pub field: String,
+    pub destination: crate::logsink::Destination,
+    /// The format; JSON lines when absent.
+    pub format: Option<Vec<super::access::LogPiece>>,
 }
 
 /// Default longest TLS handshake.
@@ -647,6 +659,31 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             routes,
             tls,
             alt_svc: l.alt_svc.clone(),
+            access_log: l
+                .access_log
+                .as_ref()
+                .map(|a| {
+                    let field = format!("{lfield}.access_log");
+                    let destination = if a.path == "stdout" {
+                        crate::logsink::Destination::Stdout
+                    } else {
+                        crate::logsink::Destination::File(
+                            loaded.resolve(std::path::Path::new(&a.path)),
+                        )
+                    };
+                    let format = a
+                        .format
+                        .as_deref()
+                        .map(super::access::parse_format)
+                        .transpose()
+                        .map_err(|m| FieldError::new(format!("{field}.format"), m))?;
+                    Ok::<_, FieldError>(CheckedAccessLog {
+                        field,
+                        destination,
+                        format,
+                    })
+                })
+                .transpose()?,
         });
     }
 

@@ -2,6 +2,7 @@
 //! whole before anything uses it. Every problem is reported with its file, line and
 //! field.
 
+pub mod access;
 mod check;
 mod error;
 mod load;
@@ -10,8 +11,9 @@ pub mod model;
 pub mod route;
 
 pub use check::{
-    check, Checked, CheckedCluster, CheckedClusterTls, CheckedFilter, CheckedListener,
-    CheckedRoute, CheckedTls, DEFAULT_FILTER_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, MAX_FILTER_MEMORY,
+    check, Checked, CheckedAccessLog, CheckedCluster, CheckedClusterTls, CheckedFilter,
+    CheckedListener, CheckedRoute, CheckedTls, DEFAULT_FILTER_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    MAX_FILTER_MEMORY,
 };
 pub use error::{ConfigError, FieldError};
 pub use load::LoadedConfig;

@@ -70,11 +70,26 @@ pub struct ListenerConfig {
     /// to point clients at an HTTP/3 listener).
     #[serde(default)]
     pub alt_svc: Option<String>,
+    /// A line per request when its response ends; none when absent.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
     /// Filters run for every route of this listener, before the route's own.
     #[serde(default)]
     pub filters: Vec<String>,
     /// Routes, tried in order; the first that matches serves the request.
     pub routes: Vec<RouteConfig>,
+}
+
+/// A listener's access log.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `stdout`, or a file (appended to, created if missing, reopened on SIGUSR1).
+    pub path: String,
+    /// A format string with `%field%` placeholders; JSON lines with every field when
+    /// absent.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 /// A listener's TLS: its certificates, and whether and how clients prove who they are.

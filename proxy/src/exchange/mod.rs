@@ -6,6 +6,7 @@
 //! every call into a filter and every decision about its answer is in [`chain`];
 //! every error becomes a response in one place, [`error_response`].
 
+mod access;
 mod answer;
 mod chain;
 mod forward;
@@ -117,10 +118,54 @@ pub async fn serve(
     let raw_response_ok = upgrade.is_none()
         && parts.version <= http::Version::HTTP_11
         && parts.method != http::Method::HEAD;
+    // What the access log needs if routing fails (only when there is one).
+    let early = listener.access_log.as_ref().map(|_| {
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        (parts.method.to_string(), authority, path)
+    });
     // Route.
     let (route, request) = match request::admit(listener, conn, parts) {
         Ok(admitted) => admitted,
-        Err(e) => return error_response(&e),
+        Err(e) => {
+            let response = error_response(&e);
+            if let (Some(log), Some((method, authority, path))) = (&listener.access_log, early) {
+                let flag = match e {
+                    ProxyError::NoRoute { .. } => "NR",
+                    _ => "DPE",
+                };
+                let entry = access::Entry {
+                    method,
+                    authority,
+                    path,
+                    route: None,
+                    cluster: None,
+                    listener: conn.listener.clone(),
+                    client: conn.client,
+                    peer_identity: conn.peer_identity.clone(),
+                    trace_id: None,
+                    properties: Vec::new(),
+                    early_flags: flag,
+                };
+                access::early(log, entry, response.status().as_u16(), start);
+            }
+            return response;
+        }
     };
     let route = route.clone();
     let mut ex = Exchange {
@@ -136,6 +181,20 @@ pub async fn serve(
         raw_response_ok,
     };
 
+    // The authority as the client sent it (an unfiltered request lends it to the
+    // upstream attempt).
+    let logged_authority = listener
+        .access_log
+        .as_ref()
+        .map(|_| ex.req().authority.clone());
+    let body = match &listener.access_log {
+        Some(_) if !http_body::Body::is_end_stream(&body) => {
+            let (body, counter) = access::count_request(body);
+            ex.request_bytes = Some(counter);
+            body
+        }
+        _ => body,
+    };
     let response = match run(&mut ex, body).await {
         Ok(r) => r,
         Err(e) => {
@@ -159,6 +218,13 @@ pub async fn serve(
         .stats
         .latency
         .observe(start.elapsed().as_secs_f64());
+    let response = match &listener.access_log {
+        Some(log) => {
+            let entry = access::entry(&ex, conn, logged_authority.unwrap_or_default());
+            access::attach(log.clone(), entry, &ex, response)
+        }
+        None => response,
+    };
     log::attach(ex, response)
 }
 

@@ -97,6 +97,7 @@ impl ChainRunner {
                 protocol: ListenerProtocol::Auto,
                 tls: None,
                 alt_svc: None,
+                access_log: None,
                 routes: vec![route],
                 no_route: metrics.counter("weft_bench_no_route_total", "Unmatched.", &[]),
             }],

@@ -135,6 +135,13 @@ impl Route {
     }
 }
 
+/// A listener's access log: where its lines go and how they look.
+pub struct AccessLog {
+    pub sink: Arc<crate::logsink::Sink>,
+    /// JSON lines when absent.
+    pub format: Option<Arc<[crate::config::access::LogPiece]>>,
+}
+
 /// A listener's part of the snapshot.
 pub struct ListenerSnap {
     pub name: Arc<str>,
@@ -147,6 +154,8 @@ pub struct ListenerSnap {
     pub tls: Option<Arc<ServerTls>>,
     /// `Alt-Svc` set on its responses.
     pub alt_svc: Option<http::HeaderValue>,
+    /// Its access log.
+    pub access_log: Option<Arc<AccessLog>>,
     /// Routes, in order.
     pub routes: Vec<Arc<Route>>,
     /// Requests no route took.
@@ -335,6 +344,22 @@ impl Snapshot {
                     .alt_svc
                     .as_ref()
                     .and_then(|v| http::HeaderValue::from_str(v).ok()),
+                access_log: l
+                    .access_log
+                    .as_ref()
+                    .map(|a| {
+                        let sink = crate::logsink::sink(&a.destination, metrics).map_err(|e| {
+                            loaded.error(FieldError::new(
+                                format!("{}.path", a.field),
+                                format!("cannot open the access log: {e}"),
+                            ))
+                        })?;
+                        Ok::<_, ConfigError>(Arc::new(AccessLog {
+                            sink,
+                            format: a.format.clone().map(Into::into),
+                        }))
+                    })
+                    .transpose()?,
                 routes,
                 no_route: metrics.counter(
                     "weft_requests_no_route_total",

@@ -3,6 +3,7 @@
 //! filter host driven directly. One module per area; `support` starts the processes
 //! and builds the test filters once for all of them.
 
+mod access_log;
 mod bench;
 mod body;
 mod builtin;
