@@ -99,6 +99,7 @@ impl RunArgs {
         wait_for_signal(&app.reloads)?;
         tracing::info!("shutting down: draining connections");
         app.shutdown();
+        crate::logsink::flush_all();
         Ok(())
     }
 }

@@ -91,7 +91,7 @@ pub fn attach(
             failure: outcome.failure,
             completed: end.completed,
         };
-        log.sink.write(line(&log, &entry, &end));
+        log.sink.write(&line(&log, &entry, &end));
     });
     Response::from_parts(parts, body)
 }
@@ -108,7 +108,7 @@ pub fn early(log: &AccessLog, entry: Entry, status: u16, start: Instant) {
         failure: None,
         completed: true,
     };
-    log.sink.write(line(log, &entry, &end));
+    log.sink.write(&line(log, &entry, &end));
 }
 
 /// A counter of request body bytes, for the log.
