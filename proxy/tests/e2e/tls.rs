@@ -611,6 +611,8 @@ async fn nginx_over_tls_verifies_wefts_client_certificate() {
         &conf,
         format!(
             r#"
+# One process (no master): killing the child stops nginx, leaving no orphaned worker.
+master_process off;
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log;
