@@ -54,12 +54,14 @@ pub fn spawn(reloads: ReloadHandle) -> notify::Result<FileWatcher> {
     let mut watcher = notify::recommended_watcher(tx)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
+    // Watching starts before this returns (and so before "weft ready"): a file changed
+    // right after start is seen.
+    let mut dirs = BTreeSet::new();
+    let mut files = BTreeSet::new();
+    resync(&mut watcher, &reloads, &mut dirs, &mut files);
     let thread = std::thread::Builder::new()
         .name("weft-watch".into())
         .spawn(move || {
-            let mut dirs = BTreeSet::new();
-            let mut files = BTreeSet::new();
-            resync(&mut watcher, &reloads, &mut dirs, &mut files);
             while !stopping.load(Ordering::Acquire) {
                 let event = match rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(e) => e,
