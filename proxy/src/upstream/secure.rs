@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::cluster::Cluster;
-use super::send::{AttemptError, RequestHead, UpstreamResponse};
+use super::send::{classify, AttemptError, RequestHead, UpstreamResponse};
 use crate::body::ProxyBody;
 use crate::error::UpstreamFailure;
 use crate::tls::ClientTls;
@@ -156,16 +156,6 @@ fn request(head: RequestHead, body: ProxyBody, h2: bool) -> Result<Request<Proxy
         req.headers_mut().insert(http::header::HOST, host);
     }
     Ok(req)
-}
-
-fn classify(e: &hyper::Error) -> UpstreamFailure {
-    if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
-        UpstreamFailure::ProtocolError
-    } else if e.is_timeout() {
-        UpstreamFailure::Timeout
-    } else {
-        UpstreamFailure::Reset
-    }
 }
 
 /// Sends one attempt to `addr` over TLS and waits for the response head. A pooled

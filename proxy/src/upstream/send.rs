@@ -67,7 +67,8 @@ impl AttemptError {
     }
 }
 
-fn classify(e: &hyper::Error) -> UpstreamFailure {
+/// Sorts a hyper client error into the failure kinds retries and metrics use.
+pub(super) fn classify(e: &hyper::Error) -> UpstreamFailure {
     if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
         UpstreamFailure::ProtocolError
     } else if e.is_timeout() {
