@@ -108,6 +108,10 @@ pub enum ProxyError {
         /// What was wrong.
         reason: String,
     },
+    /// The client's request body stalled: no byte for the listener's
+    /// `body_idle_timeout` while the proxy was sending it upstream.
+    #[error("the request body stalled: no data for {0:?}")]
+    RequestBodyStalled(std::time::Duration),
     /// The request body is larger than a filter's buffer allows.
     #[error("request body larger than {limit} bytes, the most filter {filter} buffers")]
     RequestBodyTooLarge {
@@ -157,6 +161,7 @@ impl ProxyError {
             } => Source::Config,
             ProxyError::BadRequest(_)
             | ProxyError::Malformed { .. }
+            | ProxyError::RequestBodyStalled(_)
             | ProxyError::RequestBodyTooLarge { .. } => Source::Downstream,
             ProxyError::Upstream { .. } | ProxyError::ResponseBodyTooLarge { .. } => {
                 Source::Upstream
@@ -172,6 +177,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Malformed { status, .. } => *status,
             ProxyError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::RequestBodyStalled(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Upstream { failure, .. } => failure.status(),
             ProxyError::ResponseBodyTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::FilterFailed { status, .. } => *status,
@@ -186,6 +192,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "bad-request",
             ProxyError::Malformed { .. } => "malformed-request",
             ProxyError::RequestBodyTooLarge { .. } => "request-body-too-large",
+            ProxyError::RequestBodyStalled(_) => "request-body-timeout",
             ProxyError::Upstream { failure, .. } => failure.as_str(),
             ProxyError::ResponseBodyTooLarge { .. } => "response-body-too-large",
             ProxyError::FilterFailed { .. } => "filter-failed",

@@ -5,6 +5,7 @@
 mod channel;
 pub mod h1;
 mod observed;
+mod progress;
 mod replay;
 
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use hyper::body::Incoming;
 
 pub use channel::{channel, BodySender, ChannelBody};
 pub use observed::{BodyEnd, ObservedBody};
+pub use progress::{BodyState, Progress, ProgressBody};
 pub use replay::{ReplayBody, ReplaySource};
 
 /// A body error of any origin.
@@ -40,6 +42,8 @@ pub enum ProxyBody {
     Replay(ReplayBody),
     /// A body whose end is observed (bytes counted, the log phase run).
     Observed(Box<ObservedBody>),
+    /// A request body whose progress the exchange watches.
+    Progress(Box<ProgressBody>),
 }
 
 impl ProxyBody {
@@ -65,6 +69,7 @@ impl std::fmt::Debug for ProxyBody {
             ProxyBody::Channel(_) => "channel",
             ProxyBody::Replay(_) => "replay",
             ProxyBody::Observed(_) => "observed",
+            ProxyBody::Progress(_) => "progress",
         };
         write!(f, "ProxyBody({kind})")
     }
@@ -87,6 +92,7 @@ impl Body for ProxyBody {
             ProxyBody::Channel(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Replay(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Observed(b) => Pin::new(b.as_mut()).poll_frame(cx),
+            ProxyBody::Progress(b) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
 
@@ -100,6 +106,7 @@ impl Body for ProxyBody {
             ProxyBody::Channel(b) => b.is_end_stream(),
             ProxyBody::Replay(b) => b.is_end_stream(),
             ProxyBody::Observed(b) => b.is_end_stream(),
+            ProxyBody::Progress(b) => b.is_end_stream(),
         }
     }
 
@@ -113,6 +120,7 @@ impl Body for ProxyBody {
             ProxyBody::Channel(_) => SizeHint::default(),
             ProxyBody::Replay(b) => b.size_hint(),
             ProxyBody::Observed(b) => b.size_hint(),
+            ProxyBody::Progress(b) => b.size_hint(),
         }
     }
 }

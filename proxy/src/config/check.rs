@@ -60,6 +60,38 @@ pub struct CheckedListener {
     pub alt_svc: Option<String>,
     /// Its access log.
     pub access_log: Option<CheckedAccessLog>,
+    /// Its HTTP limits and options.
+    pub http: HttpOptions,
+    /// Its pseudonym in `Via`.
+    pub via: Option<String>,
+}
+
+/// A listener's HTTP limits and options, the same on every protocol it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// The largest request header section, in bytes (431 beyond).
+    pub max_request_headers: usize,
+    /// Longest a request body may stall while it is sent upstream (408 then).
+    pub body_idle_timeout: Duration,
+    /// Whether `Expect: 100-continue` goes to the upstream and its 100 is relayed.
+    pub proxy_100_continue: bool,
+}
+
+/// Default [`HttpOptions::max_request_headers`].
+pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 64 << 10;
+/// Largest allowed [`HttpOptions::max_request_headers`].
+pub const MAX_MAX_REQUEST_HEADERS: u64 = 1 << 20;
+/// Default [`HttpOptions::body_idle_timeout`].
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
+            body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+            proxy_100_continue: false,
+        }
+    }
 }
 
 /// A checked access log.
@@ -582,6 +614,42 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
                 ));
             }
         }
+        let max_request_headers = match l.max_request_headers {
+            None => DEFAULT_MAX_REQUEST_HEADERS,
+            Some(n) if (1024..=MAX_MAX_REQUEST_HEADERS).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(FieldError::new(
+                    format!("{lfield}.max_request_headers"),
+                    format!("{n} bytes: must be from 1KiB to 1MiB"),
+                ))
+            }
+        };
+        let body_idle_timeout = match l.body_idle_timeout {
+            None => DEFAULT_BODY_IDLE_TIMEOUT,
+            Some(d) if d.is_zero() => {
+                return Err(FieldError::new(
+                    format!("{lfield}.body_idle_timeout"),
+                    "must be more than 0",
+                ))
+            }
+            Some(d) => d,
+        };
+        if let Some(v) = &l.via {
+            let token = !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return Err(FieldError::new(
+                    format!("{lfield}.via"),
+                    format!("{v:?} is not a token (letters, digits, `-`, `.`, `_`...)"),
+                ));
+            }
+        }
+        let http = HttpOptions {
+            max_request_headers,
+            body_idle_timeout,
+            proxy_100_continue: l.proxy_100_continue,
+        };
         if address.port() != 0 && !addresses.insert((address, udp)) {
             return Err(FieldError::new(
                 format!("{lfield}.address"),
@@ -659,6 +727,8 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             routes,
             tls,
             alt_svc: l.alt_svc.clone(),
+            http,
+            via: l.via.clone(),
             access_log: l
                 .access_log
                 .as_ref()

@@ -12,8 +12,8 @@ pub mod route;
 
 pub use check::{
     check, Checked, CheckedAccessLog, CheckedCluster, CheckedClusterTls, CheckedFilter,
-    CheckedListener, CheckedRoute, CheckedTls, DEFAULT_FILTER_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
-    MAX_FILTER_MEMORY,
+    CheckedListener, CheckedRoute, CheckedTls, HttpOptions, DEFAULT_FILTER_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT, MAX_FILTER_MEMORY,
 };
 pub use error::{ConfigError, FieldError};
 pub use load::LoadedConfig;

@@ -76,6 +76,26 @@ pub struct ListenerConfig {
     /// Filters run for every route of this listener, before the route's own.
     #[serde(default)]
     pub filters: Vec<String>,
+    /// The largest request header section accepted, on every protocol (measured as
+    /// HTTP/1.1 would carry it: request line and `name: value` lines). Larger gets 431.
+    /// Default 64KiB; at most 1MiB.
+    #[serde(default, deserialize_with = "bytes_opt")]
+    pub max_request_headers: Option<u64>,
+    /// Longest a request body may stall (no byte from the client) while it is being
+    /// sent upstream; then 408. Default 60s. (A route's `timeout` counts from the end of
+    /// the request body, as Envoy's does, so a slow upload is never a 504.)
+    #[serde(default, with = "duration_opt")]
+    pub body_idle_timeout: Option<Duration>,
+    /// `Expect: 100-continue` passed to the upstream, and its `100 Continue` relayed,
+    /// so an upstream that refuses a request spares the client the upload (HTTP/1.1
+    /// clients to HTTP/1.1 upstreams). Default false: the proxy answers `100 Continue`
+    /// itself when the body is first read, as Envoy does by default.
+    #[serde(default)]
+    pub proxy_100_continue: bool,
+    /// A pseudonym (a token such as `weft` or `edge-1`) added as this hop to `Via` on
+    /// requests and responses (RFC 9110 section 7.6.3). None by default, as Envoy.
+    #[serde(default)]
+    pub via: Option<String>,
     /// Routes, tried in order; the first that matches serves the request.
     pub routes: Vec<RouteConfig>,
 }

@@ -1,9 +1,13 @@
 //! Sending the request upstream: attempts, timeouts, and the response-headers phase
 //! that may ask for another attempt.
 //!
-//! The route's timeout (or a filter's override) bounds everything from the request's
-//! arrival to the response head, retries and backoffs included; a filter's per-try
-//! timeout bounds each attempt. When an attempt fails, the proxy makes the response
+//! The route's timeout (or a filter's override) bounds everything from the end of the
+//! request (its arrival when it has no body; the end of its body otherwise, as Envoy's
+//! route timeout) to the response head, retries and backoffs included; a filter's
+//! per-try timeout bounds each attempt, from its start or the body's end, whichever is
+//! later. While the client's body streams, a stall longer than the listener's
+//! `body_idle_timeout` ends the exchange with 408, and a malformed or cut-off body with
+//! 400 at once: the client's faults, never blamed on the upstream. When an attempt fails, the proxy makes the response
 //! (502, 503 or 504, saying why) and the response phase sees it like any other, so a
 //! retry filter can act on connect failures, resets and timeouts.
 
@@ -16,7 +20,7 @@ use super::answer::error_response;
 use super::chain::{self, ResponseDecision};
 use super::request::AttemptBody;
 use super::Exchange;
-use crate::body::ProxyBody;
+use crate::body::{BodyState, Progress, ProxyBody};
 use crate::error::{ProxyError, UpstreamFailure};
 use crate::host::ResponseCtx;
 use crate::upstream::{send, AttemptError, RequestHead};
@@ -62,7 +66,8 @@ pub async fn forward(
     ex: &mut Exchange,
     mut body: AttemptBody,
 ) -> Result<(Box<ResponseCtx>, ProxyBody), ProxyError> {
-    let deadline = ex.start + ex.req().timeout.unwrap_or(ex.route.timeout);
+    let total = ex.req().timeout.unwrap_or(ex.route.timeout);
+    let progress = ex.progress.clone();
     // Without response filters nothing can need the request again: move its headers
     // and authority into the attempt.
     let keep_request =
@@ -72,6 +77,7 @@ pub async fn forward(
     loop {
         let attempt_body = body.take().unwrap_or(ProxyBody::Empty);
         let upgrade = ex.upgrade.clone();
+        let continue_relay = ex.continue_relay.take();
         let req = ex.req_mut();
         let head = RequestHead {
             method: req.method.clone(),
@@ -80,6 +86,7 @@ pub async fn forward(
             headers: lend(&mut req.headers, keep_request),
             upgrade,
             raw_response,
+            continue_relay,
         };
         let try_timeout = req.try_timeout;
         let cluster = ex.snapshot.clusters.get(&*ex.req().cluster).cloned();
@@ -92,14 +99,19 @@ pub async fn forward(
         } else {
             Instant::now()
         };
-        let result = match (cluster, deadline.checked_duration_since(now)) {
+        // The route's deadline, once it is known: from the body's end (or the arrival).
+        let deadline = match &progress {
+            None => Some(ex.start + total),
+            Some(p) => p.done_at().map(|end| end + total),
+        };
+        let result = match (cluster, deadline.map(|d| d.checked_duration_since(now))) {
             (None, _) => Err(AttemptError {
                 failure: UpstreamFailure::UnknownCluster,
                 detail: format!("no cluster named {:?}", ex.req().cluster),
                 addr: None,
             }),
-            (_, None) => Err(timed_out(ex.route.timeout)),
-            (Some(cluster), Some(left)) => {
+            (_, Some(None)) => Err(timed_out(total)),
+            (Some(cluster), Some(Some(left))) => {
                 let limit = try_timeout.map_or(left, |t| t.min(left));
                 // Boxed: the attempt's future is large, and moving it costs more than this.
                 let deadline = tokio::time::Instant::from_std(now + limit);
@@ -116,7 +128,36 @@ pub async fn forward(
                     }
                 }
             }
+            (Some(cluster), None) => {
+                // The body still streams: the clocks start at its end.
+                let p = progress
+                    .as_ref()
+                    .expect("only a streaming body has no deadline yet");
+                let fut = Box::pin(send(&cluster, head, attempt_body));
+                let limits = Limits {
+                    total,
+                    try_timeout,
+                    idle: ex.body_idle_timeout,
+                };
+                match while_streaming(fut, p, now, limits).await {
+                    Ok(r) => r,
+                    Err(Expired::Timeout(after)) => {
+                        cluster.stats.failed(UpstreamFailure::Timeout);
+                        Err(timed_out(after))
+                    }
+                    Err(Expired::Stalled) => {
+                        return Err(ProxyError::RequestBodyStalled(ex.body_idle_timeout))
+                    }
+                    Err(Expired::BodyFailed(why)) => return Err(body_failed(why)),
+                }
+            }
         };
+        // An attempt that failed because the client's body did is the client's fault.
+        if result.is_err() {
+            if let Some(why) = progress.as_ref().and_then(|p| p.failure()) {
+                return Err(body_failed(why));
+            }
+        }
         let (response, response_body) = match result {
             Ok(r) => {
                 ex.outcome.addr = Some(r.addr);
@@ -161,7 +202,11 @@ pub async fn forward(
             ResponseDecision::Retry(backoff) => {
                 let refused = if !body.replayable() {
                     Some("body")
-                } else if Instant::now() + backoff >= deadline {
+                } else if progress
+                    .as_ref()
+                    .map_or(Some(ex.start), |p| p.done_at())
+                    .is_none_or(|end| Instant::now() + backoff >= end + total)
+                {
                     Some("deadline")
                 } else {
                     None
@@ -186,6 +231,75 @@ fn lend<T: Clone + Default>(value: &mut T, keep: bool) -> T {
         value.clone()
     } else {
         std::mem::take(value)
+    }
+}
+
+/// The limits on an attempt sent while the client's body still streams.
+struct Limits {
+    total: Duration,
+    try_timeout: Option<Duration>,
+    idle: Duration,
+}
+
+/// Why [`while_streaming`] gave up on an attempt.
+enum Expired {
+    /// The route's (or the try's) timeout, counted from the body's end.
+    Timeout(Duration),
+    /// The body stalled.
+    Stalled,
+    /// The body failed.
+    BodyFailed(String),
+}
+
+/// Runs an attempt started at `started` while the client's body may still stream:
+/// its timeouts start when the body ends; until then, the body's stalls and failures
+/// end it.
+async fn while_streaming<F: std::future::Future + Unpin>(
+    mut fut: F,
+    progress: &Progress,
+    started: Instant,
+    limits: Limits,
+) -> Result<F::Output, Expired> {
+    loop {
+        let (wake, expired) = match progress.state() {
+            BodyState::Failed(why) => return Err(Expired::BodyFailed(why)),
+            BodyState::Streaming(last) => (last.max(started) + limits.idle, Expired::Stalled),
+            BodyState::Done(end) => {
+                let total = end + limits.total;
+                match limits.try_timeout {
+                    Some(t) if end.max(started) + t < total => {
+                        (end.max(started) + t, Expired::Timeout(t))
+                    }
+                    _ => (total, Expired::Timeout(limits.total)),
+                }
+            }
+        };
+        let woke = tokio::select! {
+            biased;
+            r = &mut fut => return Ok(r),
+            _ = progress.changed.notified() => false,
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => true,
+        };
+        if !woke {
+            continue;
+        }
+        // The timer went off: the deadline passed unless the body moved on meanwhile.
+        match (progress.state(), &expired) {
+            (BodyState::Streaming(last), Expired::Stalled)
+                if last.max(started) + limits.idle > Instant::now() => {}
+            (BodyState::Streaming(_), Expired::Stalled) => return Err(expired),
+            (BodyState::Done(_), Expired::Timeout(_)) => return Err(expired),
+            _ => {}
+        }
+    }
+}
+
+/// The client's body failed: malformed (a bad chunk size, a chunk longer than its
+/// size), or cut off before its length.
+fn body_failed(why: String) -> ProxyError {
+    ProxyError::Malformed {
+        status: http::StatusCode::BAD_REQUEST,
+        reason: why,
     }
 }
 

@@ -81,13 +81,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Prepares a client's request headers for the upstream: hop-by-hop headers go,
-/// `Host` moves to the authority, `Expect` is answered here, and the client's address
+/// `Host` moves to the authority, `Expect` is answered here (unless `keep_expect`: the
+/// upstream's `100 Continue` is relayed), and the client's address
 /// (`client_ip`, made once per connection) is appended to `X-Forwarded-For` with
 /// `X-Forwarded-Proto` set if absent.
-pub fn for_upstream(headers: &mut HeaderMap, client_ip: &HeaderValue, scheme: &'static str) {
+pub fn for_upstream(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    scheme: &'static str,
+    keep_expect: bool,
+) {
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
-    headers.remove(header::EXPECT);
+    if !keep_expect {
+        headers.remove(header::EXPECT);
+    }
     // One lookup each (`entry`), not a lookup and then an insert.
     match headers.entry(X_FORWARDED_FOR) {
         Entry::Vacant(e) => {
@@ -110,6 +118,27 @@ pub fn for_upstream(headers: &mut HeaderMap, client_ip: &HeaderValue, scheme: &'
             "http" => HTTP,
             other => HeaderValue::from_static(other),
         });
+    }
+}
+
+/// Joins separate `cookie` fields into one, with `"; "` (RFC 9113 section 8.2.3): an
+/// HTTP/2 or HTTP/3 client may split its cookies into one field each, which an
+/// HTTP/1.1 application would read as a single cookie (joined with `,`). Nothing is
+/// allocated unless there are several.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut all = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (all.next(), all.next()) else {
+        return;
+    };
+    let mut joined = Vec::with_capacity(first.len() * 3);
+    for (i, v) in headers.get_all(header::COOKIE).iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
@@ -162,9 +191,29 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("host", "a".parse().unwrap());
         h.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
-        for_upstream(&mut h, &HeaderValue::from_static("192.0.2.7"), "http");
+        for_upstream(
+            &mut h,
+            &HeaderValue::from_static("192.0.2.7"),
+            "http",
+            false,
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert!(!h.contains_key("host"));
+    }
+
+    #[test]
+    fn separate_cookie_fields_are_joined_with_semicolons() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("session=abc"));
+        h.append(header::COOKIE, HeaderValue::from_static("csrf=xyz"));
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; b=2"));
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["session=abc; csrf=xyz; a=1; b=2"]);
+        let mut one = HeaderMap::new();
+        one.insert(header::COOKIE, HeaderValue::from_static("x=1"));
+        join_cookies(&mut one);
+        assert_eq!(one[header::COOKIE], "x=1");
     }
 }

@@ -11,6 +11,7 @@ mod answer;
 mod chain;
 mod forward;
 mod headers;
+mod intermediary;
 mod local;
 mod log;
 mod request;
@@ -26,6 +27,7 @@ use std::time::Instant;
 
 use http::{Request, Response};
 
+use crate::body::h1::ContinueRelay;
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::host::RequestCtx;
@@ -50,6 +52,10 @@ pub struct ConnInfo {
     /// `x-forwarded-client-cert` for its requests (the listener's
     /// `forward_client_cert`); any the client sent is removed either way.
     pub forward_client_cert: Option<http::HeaderValue>,
+    /// Whether weft's own HTTP/1.1 server serves the connection: it holds each request
+    /// head to the listener's `max_request_headers` as it reads (otherwise the exchange
+    /// does), and can write an upstream's response head as received (hyper cannot).
+    pub own_h1: bool,
 }
 
 impl ConnInfo {
@@ -84,6 +90,14 @@ pub struct Exchange {
     /// Whether the response's headers may reach the client as the upstream's lines
     /// (an HTTP/1.1 client, not `HEAD`, no upgrade; see [`weft_h1::RawHeaders`]).
     pub raw_response_ok: bool,
+    /// How the client's request body streams (only when there is one): the route's
+    /// timeout counts from its end.
+    pub progress: Option<Arc<crate::body::Progress>>,
+    /// The listener's longest stall of a request body.
+    pub body_idle_timeout: std::time::Duration,
+    /// Releases the client's `100 Continue` when the upstream sends its own
+    /// (`proxy_100_continue`); lent to the first attempt.
+    pub continue_relay: Option<ContinueRelay>,
 }
 
 impl Exchange {
@@ -109,13 +123,19 @@ pub async fn serve(
     req: Request<ProxyBody>,
 ) -> Response<ProxyBody> {
     let start = crate::clock::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let Some(listener) = snapshot.listener(&conn.listener, conn.listener_hint) else {
         return error_response(&ProxyError::ListenerRemoved(conn.listener.to_string()));
     };
+    if !conn.own_h1 {
+        if let Err(e) = request::head_within(&parts, listener.http.max_request_headers) {
+            return error_response(&e);
+        }
+    }
 
     let upgrade = upgrade::requested(&parts);
-    let raw_response_ok = upgrade.is_none()
+    let raw_response_ok = conn.own_h1
+        && upgrade.is_none()
         && parts.version <= http::Version::HTTP_11
         && parts.method != http::Method::HEAD;
     // What the access log needs if routing fails (only when there is one).
@@ -140,7 +160,13 @@ pub async fn serve(
         (parts.method.to_string(), authority, path)
     });
     // Route.
-    let (route, request) = match request::admit(listener, conn, parts) {
+    // TRACE and OPTIONS with `Max-Forwards: 0` end here.
+    if let Some(r) = intermediary::max_forwards(&mut parts) {
+        return r;
+    }
+    // `proxy_100_continue`: the upstream's `100 Continue` is relayed to the client.
+    let continue_relay = parts.extensions.remove::<ContinueRelay>();
+    let (route, request) = match request::admit(listener, conn, parts, continue_relay.is_some()) {
         Ok(admitted) => admitted,
         Err(e) => {
             let response = error_response(&e);
@@ -179,6 +205,16 @@ pub async fn serve(
         request_bytes: None,
         upgrade,
         raw_response_ok,
+        progress: None,
+        body_idle_timeout: listener.http.body_idle_timeout,
+        continue_relay,
+    };
+    let body = if http_body::Body::is_end_stream(&body) {
+        body
+    } else {
+        let (body, progress) = crate::body::ProgressBody::wrap(body, start);
+        ex.progress = Some(progress);
+        body
     };
 
     // The authority as the client sent it (an unfiltered request lends it to the
@@ -207,6 +243,10 @@ pub async fn serve(
         for (name, value) in req.response_headers.drain(..) {
             response.headers_mut().append(name, value);
         }
+    }
+    if let Some(name) = &listener.via {
+        let version = response.version();
+        intermediary::add_via(response.headers_mut(), version, name);
     }
     if let Some(v) = &listener.alt_svc {
         response

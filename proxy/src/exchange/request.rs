@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
 use super::chain;
-use super::headers::for_upstream;
+use super::headers::{for_upstream, join_cookies};
 use super::route::destination;
 use super::{ConnInfo, Exchange};
 use crate::body::{channel, BodySender, ObservedBody, ProxyBody, ReplaySource};
@@ -29,6 +29,7 @@ pub fn admit<'a>(
     listener: &'a ListenerSnap,
     conn: &ConnInfo,
     parts: http::request::Parts,
+    keep_expect: bool,
 ) -> Result<(&'a Arc<Route>, Box<RequestCtx>), ProxyError> {
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not supported".into()));
@@ -52,7 +53,13 @@ pub fn admit<'a>(
     };
     let authority = authority.to_owned();
     let mut headers = parts.headers;
-    for_upstream(&mut headers, &conn.client_ip, conn.scheme);
+    for_upstream(&mut headers, &conn.client_ip, conn.scheme, keep_expect);
+    if parts.version >= Version::HTTP_2 {
+        join_cookies(&mut headers);
+    }
+    if let Some(name) = &listener.via {
+        super::intermediary::add_via(&mut headers, parts.version, name);
+    }
     // What the upstream learns of the client's certificate is the listener's to say,
     // never the client's.
     match &conn.forward_client_cert {
@@ -88,6 +95,33 @@ pub fn admit<'a>(
         trace_id: None,
     });
     Ok((route, request))
+}
+
+/// Holds a head that came by HTTP/2, HTTP/3 or hyper's HTTP/1.1 to the limits weft's
+/// own HTTP/1.1 server applies as it reads one: `limit` bytes as HTTP/1.1 would carry
+/// it (request line and `name: value` lines), and as many fields.
+pub fn head_within(parts: &http::request::Parts, limit: usize) -> Result<(), ProxyError> {
+    let too_large = |reason: String| ProxyError::Malformed {
+        status: http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        reason,
+    };
+    if parts.headers.len() > weft_h1::request::MAX_HEADERS {
+        return Err(too_large(format!(
+            "more than {} header fields",
+            weft_h1::request::MAX_HEADERS
+        )));
+    }
+    let line = parts.method.as_str().len()
+        + parts.uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n".len();
+    let size = parts
+        .headers
+        .iter()
+        .fold(line + 2, |n, (k, v)| n + k.as_str().len() + v.len() + 4);
+    if size > limit {
+        return Err(too_large(format!("request head larger than {limit} bytes")));
+    }
+    Ok(())
 }
 
 /// A request body as attempts need it.

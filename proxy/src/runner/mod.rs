@@ -98,6 +98,8 @@ impl ChainRunner {
                 tls: None,
                 alt_svc: None,
                 access_log: None,
+                http: Default::default(),
+                via: None,
                 routes: vec![route],
                 no_route: metrics.counter("weft_bench_no_route_total", "Unmatched.", &[]),
             }],
@@ -119,6 +121,7 @@ impl ChainRunner {
                 scheme: "http",
                 peer_identity,
                 forward_client_cert: None,
+                own_h1: true,
             },
         })
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::Request;
+use http::{HeaderValue, Request};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -19,7 +19,9 @@ use super::h1;
 use super::rewind::Rewind;
 use crate::body::ProxyBody;
 use crate::config::model::ListenerProtocol;
+use crate::config::HttpOptions;
 use crate::exchange::{self, ConnInfo};
+use crate::net::Upgraded;
 use crate::snapshot::SnapshotHandle;
 use crate::tls::ServerTls;
 
@@ -65,6 +67,12 @@ async fn sniff(
     }
 }
 
+/// How large a head hyper lets through to the exchange, which holds it to `limit`:
+/// twice that, so a head somewhat over the limit gets weft's own 431 (saying why).
+pub(crate) fn hyper_head_limit(limit: usize) -> usize {
+    (limit * 2).max(16 << 10)
+}
+
 /// Serves a connection until it closes, or until shutdown lets it finish gracefully.
 /// HTTP/1.1 is served by weft's own server side (`h1`); HTTP/2 by hyper.
 pub async fn serve_connection(
@@ -78,25 +86,20 @@ pub async fn serve_connection(
     let _ = stream.set_nodelay(true);
     // A listener removed by a reload just after accepting: its requests are answered
     // 503 `listener-removed` and the connection closed (see `exchange::serve`).
-    let (protocol, tls) = handle
+    let (protocol, tls, http) = handle
         .load()
         .listener(&listener.name, listener.hint)
-        .map_or((ListenerProtocol::Auto, None), |l| {
-            (l.protocol, l.tls.clone())
-        });
+        .map_or(
+            (ListenerProtocol::Auto, None, HttpOptions::default()),
+            |l| (l.protocol, l.tls.clone(), l.http),
+        );
     if let Some(tls) = tls {
         let h2_only = protocol == ListenerProtocol::Http2;
-        return serve_tls(stream, peer, listener, handle, shutdown, &tls, h2_only).await;
+        return serve_tls(
+            stream, peer, listener, handle, shutdown, &tls, h2_only, http,
+        )
+        .await;
     }
-    let info = Arc::new(ConnInfo {
-        client: peer,
-        client_ip: ConnInfo::client_ip_value(peer),
-        listener: listener.name.clone(),
-        listener_hint: listener.hint,
-        scheme: "http",
-        peer_identity: None,
-        forward_client_cert: None,
-    });
     let mut buf = BytesMut::with_capacity(8 << 10);
     let h2 = match protocol {
         ListenerProtocol::Http2 => true,
@@ -109,6 +112,17 @@ pub async fn serve_connection(
             }
         }
     };
+    let info = Arc::new(ConnInfo {
+        client: peer,
+        client_ip: ConnInfo::client_ip_value(peer),
+        listener: listener.name.clone(),
+        listener_hint: listener.hint,
+        scheme: "http",
+        peer_identity: None,
+        forward_client_cert: None,
+        // weft's own HTTP/1.1 server holds heads to the limit as it reads them.
+        own_h1: !h2,
+    });
     if h2 {
         serve_h2(
             Rewind::new(buf, stream),
@@ -117,6 +131,7 @@ pub async fn serve_connection(
             handle,
             shutdown,
             info,
+            http,
         )
         .await;
     } else {
@@ -124,13 +139,17 @@ pub async fn serve_connection(
             shutdown,
             listener: listener.stop,
         };
-        h1::serve(stream, buf, info, handle, stop).await;
+        h1::serve(stream, buf, info, handle, stop, http).await;
     }
 }
 
 /// A TLS connection: the handshake (bounded by the listener's timeout, abandoned if
 /// the worker or listener stops), then HTTP/2 or HTTP/1.1 as ALPN chose, both served by
 /// hyper on the decrypted stream and both into the same exchange.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the connection, its stop signals and the listener's settings, as the plaintext path takes them"
+)]
 async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
@@ -139,6 +158,7 @@ async fn serve_tls(
     mut shutdown: watch::Receiver<bool>,
     tls: &ServerTls,
     h2_only: bool,
+    http: HttpOptions,
 ) {
     let accepted = tokio::select! {
         a = tls.accept(stream, peer, &listener.name) => a,
@@ -154,15 +174,36 @@ async fn serve_tls(
         scheme: "https",
         peer_identity: accepted.peer_identity,
         forward_client_cert: accepted.forward_client_cert,
+        own_h1: false,
     });
     if accepted.h2 || h2_only {
-        serve_h2(accepted.stream, peer, listener, handle, shutdown, info).await;
+        serve_h2(
+            accepted.stream,
+            peer,
+            listener,
+            handle,
+            shutdown,
+            info,
+            http,
+        )
+        .await;
     } else {
-        serve_h1_hyper(accepted.stream, peer, listener, handle, shutdown, info).await;
+        serve_h1_hyper(
+            accepted.stream,
+            peer,
+            listener,
+            handle,
+            shutdown,
+            info,
+            http,
+        )
+        .await;
     }
 }
 
 /// HTTP/1.1 over TLS, by hyper (weft's own HTTP/1.1 server reads the socket directly).
+/// An upgrade (WebSocket) the upstream accepts joins hyper's upgraded connection to the
+/// upstream's, as on cleartext.
 async fn serve_h1_hyper<I>(
     io: I,
     peer: SocketAddr,
@@ -170,21 +211,60 @@ async fn serve_h1_hyper<I>(
     handle: SnapshotHandle,
     mut shutdown: watch::Receiver<bool>,
     info: Arc<ConnInfo>,
+    http: HttpOptions,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req: Request<Incoming>| {
+    let stop = shutdown.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let info = info.clone();
         let snapshot = handle.load_full();
+        let mut stop = stop.clone();
         async move {
+            let on_upgrade = hyper::upgrade::on(&mut req);
             let req = req.map(ProxyBody::Incoming);
-            Ok::<_, Infallible>(exchange::serve(snapshot, &info, req).await)
+            let mut resp = exchange::serve(snapshot, &info, req).await;
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                if let Some(side) = resp.extensions().get::<Upgraded>().and_then(Upgraded::take) {
+                    let h = resp.headers_mut();
+                    h.insert(
+                        http::header::CONNECTION,
+                        HeaderValue::from_static("upgrade"),
+                    );
+                    h.insert(http::header::UPGRADE, side.protocol.clone());
+                    tokio::spawn(async move {
+                        let client = match on_upgrade.await {
+                            Ok(c) => TokioIo::new(c),
+                            Err(e) => {
+                                tracing::debug!(peer = %info.client, "upgrade not completed: {e}");
+                                return;
+                            }
+                        };
+                        let stopped = async move {
+                            let _ = stop.changed().await;
+                        };
+                        let r = super::tunnel::tunnel(
+                            client,
+                            BytesMut::new(),
+                            side,
+                            stopped,
+                            super::tunnel::TUNNEL_IDLE,
+                        )
+                        .await;
+                        tracing::debug!(peer = %info.client, "upgraded connection ended: {r:?}");
+                    });
+                }
+            }
+            Ok::<_, Infallible>(resp)
         }
     });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
+        // Room for the exchange to answer an over-limit head itself (431 with
+        // `x-weft-error`); beyond this hyper answers 431 on its own.
+        .max_buf_size(hyper_head_limit(http.max_request_headers))
         .keep_alive(true);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
@@ -214,6 +294,7 @@ async fn serve_h2<I>(
     handle: SnapshotHandle,
     mut shutdown: watch::Receiver<bool>,
     info: Arc<ConnInfo>,
+    http: HttpOptions,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -229,6 +310,9 @@ async fn serve_h2<I>(
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(1024)
+        // As for HTTP/1.1: the exchange answers heads over the listener's limit; h2
+        // answers a bare 431 only beyond this.
+        .max_header_list_size(hyper_head_limit(http.max_request_headers) as u32)
         .keep_alive_interval(Duration::from_secs(30));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);

@@ -85,9 +85,9 @@ async fn serve_connection(
 ) {
     let client = incoming.remote_address();
     let snapshot = handle.load_full();
-    let Some(tls) = snapshot
+    let Some((tls, http)) = snapshot
         .listener(&listener.name, listener.hint)
-        .and_then(|l| l.tls.clone())
+        .and_then(|l| Some((l.tls.clone()?, l.http)))
     else {
         incoming.refuse();
         return;
@@ -125,8 +125,15 @@ async fn serve_connection(
         scheme: "https",
         peer_identity,
         forward_client_cert,
+        own_h1: false,
     });
-    let mut h3: H3Conn = match h3::server::Connection::new(h3_quinn::Connection::new(conn)).await {
+    // As over HTTP/2: the exchange answers heads over the listener's limit itself.
+    let limit = super::conn::hyper_head_limit(http.max_request_headers) as u64;
+    let mut h3: H3Conn = match h3::server::builder()
+        .max_field_section_size(limit)
+        .build(h3_quinn::Connection::new(conn))
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(%client, "HTTP/3 connection setup failed: {e}");

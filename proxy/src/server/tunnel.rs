@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::net::UpstreamSide;
 
@@ -31,8 +30,8 @@ pub const TUNNEL_IDLE: Duration = Duration::from_secs(300);
 /// to the other as a half-close), `stop` completes, or no byte has moved either way
 /// for `idle` (a `TimedOut` error). Returns the bytes copied (client to upstream,
 /// upstream to client).
-pub async fn tunnel(
-    client: TcpStream,
+pub async fn tunnel<C: AsyncRead + AsyncWrite + Unpin>(
+    client: C,
     client_early: BytesMut,
     side: UpstreamSide,
     stop: impl std::future::Future<Output = ()>,
@@ -149,6 +148,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<'_, S> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use tokio::net::TcpStream;
 
     /// A connected pair of loopback sockets.
     async fn pair() -> (TcpStream, TcpStream) {

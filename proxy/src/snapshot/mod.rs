@@ -156,6 +156,10 @@ pub struct ListenerSnap {
     pub alt_svc: Option<http::HeaderValue>,
     /// Its access log.
     pub access_log: Option<Arc<AccessLog>>,
+    /// Its HTTP limits and options.
+    pub http: crate::config::HttpOptions,
+    /// Its pseudonym in `Via`, when it adds itself.
+    pub via: Option<Arc<str>>,
     /// Routes, in order.
     pub routes: Vec<Arc<Route>>,
     /// Requests no route took.
@@ -344,6 +348,8 @@ impl Snapshot {
                     .alt_svc
                     .as_ref()
                     .and_then(|v| http::HeaderValue::from_str(v).ok()),
+                http: l.http,
+                via: l.via.as_deref().map(Into::into),
                 access_log: l
                     .access_log
                     .as_ref()

@@ -58,6 +58,7 @@ fn head(cluster: &str, req: &OutboundRequest) -> Result<RequestHead, CallError> 
         headers,
         upgrade: None,
         raw_response: false,
+        continue_relay: None,
     })
 }
 

@@ -9,6 +9,7 @@ use super::cluster::{Canned, Cluster};
 use super::connect::{connect, Conn};
 use super::h1;
 use super::pool;
+use crate::body::h1::ContinueRelay;
 use crate::body::ProxyBody;
 use crate::config::model::UpstreamProtocol;
 use crate::error::UpstreamFailure;
@@ -30,6 +31,9 @@ pub struct RequestHead {
     /// Whether an HTTP/1.1 upstream's response headers may stay as received lines
     /// ([`weft_h1::RawHeaders`]): nothing on the way back reads them.
     pub raw_response: bool,
+    /// The client waits for `100 Continue` and the upstream is to decide
+    /// (`proxy_100_continue`): its `Expect` header is kept, and its 100 relayed.
+    pub continue_relay: Option<ContinueRelay>,
 }
 
 /// The upstream's answer: its head, a body streaming from it, and who answered.
@@ -125,9 +129,24 @@ pub async fn send(
         ));
     };
     cluster.stats.attempts.inc();
+    let mut head = head;
+    if cluster.tls.is_some() || cluster.protocol != UpstreamProtocol::Http1 {
+        // Only weft's own HTTP/1.1 client relays a 100: elsewhere the proxy answers
+        // the expectation itself, at once.
+        if let Some(relay) = head.continue_relay.take() {
+            head.headers.remove(http::header::EXPECT);
+            relay.release();
+        }
+    }
     let result = match (&cluster.tls, cluster.protocol) {
         (Some(tls), _) => super::secure::send(cluster, tls, addr, head, body).await,
         (None, UpstreamProtocol::Http1) => send_h1(cluster, addr, head, body).await,
+        // An upgrade (WebSocket) is an HTTP/1.1 mechanism: asked of an h2c endpoint on
+        // an HTTP/1.1 connection of its own (h2c servers commonly speak both on one
+        // port; one that does not answers with a protocol error, 502).
+        (None, UpstreamProtocol::Http2) if head.upgrade.is_some() => {
+            send_h1(cluster, addr, head, body).await
+        }
         (None, UpstreamProtocol::Http2) => send_h2(cluster, addr, build(head, body, addr)?).await,
     };
     if let Err(e) = &result {
@@ -155,16 +174,20 @@ async fn canned_response(canned: &Canned, body: ProxyBody) -> UpstreamResponse {
     }
 }
 
-async fn new_conn(cluster: &Cluster, addr: SocketAddr) -> Result<Conn, AttemptError> {
+async fn new_conn(
+    cluster: &Cluster,
+    addr: SocketAddr,
+    protocol: UpstreamProtocol,
+) -> Result<Conn, AttemptError> {
     cluster.stats.connects.inc();
     // Boxed: connecting is rare (pools reuse connections) and its future is large.
-    Box::pin(connect(addr, cluster.protocol, cluster.connect_timeout))
+    Box::pin(connect(addr, protocol, cluster.connect_timeout))
         .await
         .map_err(|(failure, detail)| AttemptError::new(failure, detail, Some(addr)))
 }
 
 async fn fresh_h1(cluster: &Cluster, addr: SocketAddr) -> Result<Box<UpstreamConn>, AttemptError> {
-    match new_conn(cluster, addr).await? {
+    match new_conn(cluster, addr, UpstreamProtocol::Http1).await? {
         Conn::H1(c) => Ok(c),
         Conn::H2(_) => Err(AttemptError::new(
             UpstreamFailure::ProtocolError,
@@ -257,7 +280,7 @@ async fn fresh_h2(
     cluster: &Cluster,
     addr: SocketAddr,
 ) -> Result<http2::SendRequest<ProxyBody>, AttemptError> {
-    match new_conn(cluster, addr).await? {
+    match new_conn(cluster, addr, UpstreamProtocol::Http2).await? {
         Conn::H2(s) => {
             pool::set_h2(addr, s.clone());
             Ok(s)

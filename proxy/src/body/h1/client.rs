@@ -32,6 +32,35 @@ pub struct Handoff {
     /// How many bytes of [`CONTINUE`] went out: a response must not start in the middle
     /// of it.
     pub continue_sent: AtomicUsize,
+    /// Set when the upstream decides (`proxy_100_continue`): `100 Continue` goes out
+    /// only once the upstream sent its own ([`ContinueRelay::release`]).
+    pub continue_held: AtomicBool,
+    /// The body's task, woken when a held `100 Continue` is released.
+    waiting: Mutex<Option<std::task::Waker>>,
+}
+
+/// Lets the upstream side release a `100 Continue` the client's connection holds
+/// (`proxy_100_continue`): the upstream sent its own, so the client may send the body.
+/// Carried in the request's extensions.
+#[derive(Clone)]
+pub struct ContinueRelay(pub Arc<Handoff>);
+
+impl std::fmt::Debug for ContinueRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContinueRelay")
+    }
+}
+
+impl ContinueRelay {
+    /// Lets `100 Continue` go to the client (if no response started meanwhile).
+    pub fn release(&self) {
+        let h = &self.0;
+        if h.continue_held.swap(false, Ordering::AcqRel) {
+            if let Some(w) = h.waiting.lock().take() {
+                w.wake();
+            }
+        }
+    }
 }
 
 /// The body of a request on an HTTP/1.1 connection served by weft.
@@ -99,8 +128,15 @@ impl ClientBody {
             return Poll::Ready(None);
         }
         if this.handoff.continue_owed.load(Ordering::Relaxed) {
-            if let Err(e) = std::task::ready!(this.poll_continue(cx)) {
-                return this.fail(format!("sending 100 Continue: {e}"));
+            if this.handoff.continue_held.load(Ordering::Acquire) {
+                // Held until the upstream says: be woken by the release, and meanwhile
+                // read what the client sends anyway (it may stop waiting).
+                *this.handoff.waiting.lock() = Some(cx.waker().clone());
+            }
+            if !this.handoff.continue_held.load(Ordering::Acquire) {
+                if let Err(e) = std::task::ready!(this.poll_continue(cx)) {
+                    return this.fail(format!("sending 100 Continue: {e}"));
+                }
             }
         }
         loop {

@@ -5,5 +5,5 @@
 mod client;
 mod upstream;
 
-pub use client::{ClientBody, Handoff, CONTINUE};
+pub use client::{ClientBody, ContinueRelay, Handoff, CONTINUE};
 pub use upstream::UpstreamBody;

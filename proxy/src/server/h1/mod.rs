@@ -33,10 +33,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use weft_h1::request as head;
-use weft_h1::{Framing, MAX_HEAD, READ_CHUNK};
+use weft_h1::{Framing, READ_CHUNK};
 
-use crate::body::h1::{ClientBody, Handoff, CONTINUE};
+use crate::body::h1::{ClientBody, ContinueRelay, Handoff, CONTINUE};
 use crate::body::ProxyBody;
+use crate::config::HttpOptions;
 use crate::deadline::Lazy;
 use crate::error::ProxyError;
 use crate::exchange::{self, ConnInfo};
@@ -127,17 +128,27 @@ pub async fn serve(
     info: Arc<ConnInfo>,
     handle: SnapshotHandle,
     stop: Stop,
+    http: HttpOptions,
 ) {
     let mut stopped = stop.signal();
     let stream = Arc::new(stream);
     let mut timer = Lazy::new(tokio::time::Instant::now() + HEAD_TIMEOUT);
     loop {
-        let head = match next_head(&stream, &mut buf, &stop, &mut stopped, &mut timer).await {
+        let head = match next_head(
+            &stream,
+            &mut buf,
+            &stop,
+            &mut stopped,
+            &mut timer,
+            http.max_request_headers,
+        )
+        .await
+        {
             Next::Head(h) => h,
             Next::Done => return,
         };
         let head::Head {
-            parts,
+            mut parts,
             framing,
             keep_alive,
             expect_continue,
@@ -155,6 +166,11 @@ pub async fn serve(
             handoff
                 .continue_owed
                 .store(expect_continue, Ordering::Relaxed);
+            if expect_continue && http.proxy_100_continue {
+                // The upstream decides whether the client sends its body.
+                handoff.continue_held.store(true, Ordering::Relaxed);
+                parts.extensions.insert(ContinueRelay(handoff.clone()));
+            }
             let body = ClientBody::new(
                 stream.clone(),
                 std::mem::take(&mut buf),
@@ -286,19 +302,23 @@ async fn next_head(
     stop: &Stop,
     stopped: &mut Stopped,
     timer: &mut Lazy,
+    limit: usize,
 ) -> Next {
     let mut armed = false;
     loop {
         if !buf.is_empty() {
+            let before = buf.len();
+            let too_large = || head::Refused {
+                status: http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                reason: format!("request head larger than {limit} bytes"),
+            };
             match head::parse(buf) {
-                Ok(Some(h)) => return Next::Head(Box::new(h)),
-                Ok(None) if buf.len() > MAX_HEAD => {
-                    let refused = head::Refused {
-                        status: http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        reason: format!("request head larger than {MAX_HEAD} bytes"),
-                    };
-                    return refuse(stream, refused).await;
+                // A head that came whole in one read is held to the limit too.
+                Ok(Some(_)) if before - buf.len() > limit => {
+                    return refuse(stream, too_large()).await
                 }
+                Ok(Some(h)) => return Next::Head(Box::new(h)),
+                Ok(None) if buf.len() > limit => return refuse(stream, too_large()).await,
                 Ok(None) => {}
                 Err(refused) => return refuse(stream, refused).await,
             }

@@ -156,21 +156,46 @@ pub async fn exchange(
         let (mut reader, mut writer) = conn.stream.split();
         let send = write_body(&mut writer, &mut body, framing);
         tokio::pin!(send);
-        let mut probe = [0u8; 1];
-        let early = reader.peek(&mut probe);
-        tokio::pin!(early);
-        tokio::select! {
-            biased;
-            r = &mut send => match r {
-                Ok(()) => true,
-                Err(e) => {
-                    // An upstream that answered early may close without reading the rest:
-                    // its answer, if any, is what the client should get.
-                    write_failed = Some(e);
-                    false
+        // `proxy_100_continue`: the upstream's interim answers are read here, and its
+        // `100 Continue` released to the client, while the body waits for it.
+        let mut relay = head.continue_relay.as_ref();
+        loop {
+            let mut probe = [0u8; 1];
+            let early = reader.peek(&mut probe);
+            tokio::select! {
+                biased;
+                r = &mut send => break match r {
+                    Ok(()) => true,
+                    Err(e) => {
+                        // An upstream that answered early may close without reading the
+                        // rest: its answer, if any, is what the client should get.
+                        write_failed = Some(e);
+                        false
+                    }
+                },
+                _ = early => {
+                    let Some(r) = relay else { break false };
+                    use tokio::io::AsyncReadExt;
+                    if conn.buf.capacity() - conn.buf.len() < 1024 {
+                        conn.buf.reserve(READ_CHUNK);
+                    }
+                    if matches!(reader.read_buf(&mut conn.buf).await, Ok(0) | Err(_)) {
+                        break false;
+                    }
+                    match interim(&conn.buf) {
+                        Interim::Partial => {}
+                        Interim::Continue(len) => {
+                            let _ = conn.buf.split_to(len);
+                            r.release();
+                            relay = None;
+                        }
+                        Interim::Other(len) => {
+                            let _ = conn.buf.split_to(len);
+                        }
+                        Interim::Final => break false,
+                    }
                 }
-            },
-            _ = &mut early => false,
+            }
         }
     };
     let is_head = head.method == Method::HEAD;
@@ -260,6 +285,39 @@ async fn write_body(
     Ok(())
 }
 
+/// What starts a response buffer, while a request body waits for `100 Continue`.
+#[derive(Debug, PartialEq, Eq)]
+enum Interim {
+    /// Not a whole head yet.
+    Partial,
+    /// `100 Continue`, of this many bytes.
+    Continue(usize),
+    /// Another interim answer (103 Early Hints...), of this many bytes: skipped.
+    Other(usize),
+    /// A final answer (or not HTTP): sending stops; `read_head` takes it.
+    Final,
+}
+
+fn interim(buf: &[u8]) -> Interim {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if buf.len() < 1024 {
+            Interim::Partial
+        } else {
+            Interim::Final
+        };
+    };
+    match buf.get(..12) {
+        Some(l) if l.starts_with(b"HTTP/1.") && &l[8..10] == b" 1" && l[11] != b'1' => {
+            if &l[9..12] == b"100" {
+                Interim::Continue(end + 4)
+            } else {
+                Interim::Other(end + 4)
+            }
+        }
+        _ => Interim::Final,
+    }
+}
+
 /// Reads into the connection's buffer; Ok(0) at end of stream.
 async fn fill(conn: &mut UpstreamConn) -> io::Result<usize> {
     use tokio::io::AsyncReadExt;
@@ -335,6 +393,21 @@ mod tests {
     use http::HeaderMap;
 
     #[test]
+    fn interim_answers_are_told_from_final_ones() {
+        assert_eq!(
+            interim(b"HTTP/1.1 100 Continue\r\n\r\nHTTP"),
+            Interim::Continue(25)
+        );
+        assert_eq!(
+            interim(b"HTTP/1.1 103 Early\r\nlink: x\r\n\r\n"),
+            Interim::Other(31)
+        );
+        assert_eq!(interim(b"HTTP/1.1 101 Switching\r\n\r\n"), Interim::Final);
+        assert_eq!(interim(b"HTTP/1.1 404 Not Found\r\n\r\n"), Interim::Final);
+        assert_eq!(interim(b"HTTP/1.1 100 Cont"), Interim::Partial);
+    }
+
+    #[test]
     fn request_heads_are_framed_by_the_proxy() {
         let head = RequestHead {
             method: Method::POST,
@@ -348,6 +421,7 @@ mod tests {
             },
             upgrade: None,
             raw_response: false,
+            continue_relay: None,
         };
         let mut out = Vec::new();
         encode_head(&head, Framing::Length(5), &mut out);
