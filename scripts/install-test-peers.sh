@@ -3,7 +3,10 @@
 # control plane's shared store, Chromium to open `weft bench --html` reports, curl and
 # openssl as TLS clients, nginx as a TLS upstream, Python's aioquic (PyPI, in a venv) as the
 # HTTP/3 client,
-# wrk for load during certificate rotation. Only what is missing is installed.
+# wrk for load during certificate rotation, ab (apache2-utils) and h2load (nghttp2-client)
+# as load clients of the compatibility suite (proxy/tests/peers/compat), and there too
+# Python's starlette/uvicorn/hypercorn/flask/gunicorn as real apps and httpx/websockets as
+# clients (PyPI, same venv). Only what is missing is installed.
 set -euo pipefail
 need=()
 command -v etcd >/dev/null || need+=(etcd-server)
@@ -12,6 +15,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
+command -v ab >/dev/null || need+=(apache2-utils)
+command -v h2load >/dev/null || need+=(nghttp2-client)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
@@ -28,6 +33,8 @@ command -v curl >/dev/null
 command -v openssl >/dev/null
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]
 command -v wrk >/dev/null
+command -v ab >/dev/null
+command -v h2load >/dev/null
 
 # Python's aioquic (PyPI) as the HTTP/3 client, in a virtual environment of the
 # repository's own (target/test-tools/py; the tests look for it there).
@@ -39,3 +46,12 @@ if ! "$VENV/bin/python" -c 'import aioquic' 2>/dev/null; then
   "$VENV/bin/pip" install -q aioquic
 fi
 "$VENV/bin/python" -c 'import aioquic'
+
+# The compatibility suite's real servers (Starlette on uvicorn and hypercorn, Flask on
+# gunicorn) and clients (httpx with HTTP/2, websockets), in the same venv.
+compat_mods='import starlette, uvicorn, hypercorn, flask, gunicorn, httpx, h2, websockets'
+if ! "$VENV/bin/python" -c "$compat_mods" 2>/dev/null; then
+  echo "test peers: installing the compatibility suite's servers and clients from PyPI into $VENV"
+  "$VENV/bin/pip" install -q starlette uvicorn hypercorn flask gunicorn "httpx[http2]" websockets
+fi
+"$VENV/bin/python" -c "$compat_mods"

@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING,
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING,
 };
 use http::{HeaderMap, Method, Uri, Version};
 
@@ -61,6 +61,14 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Head>, Refused> {
     let span = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
         .map_err(|_| bad("invalid method"))?;
+    // What follows a CONNECT is another protocol's bytes: the connection ends with the
+    // refusal, rather than reading them as the next request.
+    if method == Method::CONNECT {
+        return Err(Refused {
+            status: http::StatusCode::NOT_IMPLEMENTED,
+            reason: "CONNECT is not supported".into(),
+        });
+    }
     let target = span(req.path.unwrap_or_default().as_bytes());
     let version = match req.version {
         Some(0) => Version::HTTP_10,
@@ -72,6 +80,7 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Head>, Refused> {
     let mut says = ConnectionSays::default();
     let mut expect_continue = false;
     let mut framed = false;
+    let mut hosts = 0;
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| bad(format!("invalid header name {:?}", h.name)))?;
@@ -81,8 +90,15 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Head>, Refused> {
             expect_continue |= h.value.eq_ignore_ascii_case(b"100-continue");
         } else if name == TRANSFER_ENCODING || name == CONTENT_LENGTH {
             framed = true;
+        } else if name == HOST {
+            hosts += 1;
         }
         fields.push((name, span(h.value)));
+    }
+    // RFC 9112 section 3.2: a request with more than one Host gets 400 (which one a
+    // route and an upstream would read is anyone's guess).
+    if hosts > 1 {
+        return Err(bad("more than one Host header"));
     }
     let framing = if framed {
         framing(version, &fields, &buf[..len])?
@@ -142,6 +158,7 @@ fn framing(
             return Err(bad("both transfer-encoding and content-length"));
         }
         let mut last_chunked = false;
+        let mut other = false;
         for value in te {
             let text = std::str::from_utf8(value).map_err(|_| bad("invalid transfer-encoding"))?;
             for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
@@ -149,9 +166,12 @@ fn framing(
                     return Err(bad("chunked is not the last transfer coding"));
                 }
                 last_chunked = coding.eq_ignore_ascii_case("chunked");
+                other |= !last_chunked;
             }
         }
-        if !last_chunked {
+        // `gzip, chunked` is framed by its chunks, but the proxy would pass the body on
+        // without its coding: refused, as any coding but `chunked`.
+        if !last_chunked || other {
             return Err(Refused {
                 status: http::StatusCode::NOT_IMPLEMENTED,
                 reason: "transfer codings other than chunked are not supported".into(),
@@ -232,11 +252,30 @@ mod tests {
             refused("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
             Some(501)
         );
+        // Framed by its chunks, but the coding would be lost on the way.
+        assert_eq!(
+            refused("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Some(501)
+        );
+        assert_eq!(
+            refused(
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            Some(501)
+        );
         assert_eq!(
             refused("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"),
             Some(400)
         );
         assert_eq!(refused("NOT A REQUEST\r\n\r\n"), Some(400));
+        assert_eq!(
+            refused("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(
+            refused("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
+            Some(501)
+        );
         let many: String = (0..200).map(|i| format!("x-{i}: 1\r\n")).collect();
         assert_eq!(refused(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Some(431));
     }

@@ -235,6 +235,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_obs_folded_response_field_is_refused() {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-a: 1\r\n  folded\r\n\r\n"[..]);
+        assert!(parse_head(&mut buf, false).is_err());
+    }
+
+    #[test]
     fn response_heads_decide_framing() {
         let parse = |raw: &[u8]| {
             let mut buf = BytesMut::from(raw);

@@ -13,6 +13,9 @@ use super::BoxError;
 pub struct ChannelBody {
     rx: mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
     done: bool,
+    /// Data bytes still to come, when the sender knows its length (an HTTP/3 request's
+    /// `content-length`): an HTTP/1.1 upstream then gets the length, not chunks.
+    remaining: Option<u64>,
 }
 
 /// The sending end.
@@ -20,8 +23,21 @@ pub type BodySender = mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
 
 /// A body and the sender that feeds it. At most `depth` frames wait between them.
 pub fn channel(depth: usize) -> (BodySender, ChannelBody) {
+    sized_channel(depth, None)
+}
+
+/// [`channel`] for a body of a known `length` (the sender must keep to it: send an
+/// error rather than more or fewer bytes).
+pub fn sized_channel(depth: usize, length: Option<u64>) -> (BodySender, ChannelBody) {
     let (tx, rx) = mpsc::channel(depth.max(1));
-    (tx, ChannelBody { rx, done: false })
+    (
+        tx,
+        ChannelBody {
+            rx,
+            done: false,
+            remaining: length,
+        },
+    )
 }
 
 impl ChannelBody {
@@ -38,7 +54,20 @@ impl ChannelBody {
                 this.done = true;
                 Poll::Ready(None)
             }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(left), Some(d)) = (&mut this.remaining, frame.data_ref()) {
+                    *left = left.saturating_sub(d.len() as u64);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             other => other,
+        }
+    }
+
+    pub(super) fn size_hint(&self) -> http_body::SizeHint {
+        match self.remaining {
+            Some(n) => http_body::SizeHint::with_exact(n),
+            None => http_body::SizeHint::default(),
         }
     }
 

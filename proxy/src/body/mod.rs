@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-pub use channel::{channel, BodySender, ChannelBody};
+pub use channel::{channel, sized_channel, BodySender, ChannelBody};
 pub use observed::{BodyEnd, ObservedBody};
 pub use progress::{BodyState, Progress, ProgressBody};
 pub use replay::{ReplayBody, ReplaySource};
@@ -117,7 +117,7 @@ impl Body for ProxyBody {
             ProxyBody::Incoming(b) => b.size_hint(),
             ProxyBody::Upstream(b) => b.size_hint(),
             ProxyBody::Client(b) => b.size_hint(),
-            ProxyBody::Channel(_) => SizeHint::default(),
+            ProxyBody::Channel(b) => b.size_hint(),
             ProxyBody::Replay(b) => b.size_hint(),
             ProxyBody::Observed(b) => b.size_hint(),
             ProxyBody::Progress(b) => b.size_hint(),

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use tokio::sync::watch;
 
 use super::accepting::{Accepting, Live, LiveGuard};
-use crate::body::{channel, ProxyBody};
+use crate::body::{sized_channel, ProxyBody};
 use crate::exchange::{self, ConnInfo};
 use crate::snapshot::SnapshotHandle;
 
@@ -184,9 +184,25 @@ async fn serve_request(
     let body = match recv.recv_data().await {
         Ok(None) => ProxyBody::Empty,
         Ok(Some(mut first)) => {
-            let (tx, body) = channel(4);
+            // With a `content-length`, the body is held to it (RFC 9114 section 4.1.2: a
+            // request whose DATA differs is malformed) and an HTTP/1.1 upstream gets it.
+            let declared = req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let (tx, body) = sized_channel(4, declared);
             let first = first.copy_to_bytes(first.remaining());
             tokio::spawn(async move {
+                let mut total = first.len() as u64;
+                let mismatch = |total: u64| -> crate::body::BoxError {
+                    format!("the body's DATA ({total} bytes) differs from its content-length")
+                        .into()
+                };
+                if declared.is_some_and(|d| total > d) {
+                    let _ = tx.send(Err(mismatch(total))).await;
+                    return;
+                }
                 if tx.send(Ok(http_body::Frame::data(first))).await.is_err() {
                     return;
                 }
@@ -194,6 +210,11 @@ async fn serve_request(
                     match recv.recv_data().await {
                         Ok(Some(mut chunk)) => {
                             let bytes = chunk.copy_to_bytes(chunk.remaining());
+                            total += bytes.len() as u64;
+                            if declared.is_some_and(|d| total > d) {
+                                let _ = tx.send(Err(mismatch(total))).await;
+                                return;
+                            }
                             if tx.send(Ok(http_body::Frame::data(bytes))).await.is_err() {
                                 return;
                             }
@@ -204,6 +225,10 @@ async fn serve_request(
                             return;
                         }
                     }
+                }
+                if declared.is_some_and(|d| total != d) {
+                    let _ = tx.send(Err(mismatch(total))).await;
+                    return;
                 }
                 if let Ok(Some(trailers)) = recv.recv_trailers().await {
                     let _ = tx.send(Ok(http_body::Frame::trailers(trailers))).await;

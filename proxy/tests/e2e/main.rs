@@ -8,6 +8,7 @@ mod bench;
 mod body;
 mod builtin;
 mod cli;
+mod compat;
 mod control;
 mod filters;
 mod host;

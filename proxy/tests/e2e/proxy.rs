@@ -274,12 +274,25 @@ async fn malformed_requests_get_400_and_the_proxy_keeps_serving() {
     assert!(no_host.contains("x-weft-error: bad-request"), "{no_host:?}");
     let bad_header = client::raw(addr, b"GET / HTTP/1.1\r\nhost: a\r\nbad header: x\r\n\r\n").await;
     assert!(bad_header.starts_with("HTTP/1.1 400"), "{bad_header:?}");
+    // A refused CONNECT ends the connection: what follows is not read as a request.
     let connect = client::raw(
         addr,
-        b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n\
+          GET /smuggled HTTP/1.1\r\nhost: a\r\n\r\n",
     )
     .await;
-    assert!(connect.starts_with("HTTP/1.1 400"), "{connect:?}");
+    assert!(connect.starts_with("HTTP/1.1 501"), "{connect:?}");
+    assert_eq!(connect.matches("HTTP/1.1 ").count(), 1, "{connect:?}");
+    // Two Host headers (RFC 9112 section 3.2), and a coding the proxy would drop.
+    let two_hosts = client::raw(addr, b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n").await;
+    assert!(two_hosts.starts_with("HTTP/1.1 400"), "{two_hosts:?}");
+    let gzip = client::raw(
+        addr,
+        b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(gzip.starts_with("HTTP/1.1 501"), "{gzip:?}");
+    assert_eq!(up.requests.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert_eq!(client::get(addr, "/fine", &[]).await.status, 200);
 }
 

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// new protocol), then answers each chunk it receives upper-cased, until the client
 /// closes its side; then it closes too. Requests without the upgrade get 426 and a
 /// JSON echo of the head they came with.
-async fn upstream() -> SocketAddr {
+pub(crate) async fn upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
