@@ -7,6 +7,14 @@
 //! - `GET /reload`: the configuration version serving and the latest reloads (JSON).
 //! - `POST /reload`: reload now; 200 with the outcome when applied, 422 with the reason
 //!   when refused (the previous configuration keeps serving).
+//!
+//! A web page must not be able to drive it from a browser on the same machine: only
+//! requests whose `Host` names the admin endpoint by IP address or `localhost` are
+//! served (a DNS-rebinding page reaches it under its own name), cross-origin requests
+//! (an `Origin` other than the endpoint's, `Sec-Fetch-Site: cross-site`) are refused,
+//! and `POST /reload` with a content type a form can send without asking
+//! (`text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`) is
+//! refused: 403 in every case.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -101,12 +109,80 @@ fn filters(handle: &SnapshotHandle) -> serde_json::Value {
     json!({ "filters": list })
 }
 
+/// Why a request from a browser page is refused, if it is one.
+fn cross_site(req: &Request<Incoming>, port: u16) -> Option<&'static str> {
+    let h = req.headers();
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| h.get(http::header::HOST).and_then(|v| v.to_str().ok()));
+    let Some(host) = host.filter(|host| names_us(host, port)) else {
+        return Some("the Host must name the admin endpoint by IP address or localhost");
+    };
+    if let Some(origin) = h.get(http::header::ORIGIN) {
+        let same = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.strip_prefix("http://"))
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+        if !same {
+            return Some("cross-origin requests are refused");
+        }
+    }
+    if h.get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site")
+    {
+        return Some("cross-site requests are refused");
+    }
+    if req.method() == Method::POST {
+        let simple = h
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|t| {
+                matches!(
+                    t.as_str(),
+                    "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+                )
+            });
+        if simple {
+            return Some("a POST with a content type a web form can send is refused");
+        }
+    }
+    None
+}
+
+/// Whether `host` (`name:port`) names this endpoint: an IP address (which no DNS
+/// rebinding can stand behind) or `localhost`, with its port.
+fn names_us(host: &str, port: u16) -> bool {
+    let (name, p) = match host.rsplit_once(':') {
+        Some((n, p)) if !n.is_empty() && !p.contains(']') => (n, p.parse::<u16>().ok()),
+        _ => (host, None),
+    };
+    if p.is_some_and(|p| p != port) || (p.is_none() && port != 80) {
+        return false;
+    }
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 async fn route(
     req: Request<Incoming>,
     handle: SnapshotHandle,
     metrics: Arc<Registry>,
     reloads: ReloadHandle,
+    port: u16,
 ) -> Response<ProxyBody> {
+    if let Some(why) = cross_site(&req, port) {
+        return text_response(StatusCode::FORBIDDEN, format!("{why}\n"));
+    }
     if req.uri().path() == "/reload" && req.method() == Method::POST {
         return match reloads.reload(Trigger::Admin).await {
             Some(outcome) => {
@@ -186,10 +262,11 @@ impl AdminServer {
                         let handle = handle.clone();
                         let metrics = metrics.clone();
                         let reloads = reloads.clone();
+                        let port = address.port();
                         tokio::spawn(async move {
                             let svc = service_fn(move |req| {
                                 let (h, m, r) = (handle.clone(), metrics.clone(), reloads.clone());
-                                async move { Ok::<_, Infallible>(route(req, h, m, r).await) }
+                                async move { Ok::<_, Infallible>(route(req, h, m, r, port).await) }
                             });
                             let _ = auto::Builder::new(TokioExecutor::new())
                                 .serve_connection(TokioIo::new(stream), svc)
@@ -211,5 +288,23 @@ impl AdminServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_us;
+
+    #[test]
+    fn only_ip_addresses_and_localhost_name_the_endpoint() {
+        assert!(names_us("127.0.0.1:9901", 9901));
+        assert!(names_us("localhost:9901", 9901));
+        assert!(names_us("[::1]:9901", 9901));
+        assert!(names_us("10.1.2.3:9901", 9901));
+        assert!(!names_us("127.0.0.1:9902", 9901));
+        assert!(!names_us("evil.example:9901", 9901));
+        assert!(!names_us("127.0.0.1.nip.io:9901", 9901));
+        assert!(!names_us("127.0.0.1", 9901));
+        assert!(names_us("localhost", 80));
     }
 }

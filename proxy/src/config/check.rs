@@ -75,6 +75,12 @@ pub struct HttpOptions {
     pub body_idle_timeout: Duration,
     /// Whether `Expect: 100-continue` goes to the upstream and its 100 is relayed.
     pub proxy_100_continue: bool,
+    /// Whether paths are normalized (RFC 3986 dot segments, unreserved escapes).
+    pub normalize_path: bool,
+    /// Whether repeated slashes are merged.
+    pub merge_slashes: bool,
+    /// What normalization does with escaped slashes and backslashes.
+    pub escaped_slashes: super::model::EscapedSlashes,
 }
 
 /// Default [`HttpOptions::max_request_headers`].
@@ -90,6 +96,9 @@ impl Default for HttpOptions {
             max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             proxy_100_continue: false,
+            normalize_path: true,
+            merge_slashes: true,
+            escaped_slashes: super::model::EscapedSlashes::Keep,
         }
     }
 }
@@ -453,6 +462,58 @@ pub fn check(loaded: &LoadedConfig) -> Result<Checked, ConfigError> {
     check_fields(loaded).map_err(|e| loaded.error(e))
 }
 
+/// Default `filter_host.max_file_size`.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 16 << 20;
+/// Default `filter_host.max_module_size`.
+pub const DEFAULT_MAX_MODULE_SIZE: u64 = 128 << 20;
+
+/// Whether a file a configuration names may be read: a regular file (a FIFO would hang
+/// the reload, a device never end) of at most `limit` bytes.
+fn bounded(meta: &std::fs::Metadata, limit: u64) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("a device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("a special file")
+    };
+    if let Some(kind) = kind {
+        return Err(format!("not a regular file ({kind})"));
+    }
+    if meta.len() > limit {
+        return Err(format!(
+            "{} bytes, more than the limit of {limit} (filter_host.max_file_size / max_module_size)",
+            meta.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a file a configuration names, if [`bounded`] allows it; never more than
+/// `limit` bytes, even if it grows meanwhile.
+fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    bounded(&meta, limit)?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("grew past the limit of {limit} bytes while read"));
+    }
+    Ok(bytes)
+}
+
 fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
     let cfg = &loaded.config;
     let admin = cfg
@@ -502,10 +563,26 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
         );
     }
 
+    let max_file = cfg
+        .filter_host
+        .max_file_size
+        .unwrap_or(DEFAULT_MAX_FILE_SIZE);
+    let max_module = cfg
+        .filter_host
+        .max_module_size
+        .unwrap_or(DEFAULT_MAX_MODULE_SIZE);
     let mut filters = BTreeMap::new();
     for (name, f) in &cfg.filters {
         let field = format!("filters.{name}");
         let module = loaded.resolve(&f.module);
+        if let Ok(meta) = std::fs::metadata(&module) {
+            if let Err(why) = bounded(&meta, max_module) {
+                return Err(FieldError::new(
+                    format!("{field}.module"),
+                    format!("{}: {why}", module.display()),
+                ));
+            }
+        }
         if !module.is_file() {
             return Err(FieldError::new(
                 format!("{field}.module"),
@@ -527,10 +604,10 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
         let mut files = Vec::new();
         for (fname, path) in &f.files {
             let resolved = loaded.resolve(path);
-            let bytes = std::fs::read(&resolved).map_err(|e| {
+            let bytes = read_bounded(&resolved, max_file).map_err(|why| {
                 FieldError::new(
                     format!("{field}.files.{fname}"),
-                    format!("cannot read {}: {e}", resolved.display()),
+                    format!("cannot read {}: {why}", resolved.display()),
                 )
             })?;
             files.push((fname.clone(), bytes));
@@ -649,6 +726,9 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             max_request_headers,
             body_idle_timeout,
             proxy_100_continue: l.proxy_100_continue,
+            normalize_path: l.normalize_path.unwrap_or(true),
+            merge_slashes: l.merge_slashes.unwrap_or(true),
+            escaped_slashes: l.escaped_slashes,
         };
         if address.port() != 0 && !addresses.insert((address, udp)) {
             return Err(FieldError::new(

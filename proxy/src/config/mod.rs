@@ -18,3 +18,4 @@ pub use check::{
 pub use error::{ConfigError, FieldError};
 pub use load::LoadedConfig;
 pub use locate::Locations;
+pub use model::EscapedSlashes;

@@ -52,6 +52,19 @@ pub enum ListenerProtocol {
     Http3,
 }
 
+/// What path normalization does with escaped slashes and backslashes.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// Left as they came (`%2F` stays, upper-cased).
+    #[default]
+    Keep,
+    /// Decoded to `/` (and then merged and resolved like any slash).
+    Decode,
+    /// Refused with 400.
+    Reject,
+}
+
 /// A listener.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +105,17 @@ pub struct ListenerConfig {
     /// itself when the body is first read, as Envoy does by default.
     #[serde(default)]
     pub proxy_100_continue: bool,
+    /// Normalize request paths before routing, filters and the upstream: percent-encoded
+    /// unreserved characters decoded, dot segments removed (RFC 3986). Default true.
+    #[serde(default)]
+    pub normalize_path: Option<bool>,
+    /// Merge repeated slashes in request paths (`/a//b` is `/a/b`). Default true.
+    #[serde(default)]
+    pub merge_slashes: Option<bool>,
+    /// What normalization does with `%2F`, `%5C` and `\` in paths: `keep` (default),
+    /// `decode` (to `/`) or `reject` (400).
+    #[serde(default)]
+    pub escaped_slashes: EscapedSlashes,
     /// A pseudonym (a token such as `weft` or `edge-1`) added as this hop to `Via` on
     /// requests and responses (RFC 9110 section 7.6.3). None by default, as Envoy.
     #[serde(default)]
@@ -352,6 +376,12 @@ pub struct FilterHostConfig {
     /// Most filter instances alive at once, over all filters. Default 1000.
     #[serde(default)]
     pub max_instances: Option<u32>,
+    /// Largest file a filter's `files:` may name. Default 16MiB.
+    #[serde(default, deserialize_with = "bytes_opt")]
+    pub max_file_size: Option<u64>,
+    /// Largest filter module (`.wasm`). Default 128MiB.
+    #[serde(default, deserialize_with = "bytes_opt")]
+    pub max_module_size: Option<u64>,
 }
 
 /// `humantime` durations (`250ms`, `5s`, `1m 30s`), optional.

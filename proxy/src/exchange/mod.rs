@@ -14,6 +14,7 @@ mod headers;
 mod intermediary;
 mod local;
 mod log;
+mod path;
 mod request;
 mod response;
 mod route;

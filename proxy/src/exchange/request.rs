@@ -38,11 +38,25 @@ pub fn admit<'a>(
     if authority.is_empty() && parts.version >= Version::HTTP_11 {
         return Err(ProxyError::BadRequest("missing Host".into()));
     }
-    let path = parts
+    let mut path = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // Routing, filters and the upstream see the normalized path; filters can read the
+    // original.
+    let http = &listener.http;
+    let mut original_path = None;
+    if http.normalize_path || http.merge_slashes {
+        let normalized = if http.normalize_path {
+            super::path::normalize(&path, http.merge_slashes, http.escaped_slashes)?
+        } else {
+            super::path::merge_only(&path)
+        };
+        if let Some(n) = normalized {
+            original_path = Some(std::mem::replace(&mut path, n));
+        }
+    }
     let Some(route) = listener.route_for(&parts.method, &host, path.as_str(), &parts.headers)
     else {
         listener.no_route.inc();
@@ -89,7 +103,7 @@ pub fn admit<'a>(
         try_timeout: None,
         response_headers: Vec::new(),
         version: parts.version,
-        original_path: None,
+        original_path,
         hash_key: None,
         span_attributes: Vec::new(),
         trace_id: None,

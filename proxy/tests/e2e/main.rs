@@ -12,6 +12,7 @@ mod compat;
 mod control;
 mod filters;
 mod host;
+mod hostile;
 mod http1;
 mod http3;
 mod proxy;
