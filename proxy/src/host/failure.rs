@@ -27,6 +27,9 @@ pub enum FilterFailure {
     Instantiate(String),
     /// The filter answered with an action that is not allowed in that phase.
     InvalidAction(String),
+    /// Not called: its breaker is open after repeated deadline or memory failures
+    /// (see `host::breaker`).
+    BreakerOpen,
 }
 
 impl FilterFailure {
@@ -38,6 +41,7 @@ impl FilterFailure {
             FilterFailure::Memory => "memory",
             FilterFailure::Instantiate(_) => "instantiate",
             FilterFailure::InvalidAction(_) => "invalid_action",
+            FilterFailure::BreakerOpen => "breaker_open",
         }
     }
 
@@ -58,6 +62,9 @@ impl fmt::Display for FilterFailure {
             FilterFailure::Memory => f.write_str("exceeded its memory limit"),
             FilterFailure::Instantiate(e) => write!(f, "could not be instantiated: {e}"),
             FilterFailure::InvalidAction(a) => write!(f, "answered with an invalid action: {a}"),
+            FilterFailure::BreakerOpen => f.write_str(
+                "skipped: its breaker is open after repeated deadline or memory failures",
+            ),
         }
     }
 }

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use super::action::{Action, BodyAction, ExchangeSummary, FilterInfo};
 use super::bindings::weft::filter::types as wit;
+use super::breaker::{Breaker, Gate};
 use super::call::{RequestCtx, ResponseCtx};
 use super::failure::FilterFailure;
 use super::instance::{
@@ -33,15 +34,16 @@ pub struct FilterStats {
     pub calls: Arc<Counter>,
     /// Instances made.
     pub instances: Arc<Counter>,
-    failures: [Arc<Counter>; 5],
+    failures: [Arc<Counter>; 6],
 }
 
-const REASONS: [&str; 5] = [
+const REASONS: [&str; 6] = [
     "trap",
     "deadline",
     "memory",
     "instantiate",
     "invalid_action",
+    "breaker_open",
 ];
 
 impl FilterStats {
@@ -124,6 +126,8 @@ pub struct LoadedFilter {
                   back on every call, and a pointer moves for less"
     )]
     idle: Sharded<Mutex<Vec<Box<FilterInstance>>>>,
+    /// Skips the filter for a cool-down after repeated deadline or memory failures.
+    breaker: Breaker,
 }
 
 fn rejection(path: &str, message: &str) -> String {
@@ -201,6 +205,7 @@ impl LoadedFilter {
             outbound,
             memory_limit,
             idle,
+            breaker: Breaker::default(),
         })
     }
 
@@ -268,6 +273,10 @@ impl LoadedFilter {
         if let Some(i) = REASONS.iter().position(|r| *r == failure.reason()) {
             self.stats.failures[i].inc();
         }
+        if *failure == FilterFailure::BreakerOpen {
+            // Logged once, when it opened.
+            return;
+        }
         let policy = match self.policy {
             FailurePolicy::FailOpen => "fail_open: continuing",
             FailurePolicy::FailClosed => "fail_closed: answering the request",
@@ -332,6 +341,12 @@ impl LoadedFilter {
         request: &mut Option<Box<RequestCtx>>,
         response: &mut Option<Box<ResponseCtx>>,
     ) -> Result<P::Answer, FilterFailure> {
+        let gate = self.breaker.gate();
+        if gate == Gate::Skip {
+            let f = FilterFailure::BreakerOpen;
+            self.record_failure(&f);
+            return Err(f);
+        }
         self.stats.calls.inc();
         let measuring = probe::begin();
         let mut instance = match self.checkout().await {
@@ -346,10 +361,25 @@ impl LoadedFilter {
         let result = match result {
             Ok(answer) => {
                 self.checkin(instance);
+                if gate == Gate::Probe {
+                    self.breaker.record(gate, false);
+                    tracing::info!(filter = %self.name, "filter breaker closed: the probe call succeeded");
+                }
                 Ok(answer)
             }
             Err(f) => {
                 self.record_failure(&f);
+                let costly = matches!(f, FilterFailure::Deadline | FilterFailure::Memory);
+                if self.breaker.record(gate, costly) {
+                    tracing::warn!(
+                        filter = %self.name,
+                        "filter breaker open: {} deadline or memory failures within {:?}; \
+                         its failure policy applies without calling it for {:?}",
+                        super::breaker::THRESHOLD,
+                        super::breaker::WINDOW,
+                        super::breaker::COOL_DOWN
+                    );
+                }
                 if !f.poisons_instance() {
                     self.checkin(instance);
                 }

@@ -15,6 +15,7 @@
 pub mod action;
 mod answer;
 pub mod bindings;
+pub mod breaker;
 pub mod cache;
 pub mod call;
 pub mod engine;

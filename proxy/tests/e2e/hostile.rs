@@ -220,3 +220,94 @@ filters:
     .await;
     assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
 }
+
+#[tokio::test]
+async fn a_looping_filter_is_cut_off_by_its_breaker_and_other_routes_keep_serving() {
+    let up = Upstream::start("up");
+    let weft = Weft::start_with(
+        &format!(
+            r#"
+admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes:
+      - {{ match: {{ prefix: /bad }}, cluster: up, filters: [misbehave] }}
+      - {{ cluster: up }}
+clusters:
+  up: {{ endpoints: ["{}"] }}
+filters:
+  misbehave:
+    module: {}
+    failure_policy: fail_closed
+    failure_status: 503
+    timeout: 50ms
+"#,
+            up.addr,
+            crate::support::filters::component("misbehave").display()
+        ),
+        &["--workers", "1"],
+    );
+    let addr = weft.addr("edge");
+    // 16 connections asking the filter to loop, for 3 s: every call would take the one
+    // worker for 50 ms.
+    let stop = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let attackers: Vec<_> = (0..16)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut c = client::Conn::open(addr, client::Version::H1).await;
+                let mut answers = 0u32;
+                while std::time::Instant::now() < stop {
+                    let req = client::request(
+                        client::Version::H1,
+                        addr,
+                        http::Method::GET,
+                        "/bad",
+                        &[("x-misbehave", "loop")],
+                        client::empty(),
+                    );
+                    match c.try_send(req).await {
+                        Ok(r) => {
+                            assert_eq!(r.status, 503);
+                            answers += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Once the breaker is open, the healthy route is served without waiting behind
+    // 16 deadlines of 50 ms (800 ms) per request.
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        assert_eq!(client::get(addr, "/good", &[]).await.status, 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    let mut answered = 0;
+    for a in attackers {
+        answered += a.await.unwrap();
+    }
+    assert!(
+        slowest < std::time::Duration::from_millis(400),
+        "a healthy request waited {slowest:?}"
+    );
+    let skipped = weft
+        .metric(r#"weft_filter_failures_total{filter="misbehave",reason="breaker_open"}"#)
+        .await;
+    let deadlines = weft
+        .metric(r#"weft_filter_failures_total{filter="misbehave",reason="deadline"}"#)
+        .await;
+    assert!(skipped > 0.0, "the breaker opened");
+    assert!(
+        deadlines < 20.0,
+        "deadline hits bounded by the breaker: {deadlines}"
+    );
+    assert!(
+        answered as f64 >= skipped,
+        "every attacker got its 503 at once"
+    );
+}
