@@ -12,7 +12,7 @@ CARGO ?= cargo
 # the proxy is built with rust-toolchain.toml's compiler and clippy holds it to the floor.
 MSRV ?= 1.97
 
-.PHONY: run build test lint msrv layers bench toolchain test-peers
+.PHONY: run build test lint msrv layers bench toolchain test-peers fuzz
 
 toolchain:
 	@scripts/install-toolchain.sh
@@ -42,6 +42,10 @@ msrv:
 	$(CARGO) +$(MSRV) check --workspace --exclude weft --all-targets
 	$(CARGO) +$(MSRV) check --target wasm32-unknown-unknown -p weft-sdk -p request-id \
 		-p authz -p ext-authz -p fault -p ratelimit -p retry -p router
+
+# The HTTP/1.1 parsers under libFuzzer, FUZZ_SECONDS (default 60) per target.
+fuzz:
+	scripts/fuzz.sh
 
 bench: build
 	$(CARGO) bench -p weft --bench filter_chain
