@@ -10,7 +10,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-WEFT="$ROOT/target/release/weft"
+WEFT=${WEFT:-"$ROOT/target/release/weft"}
 WORKERS=${WORKERS:-1}
 DURATION=${DURATION:-10}
 MODE=${MODE:-loop}
@@ -21,7 +21,7 @@ for tool in wrk nginx taskset; do
   command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 [ -x "$WEFT" ] || { echo "build first: make build" >&2; exit 1; }
-MISBEHAVE="$ROOT/target/filters/misbehave.wasm"
+MISBEHAVE=${MISBEHAVE:-"$ROOT/target/filters/misbehave.wasm"}
 [ -f "$MISBEHAVE" ] || "$WEFT" filter build "$ROOT/tests/filters/misbehave" >/dev/null
 
 WORK=$(mktemp -d /tmp/weft-isolation.XXXXXX)

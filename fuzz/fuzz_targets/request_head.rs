@@ -20,6 +20,9 @@ fuzz_target!(|data: &[u8]| {
     let cut = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
     let mut part = BytesMut::from(&data[..cut]);
     if let Ok(Some(_)) = parse(&mut part) {
-        assert!(matches!(once, Ok(Some(_))), "a prefix parsed but the whole did not");
+        assert!(
+            matches!(once, Ok(Some(_))),
+            "a prefix parsed but the whole did not"
+        );
     }
 });

@@ -20,6 +20,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(a.len(), b.len(), "both consumed the same head");
         }
         (Ok(None), Ok(None)) | (Err(_), Err(_)) => {}
-        (x, y) => panic!("modes disagree: {:?} / {:?}", x.map(|o| o.is_some()), y.map(|o| o.is_some())),
+        (x, y) => panic!(
+            "modes disagree: {:?} / {:?}",
+            x.map(|o| o.is_some()),
+            y.map(|o| o.is_some())
+        ),
     }
 });
