@@ -217,6 +217,12 @@ pub async fn body(ex: &mut Exchange, body: ProxyBody) -> Result<BodyOutcome, Pro
             ex.req_mut().headers.remove(http::header::CONTENT_LENGTH);
             body = match buffer_limit {
                 Some((limit, name)) => {
+                    // The filter needs the body before the upstream is asked: weft
+                    // answers the client's expectation itself (`proxy_100_continue`).
+                    if let Some(relay) = ex.continue_relay.take() {
+                        ex.req_mut().headers.remove(http::header::EXPECT);
+                        relay.release();
+                    }
                     let whole = collect_limited(body, limit).await?.ok_or(
                         ProxyError::RequestBodyTooLarge {
                             filter: name,
