@@ -16,13 +16,14 @@ use crate::snapshot::{load, Loaded, SnapshotHandle};
 
 /// Reads and checks a configuration, then starts a filter host sized by it.
 pub fn host_for(path: &Path, metrics: &Arc<Registry>) -> anyhow::Result<FilterHost> {
+    host_with(path, HostServices::new(metrics.clone()))
+}
+
+/// [`host_for`] with given services (a manual clock's, for `weft filter test`).
+pub fn host_with(path: &Path, services: Arc<HostServices>) -> anyhow::Result<FilterHost> {
     let config = LoadedConfig::read(path)?;
     let checked = check(&config)?;
-    FilterHost::new(
-        checked.cache_dir.clone(),
-        checked.max_instances,
-        HostServices::new(metrics.clone()),
-    )
+    FilterHost::new(checked.cache_dir.clone(), checked.max_instances, services)
 }
 
 /// A running proxy.

@@ -2,7 +2,7 @@
 //!
 //! The modules, bottom up (each imports only from those above it in this list):
 //! leaves (`alloc_count`, `clock`, `shard`, `background`, `metrics`, `deadline`, `net`,
-//! `logsink`), `error`,
+//! `logsink`, `logging`), `error`,
 //! `body`, `config`, then `host`, `upstream` and `tls` (host imports neither),
 //! `snapshot`, `exchange`, `server`, and the tooling on top (`app`, `reload`, `admin`,
 //! `control`, `bundle`, `build`, `runner`, `bench`, `cli`). `scripts/layers.py` checks it.
@@ -23,6 +23,7 @@ pub(crate) mod deadline;
 pub(crate) mod error;
 pub(crate) mod exchange;
 pub mod host;
+pub mod logging;
 pub(crate) mod logsink;
 pub mod metrics;
 pub(crate) mod net;

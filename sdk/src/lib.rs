@@ -63,6 +63,8 @@ mod backend;
 mod call;
 mod error;
 mod filter;
+#[cfg(not(target_arch = "wasm32"))]
+mod record;
 mod request;
 mod response;
 mod summary;

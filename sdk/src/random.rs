@@ -17,6 +17,24 @@ thread_local! {
     static STATE: Cell<Option<[u64; 4]>> = const { Cell::new(None) };
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+thread_local! {
+    /// Draws made on this thread, so a recording for `weft filter test` can say which
+    /// calls depended on chance.
+    static DRAWS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Draws made on this thread so far (native builds only).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn draws() -> u64 {
+    DRAWS.with(Cell::get)
+}
+
+fn count_draw() {
+    #[cfg(not(target_arch = "wasm32"))]
+    DRAWS.with(|d| d.set(d.get() + 1));
+}
+
 fn seeded() -> [u64; 4] {
     let mut s = [
         host::random_u64(),
@@ -39,6 +57,7 @@ pub(crate) fn reseed() {
 
 /// A uniformly random 64-bit number.
 pub fn u64() -> u64 {
+    count_draw();
     STATE.with(|cell| {
         let mut s = cell.get().unwrap_or_else(seeded);
         let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
@@ -67,6 +86,7 @@ pub fn bytes(len: u32) -> Vec<u8> {
 /// `len` bytes from the host's cryptographically secure source (one call into the
 /// proxy each time).
 pub fn secure_bytes(len: u32) -> Vec<u8> {
+    count_draw();
     host::random_fill(len)
 }
 

@@ -456,7 +456,7 @@ fn series(name: &str, labels: &[(&str, &str)]) -> SeriesKey {
 /// What the host gives a filter under test. Share one between harnesses (with
 /// [`Harness::with_host`]) to test state shared across instances.
 pub struct TestHost {
-    now_ms: Cell<u64>,
+    pub(crate) now_ms: Cell<u64>,
     monotonic_ns: Cell<u64>,
     rng: Cell<u64>,
     store: RefCell<weft_shared_state::Store>,
@@ -469,6 +469,11 @@ pub struct TestHost {
     logs: RefCell<Vec<(Level, String)>>,
     clusters: RefCell<HashMap<String, ClusterMock>>,
     calls: RefCell<Vec<(String, OutboundRequest)>>,
+    /// Which host this is in the process (recordings of harnesses sharing one are
+    /// told apart by it).
+    pub(crate) id: u64,
+    /// What each call got, in order (recorded for `weft filter test`).
+    pub(crate) answers: RefCell<Vec<(String, Result<OutboundResponse, CallError>)>>,
 }
 
 impl Default for TestHost {
@@ -487,6 +492,11 @@ impl Default for TestHost {
             logs: RefCell::default(),
             clusters: RefCell::default(),
             calls: RefCell::default(),
+            answers: RefCell::default(),
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
     }
 }
@@ -699,9 +709,16 @@ impl TestHost {
         // Take the mock out while it runs so it may itself use the host.
         let mock = self.clusters.borrow_mut().remove(cluster);
         let Some(mut mock) = mock else {
-            return Err(CallError::UnknownCluster(cluster.to_owned()));
+            let e = CallError::UnknownCluster(cluster.to_owned());
+            self.answers
+                .borrow_mut()
+                .push((cluster.to_owned(), Err(e.clone())));
+            return Err(e);
         };
         let result = mock(request);
+        self.answers
+            .borrow_mut()
+            .push((cluster.to_owned(), result.clone()));
         self.clusters
             .borrow_mut()
             .entry(cluster.to_owned())
@@ -718,6 +735,8 @@ pub struct Harness<F: Filter> {
     /// What the filter declared, for the views handed to each call (kept for the
     /// process's life, as in an instance).
     declared: &'static Declared,
+    /// Where calls are recorded for `weft filter test`, when it asks.
+    recorder: Option<crate::record::Recorder>,
 }
 
 impl<F: Filter> Harness<F> {
@@ -740,12 +759,18 @@ impl<F: Filter> Harness<F> {
         host: Rc<TestHost>,
     ) -> Result<Self, String> {
         install(&host);
-        let config = parse_config::<F::Config>(config_json).map_err(|e| e.to_string())?;
+        let recorder = crate::record::Recorder::start(config_json, name, !files.is_empty(), &host);
         let ctx = InitContext {
             name: name.to_owned(),
             files,
         };
-        let filter = F::new(config, &ctx)?;
+        let built = parse_config::<F::Config>(config_json)
+            .map_err(|e| e.to_string())
+            .and_then(|config| F::new(config, &ctx));
+        if let (Some(r), Err(e)) = (&recorder, &built) {
+            r.rejected(e);
+        }
+        let filter = built?;
         let reads = filter.reads().normalized();
         let declared: &'static Declared = Box::leak(Box::new(Declared {
             method: reads.method,
@@ -761,6 +786,7 @@ impl<F: Filter> Harness<F> {
             host,
             reads,
             declared,
+            recorder,
         })
     }
 
@@ -846,6 +872,13 @@ impl<F: Filter> Harness<F> {
         if !F::__PHASES.request_headers {
             return Action::Continue;
         }
+        let before = self.recorder.as_ref().map(|_| {
+            (
+                req.clone(),
+                self.host.answers.borrow().len(),
+                crate::random::draws(),
+            )
+        });
         let mut rc = RequestCall::new(PhaseKind::RequestHeaders, self.request_view(req));
         call::begin();
         let action = self.filter.on_request_headers(&mut Request {
@@ -853,6 +886,12 @@ impl<F: Filter> Harness<F> {
             host: RequestHost(req),
         });
         apply(req, None, call::take().as_bytes());
+        if let (Some(r), Some((before, calls, draws))) = (&self.recorder, before) {
+            let outbound = &self.host.answers.borrow()[calls..];
+            let random = crate::random::draws() > draws;
+            let now = self.host.now_ms.get();
+            r.request_headers(now, &before, &action, req, outbound, random);
+        }
         action
     }
 
@@ -887,6 +926,14 @@ impl<F: Filter> Harness<F> {
         if !F::__PHASES.response_headers {
             return Action::Continue;
         }
+        let before = self.recorder.as_ref().map(|_| {
+            (
+                req.clone(),
+                resp.clone(),
+                self.host.answers.borrow().len(),
+                crate::random::draws(),
+            )
+        });
         let mut rc = RequestCall::new(PhaseKind::ResponseHeaders, self.request_view(req));
         let mut rcall = ResponseCall::new(PhaseKind::ResponseHeaders, self.response_view(resp));
         call::begin();
@@ -901,6 +948,12 @@ impl<F: Filter> Harness<F> {
             },
         );
         apply(req, Some(resp), call::take().as_bytes());
+        if let (Some(r), Some((req_before, before, calls, draws))) = (&self.recorder, before) {
+            let outbound = &self.host.answers.borrow()[calls..];
+            let random = crate::random::draws() > draws;
+            let now = self.host.now_ms.get();
+            r.response_headers(now, &req_before, &before, &action, resp, outbound, random);
+        }
         action
     }
 
@@ -916,6 +969,14 @@ impl<F: Filter> Harness<F> {
         if !F::__PHASES.response_body {
             return BodyAction::Continue;
         }
+        let before = self.recorder.as_ref().map(|_| {
+            (
+                req.clone(),
+                resp.clone(),
+                self.host.answers.borrow().len(),
+                crate::random::draws(),
+            )
+        });
         let mut rc = RequestCall::new(PhaseKind::ResponseBody, self.request_view(req));
         let mut rcall = ResponseCall::new(PhaseKind::ResponseBody, self.response_view(resp));
         call::begin();
@@ -932,6 +993,23 @@ impl<F: Filter> Harness<F> {
             end_of_stream,
         );
         apply(req, Some(resp), call::take().as_bytes());
+        if let (Some(r), Some((req_before, before, calls, draws))) = (&self.recorder, before) {
+            let outbound = &self.host.answers.borrow()[calls..];
+            let random = crate::random::draws() > draws;
+            let buffered = matches!(self.response_body_mode(), BodyMode::Buffer(_));
+            let now = self.host.now_ms.get();
+            r.response_body(
+                now,
+                &req_before,
+                &before,
+                body,
+                end_of_stream,
+                buffered,
+                &action,
+                outbound,
+                random,
+            );
+        }
         action
     }
 

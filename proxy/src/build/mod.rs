@@ -58,8 +58,9 @@ pub struct BuildRequest {
     pub out_dir: Option<PathBuf>,
     /// Cargo's target directory for wasm builds; `<target-dir>/weft-wasm` by default.
     pub target_dir: Option<PathBuf>,
-    /// Show cargo's output.
-    pub verbose: bool,
+    /// Hide cargo's progress (it is shown by default: a first build compiles the
+    /// SDK and its dependencies for wasm32, which takes tens of seconds).
+    pub quiet: bool,
 }
 
 /// A built component.
@@ -138,6 +139,23 @@ fn metadata(manifest: &Path) -> Result<Metadata, BuildError> {
     serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()))
 }
 
+/// The filter crate at `manifest`: its package name and cargo's target directory.
+pub fn filter_crate(manifest: &Path) -> Result<(String, PathBuf), BuildError> {
+    let manifest = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_owned());
+    let meta = metadata(&manifest)?;
+    let p = meta
+        .packages
+        .iter()
+        .find(|p| p.manifest_path == manifest && p.filter_lib().is_some())
+        .ok_or_else(|| {
+            BuildError::NothingToBuild(format!(
+                "{} is not a filter crate: it needs `crate-type = [\"cdylib\"]` and a weft-sdk dependency",
+                manifest.display()
+            ))
+        })?;
+    Ok((p.name.clone(), meta.target_directory))
+}
+
 /// Builds filter crates into components. Prints a line per component built.
 pub fn build(req: &BuildRequest) -> Result<Vec<Built>, BuildError> {
     let manifest = std::fs::canonicalize(&req.manifest).unwrap_or_else(|_| req.manifest.clone());
@@ -190,14 +208,23 @@ pub fn build(req: &BuildRequest) -> Result<Vec<Built>, BuildError> {
     // One cargo invocation per crate: cargo unifies the features of crates built
     // together, and a filter must be built with exactly its own (authz and ext-authz are
     // the same code with different features).
-    for p in &selected {
+    let started = std::time::Instant::now();
+    for (i, p) in selected.iter().enumerate() {
+        if !req.quiet {
+            eprintln!(
+                "[{}/{}] compiling {} for wasm32",
+                i + 1,
+                selected.len(),
+                p.name
+            );
+        }
         let mut cmd = toolchain.cargo_build();
         cmd.arg("--manifest-path")
             .arg(&manifest)
             .arg("--lib")
             .env("CARGO_TARGET_DIR", &target_dir);
         cmd.args(["-p", &p.name]);
-        if !req.verbose {
+        if req.quiet {
             cmd.arg("--quiet");
         }
         let status = cmd
@@ -247,6 +274,11 @@ pub fn build(req: &BuildRequest) -> Result<Vec<Built>, BuildError> {
         );
         built.push(b);
     }
+    eprintln!(
+        "built {} component(s) in {:.1} s",
+        built.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(built)
 }
 

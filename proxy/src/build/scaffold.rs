@@ -8,6 +8,9 @@ pub enum ScaffoldError {
     /// The name is not usable as a crate name.
     #[error("invalid filter name {0:?}: use lower-case letters, digits, - and _, starting with a letter")]
     InvalidName(String),
+    /// No template has that name.
+    #[error("no template {0:?} (templates: {names})", names = TEMPLATES.iter().map(|t| t.name).collect::<Vec<_>>().join(", "))]
+    UnknownTemplate(String),
     /// The directory exists.
     #[error("{0} already exists")]
     Exists(PathBuf),
@@ -19,6 +22,9 @@ pub enum ScaffoldError {
         source: std::io::Error,
     },
 }
+
+/// The workspace's `rust-toolchain.toml`, given to every new filter crate.
+const TOOLCHAIN: &str = include_str!("../../../rust-toolchain.toml");
 
 /// Where the SDK is, for the new crate's dependency: this checkout's `sdk/` when it
 /// exists (as when weft runs from its source tree), else the published crate.
@@ -50,10 +56,69 @@ fn type_name(name: &str) -> String {
         .collect()
 }
 
-/// Creates `dir/name` with a filter crate depending on the SDK as `sdk_dependency` (a
-/// Cargo dependency specification such as `{ path = "..." }`). Returns the crate's
-/// directory.
-pub fn create(dir: &Path, name: &str, sdk_dependency: &str) -> Result<PathBuf, ScaffoldError> {
+/// A shape of filter `weft filter new --template` starts from: a working filter with
+/// its configuration, documentation and native tests.
+#[derive(Debug, Clone, Copy)]
+pub struct Template {
+    /// What `--template` takes.
+    pub name: &'static str,
+    /// One line on what it does.
+    pub about: &'static str,
+    /// `src/lib.rs`, with `{{name}}` and `{{Type}}` for the crate's and type's names.
+    source: &'static str,
+}
+
+/// Every template, the default first.
+pub const TEMPLATES: &[Template] = &[
+    Template {
+        name: "header",
+        about: "set and remove request and response headers",
+        source: include_str!("templates/header.rs.in"),
+    },
+    Template {
+        name: "auth",
+        about: "let requests through only with a known API key (401/403)",
+        source: include_str!("templates/auth.rs.in"),
+    },
+    Template {
+        name: "quota",
+        about: "a per-tenant request quota per window in shared state (429 + retry-after)",
+        source: include_str!("templates/quota.rs.in"),
+    },
+    Template {
+        name: "router",
+        about: "a canary router: a cookie or a share of requests picks another cluster",
+        source: include_str!("templates/router.rs.in"),
+    },
+    Template {
+        name: "body",
+        about: "rewrite text in response bodies, buffered up to a limit",
+        source: include_str!("templates/body.rs.in"),
+    },
+    Template {
+        name: "outbound",
+        about: "ask another service (a cluster) before letting a request through",
+        source: include_str!("templates/outbound.rs.in"),
+    },
+];
+
+/// The template called `name`.
+pub fn template(name: &str) -> Result<&'static Template, ScaffoldError> {
+    TEMPLATES
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| ScaffoldError::UnknownTemplate(name.to_owned()))
+}
+
+/// Creates `dir/name` with a filter crate made from `template`, depending on the SDK as
+/// `sdk_dependency` (a Cargo dependency specification such as `{ path = "..." }`).
+/// Returns the crate's directory.
+pub fn create(
+    dir: &Path,
+    name: &str,
+    sdk_dependency: &str,
+    template: &Template,
+) -> Result<PathBuf, ScaffoldError> {
     if !valid_name(name) {
         return Err(ScaffoldError::InvalidName(name.to_owned()));
     }
@@ -62,6 +127,10 @@ pub fn create(dir: &Path, name: &str, sdk_dependency: &str) -> Result<PathBuf, S
         return Err(ScaffoldError::Exists(root));
     }
     let ty = type_name(name);
+    let lib = template
+        .source
+        .replace("{{name}}", name)
+        .replace("{{Type}}", &ty);
     let files = [
         (
             "Cargo.toml",
@@ -85,82 +154,10 @@ weft-sdk = {sdk_dependency}
 "#
             ),
         ),
-        (
-            "src/lib.rs",
-            format!(
-                r#"//! The {name} filter.
-//!
-//! Build it with `weft filter build`, then list it in the proxy's configuration:
-//!
-//! ```yaml
-//! filters:
-//!   {name}:
-//!     module: path/to/{name}.wasm
-//!     config:
-//!       header: x-hello
-//! ```
-
-use serde::Deserialize;
-use weft_sdk::{{Action, Filter, InitContext, Request, Response}};
-
-/// The configuration, from the filter's `config:` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {{
-    /// The response header to add.
-    pub header: String,
-}}
-
-impl Default for Config {{
-    fn default() -> Self {{
-        Config {{ header: "x-hello".to_owned() }}
-    }}
-}}
-
-/// Adds a header to every response, and refuses requests without a `Host`.
-pub struct {ty} {{
-    header: String,
-}}
-
-#[weft_sdk::filter]
-impl Filter for {ty} {{
-    type Config = Config;
-
-    fn new(config: Config, _ctx: &InitContext) -> Result<Self, String> {{
-        Ok({ty} {{ header: config.header }})
-    }}
-
-    fn on_request_headers(&self, req: &mut Request) -> Action {{
-        if req.authority().is_empty() {{
-            return Action::respond(400, "a Host is required\n");
-        }}
-        Action::Continue
-    }}
-
-    fn on_response_headers(&self, _req: &mut Request, resp: &mut Response) -> Action {{
-        resp.set_header(&self.header, "from {name}").ok();
-        Action::Continue
-    }}
-}}
-
-#[cfg(test)]
-mod tests {{
-    use super::*;
-    use weft_sdk::testing::{{Harness, TestRequest, TestResponse}};
-
-    #[test]
-    fn adds_the_header() {{
-        let h = Harness::<{ty}>::new("null").unwrap();
-        let mut req = TestRequest::get("/");
-        assert_eq!(h.on_request_headers(&mut req), Action::Continue);
-        let mut resp = TestResponse::new(200);
-        h.on_response_headers(&mut req, &mut resp);
-        assert_eq!(resp.header_now("x-hello").as_deref(), Some("from {name}"));
-    }}
-}}
-"#
-            ),
-        ),
+        ("src/lib.rs", lib),
+        // The compiler weft's SDK is built and tested with, and its wasm32 std: rustup
+        // installs both on first use, whatever the machine's default toolchain is.
+        ("rust-toolchain.toml", TOOLCHAIN.to_owned()),
         (".gitignore", "/target\n".to_owned()),
     ];
     for (file, text) in files {
@@ -187,5 +184,20 @@ mod tests {
         assert!(!valid_name("9lives"));
         assert!(!valid_name(""));
         assert_eq!(type_name("my-cool_filter"), "MyCoolFilter");
+    }
+
+    #[test]
+    fn templates_are_filled_in_and_unknown_ones_named() {
+        let dir = std::env::temp_dir().join(format!("weft-scaffold-{}", std::process::id()));
+        let made = create(&dir, "my-quota", "\"0\"", template("quota").unwrap()).unwrap();
+        let lib = std::fs::read_to_string(made.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("pub struct MyQuota"), "{lib}");
+        assert!(!lib.contains("{{"), "a placeholder is left");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = template("nope").unwrap_err().to_string();
+        assert!(
+            e.contains("header, auth, quota, router, body, outbound"),
+            "{e}"
+        );
     }
 }

@@ -120,11 +120,11 @@ impl BenchArgs {
             extra_headers: self.headers.clone(),
             path: self.path.clone(),
             duration: self.duration,
-            upstream: Canned {
+            upstream: Canned::new(
                 status,
-                headers: http::HeaderMap::new(),
-                body: bytes::Bytes::from(vec![b'x'; self.body_size]),
-            },
+                http::HeaderMap::new(),
+                bytes::Bytes::from(vec![b'x'; self.body_size]),
+            ),
             client: self.client,
             peer_identity: self.peer_identity.clone(),
             progress: true,

@@ -1,4 +1,4 @@
-//! `weft filter new` and `weft filter build`.
+//! `weft filter new`, `weft filter build` and `weft filter test`.
 
 use std::path::PathBuf;
 
@@ -14,6 +14,9 @@ pub enum FilterCommand {
     New(NewArgs),
     /// Build filter crates into components (`.wasm`), choosing the wasm toolchain.
     Build(BuildArgs),
+    /// Run a filter crate's native tests, then the same calls through the real host
+    /// with the built component; fails on any call answered differently.
+    Test(super::filter_test::TestArgs),
 }
 
 /// `weft filter new`.
@@ -27,6 +30,11 @@ pub struct NewArgs {
     /// The weft-sdk dependency, as Cargo writes it (default: this checkout's sdk/).
     #[arg(long)]
     pub sdk: Option<String>,
+    /// What the filter starts as: header (set and remove headers), auth (API keys),
+    /// quota (per-tenant quota in shared state), router (canary by cookie or share),
+    /// body (rewrite response bodies), outbound (ask another service first).
+    #[arg(long, short, default_value = "header")]
+    pub template: String,
 }
 
 /// `weft filter build`.
@@ -43,9 +51,28 @@ pub struct BuildArgs {
     /// Cargo's target directory for wasm builds (default: <target-dir>/weft-wasm).
     #[arg(long)]
     pub target_dir: Option<PathBuf>,
-    /// Show cargo's progress.
+    /// Hide cargo's progress (shown by default).
     #[arg(long, short)]
-    pub verbose: bool,
+    pub quiet: bool,
+}
+
+/// How to run this weft: `weft` when that is what `PATH` finds, else its full path
+/// (until `make install` puts it on `PATH`).
+fn weft_command() -> String {
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("weft"))
+            .find(|p| p.is_file())
+            .and_then(|p| p.canonicalize().ok())
+    });
+    match (me, on_path) {
+        (Some(me), Some(found)) if me == found => "weft".to_owned(),
+        (Some(me), _) => me.display().to_string(),
+        (None, _) => "weft".to_owned(),
+    }
 }
 
 impl FilterCommand {
@@ -53,15 +80,23 @@ impl FilterCommand {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
             FilterCommand::New(a) => {
+                let template = scaffold::template(&a.template)?;
                 let sdk = a.sdk.unwrap_or_else(scaffold::default_sdk_dependency);
-                let dir = scaffold::create(&a.dir, &a.name, &sdk)?;
-                println!("created {}", dir.display());
+                let dir = scaffold::create(&a.dir, &a.name, &sdk, template)?;
                 println!(
-                    "next: cd {} && cargo test && weft filter build",
+                    "created {} from the {} template ({})",
+                    dir.display(),
+                    template.name,
+                    template.about
+                );
+                let weft = weft_command();
+                println!(
+                    "next: cd {} && {weft} filter test && {weft} filter build",
                     dir.display()
                 );
                 Ok(())
             }
+            FilterCommand::Test(a) => a.run(),
             FilterCommand::Build(a) => {
                 let path = a.path.unwrap_or_else(|| PathBuf::from("."));
                 let manifest = if path.is_dir() {
@@ -80,7 +115,7 @@ impl FilterCommand {
                     all: a.all,
                     out_dir: a.out_dir,
                     target_dir: a.target_dir,
-                    verbose: a.verbose,
+                    quiet: a.quiet,
                 })
                 .context("weft filter build")?;
                 Ok(())

@@ -6,6 +6,7 @@ pub mod cert;
 pub mod control;
 pub mod echo;
 pub mod filter;
+pub mod filter_test;
 pub mod run;
 pub mod validate;
 

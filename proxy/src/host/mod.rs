@@ -21,6 +21,7 @@ pub mod call;
 pub mod engine;
 pub mod failure;
 pub mod filter;
+pub mod filter_clock;
 mod imports;
 pub mod instance;
 pub mod module;

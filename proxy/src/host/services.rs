@@ -8,13 +8,14 @@ use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use parking_lot::Mutex;
 use weft_shared_state::Store;
 
 use crate::error::UpstreamFailure;
 use crate::metrics::Registry;
+
+use super::filter_clock::FilterClock;
 
 /// How many locks the shared state is split over, so workers rarely wait on each other.
 const SHARDS: usize = 32;
@@ -23,14 +24,14 @@ const SHARDS: usize = 32;
 /// shard behind one lock, so every operation on it is atomic.
 pub struct SharedStore {
     shards: Vec<Mutex<Store>>,
-    origin: Instant,
+    clock: Arc<FilterClock>,
 }
 
 impl SharedStore {
-    fn new(origin: Instant) -> Self {
+    fn new(clock: Arc<FilterClock>) -> Self {
         SharedStore {
             shards: (0..SHARDS).map(|_| Mutex::new(Store::new())).collect(),
-            origin,
+            clock,
         }
     }
 
@@ -39,7 +40,7 @@ impl SharedStore {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
         let shard = &self.shards[(h.finish() as usize) % SHARDS];
-        let now = self.origin.elapsed().as_millis() as u64;
+        let now = self.clock.monotonic_ms();
         f(&mut shard.lock(), now)
     }
 
@@ -112,8 +113,8 @@ pub struct HostServices {
     pub metrics: Arc<Registry>,
     /// Shared state.
     pub state: SharedStore,
-    /// The start of the monotonic clock filters see.
-    pub origin: Instant,
+    /// The clock filters see.
+    pub clock: Arc<FilterClock>,
     /// Metric problems already logged, so a filter's bad metric warns once.
     warned: Mutex<HashSet<String>>,
 }
@@ -121,11 +122,16 @@ pub struct HostServices {
 impl HostServices {
     /// New services reporting into `metrics`.
     pub fn new(metrics: Arc<Registry>) -> Arc<HostServices> {
-        let origin = Instant::now();
+        Self::with_clock(metrics, FilterClock::real())
+    }
+
+    /// New services whose filters see `clock` (a manual one for `weft filter test`).
+    pub fn with_clock(metrics: Arc<Registry>, clock: FilterClock) -> Arc<HostServices> {
+        let clock = Arc::new(clock);
         Arc::new(HostServices {
             metrics,
-            state: SharedStore::new(origin),
-            origin,
+            state: SharedStore::new(clock.clone()),
+            clock,
             warned: Mutex::new(HashSet::new()),
         })
     }

@@ -3,6 +3,7 @@
 //! filters declare, the same failure policies) against a canned upstream response,
 //! without sockets. `weft bench` measures with it.
 
+pub mod replay;
 pub mod request;
 
 use std::net::SocketAddr;
@@ -12,13 +13,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 
-use crate::app::host_for;
+use crate::app::host_with;
 use crate::config::model::ListenerProtocol;
 use crate::exchange::{self, ConnInfo};
+use crate::host::filter_clock::FilterClock;
+use crate::host::services::HostServices;
 use crate::host::LoadedFilter;
 use crate::metrics::Registry;
 use crate::snapshot::{load, ListenerSnap, Route, Snapshot};
-use crate::upstream::{Canned, Cluster};
+use crate::upstream::Canned;
 
 pub use request::RequestSpec;
 
@@ -34,6 +37,7 @@ pub struct ChainRunner {
     /// The route as loaded.
     pub route: Arc<Route>,
     conn: ConnInfo,
+    services: Arc<HostServices>,
 }
 
 /// A response, read to its end (the log phase has run).
@@ -55,8 +59,30 @@ impl ChainRunner {
         client: SocketAddr,
         peer_identity: Option<String>,
     ) -> anyhow::Result<ChainRunner> {
+        Self::load_with_clock(
+            config,
+            route,
+            canned,
+            client,
+            peer_identity,
+            FilterClock::real(),
+        )
+        .await
+    }
+
+    /// [`ChainRunner::load`] with the filters seeing `clock` (a manual one, which
+    /// [`ChainRunner::set_clock_ms`] moves).
+    pub async fn load_with_clock(
+        config: &Path,
+        route: Option<&str>,
+        canned: Canned,
+        client: SocketAddr,
+        peer_identity: Option<String>,
+        clock: FilterClock,
+    ) -> anyhow::Result<ChainRunner> {
         let metrics = Registry::new();
-        let host = host_for(config, &metrics)?;
+        let services = HostServices::with_clock(metrics.clone(), clock);
+        let host = host_with(config, services.clone())?;
         let loaded = load(config, &host, &metrics, None).await?;
         let snapshot = loaded.snapshot;
         let all: Vec<&Arc<Route>> = snapshot
@@ -78,18 +104,13 @@ impl ChainRunner {
             );
         };
         let route = found.clone();
+        // Every cluster answers `canned`: the route's requests and the filters' own
+        // calls alike (they share these clusters).
         let canned = Arc::new(canned);
-        let clusters = loaded
-            .checked
-            .clusters
-            .iter()
-            .map(|(name, c)| {
-                let mut cluster = Cluster::new(c, &metrics);
-                cluster.canned = Some(canned.clone());
-                (name.clone(), Arc::new(cluster))
-            })
-            .collect();
-        let clusters = Arc::new(clusters);
+        for cluster in snapshot.clusters.values() {
+            let _ = cluster.canned.set(canned.clone());
+        }
+        let clusters = snapshot.clusters.clone();
         let one = |route: Arc<Route>| Snapshot {
             listeners: vec![ListenerSnap {
                 name: LISTENER.into(),
@@ -123,7 +144,34 @@ impl ChainRunner {
                 forward_client_cert: None,
                 own_h1: true,
             },
+            services,
         })
+    }
+
+    /// Moves the filters' manual clock to `now_ms` (milliseconds since the Unix epoch).
+    pub fn set_clock_ms(&self, now_ms: u64) {
+        self.services.clock.set_ms(now_ms);
+    }
+
+    /// Serves one request through the route's chain as if from `client` with
+    /// `peer_identity`.
+    pub async fn serve_as(
+        &self,
+        spec: &RequestSpec,
+        client: SocketAddr,
+        peer_identity: Option<String>,
+    ) -> anyhow::Result<Answer> {
+        let conn = ConnInfo {
+            client,
+            client_ip: ConnInfo::client_ip_value(client),
+            listener: self.conn.listener.clone(),
+            listener_hint: 0,
+            scheme: self.conn.scheme,
+            peer_identity,
+            forward_client_cert: None,
+            own_h1: true,
+        };
+        serve_on(&self.with_chain, &conn, spec).await
     }
 
     /// The route's filters, in chain order.

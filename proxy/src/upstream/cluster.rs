@@ -84,7 +84,9 @@ pub struct Cluster {
     pub stats: ClusterStats,
     /// A response every attempt gets at once, without I/O, instead of the endpoints'
     /// (`weft bench` runs chains against it).
-    pub canned: Option<Arc<Canned>>,
+    /// Set once, before any request (the runner sets it on every cluster of its
+    /// snapshot, so filters' own calls get it too).
+    pub canned: std::sync::OnceLock<Arc<Canned>>,
     /// TLS to the endpoints (the cluster's `tls`).
     pub tls: Option<Arc<ClientTls>>,
     next: AtomicUsize,
@@ -96,7 +98,39 @@ pub struct Canned {
     pub status: http::StatusCode,
     pub headers: http::HeaderMap,
     pub body: bytes::Bytes,
+    /// Set for `weft filter test`: the response answers with what the upstream
+    /// received, and may be replaced for the next request.
+    pub script: Option<Arc<CannedScript>>,
 }
+
+impl Canned {
+    /// A fixed response.
+    pub fn new(status: http::StatusCode, headers: http::HeaderMap, body: bytes::Bytes) -> Canned {
+        Canned {
+            status,
+            headers,
+            body,
+            script: None,
+        }
+    }
+}
+
+/// A response a script gives: status, headers, body.
+pub type ScriptedResponse = (http::StatusCode, http::HeaderMap, bytes::Bytes);
+
+/// What `weft filter test` makes a canned upstream answer.
+#[derive(Debug, Default)]
+pub struct CannedScript {
+    /// Answers for the next requests, first in first out, before anything else (the
+    /// answers a test's mocked clusters gave the filter's own calls).
+    pub calls:
+        parking_lot::Mutex<std::collections::VecDeque<Result<ScriptedResponse, UpstreamFailure>>>,
+    /// The response the next request gets instead of the echo (once).
+    pub next: parking_lot::Mutex<Option<ScriptedResponse>>,
+}
+
+/// The header a scripted canned response names its cluster in.
+pub const ECHO_CLUSTER: &str = "x-weft-test-cluster";
 
 impl Cluster {
     /// A cluster from its checked configuration.
@@ -109,7 +143,7 @@ impl Cluster {
             max_idle: c.max_idle_per_endpoint,
             idle_timeout: c.idle_timeout,
             stats: ClusterStats::new(metrics, &c.name),
-            canned: None,
+            canned: std::sync::OnceLock::new(),
             tls: None,
             next: AtomicUsize::new(fastrand::usize(..)),
         }

@@ -7,5 +7,5 @@ pub mod pool;
 mod secure;
 pub mod send;
 
-pub use cluster::{Canned, Cluster, Clusters};
+pub use cluster::{Canned, CannedScript, Cluster, Clusters, ECHO_CLUSTER};
 pub use send::{send, AttemptError, RequestHead};

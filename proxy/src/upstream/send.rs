@@ -116,9 +116,19 @@ pub async fn send(
     head: RequestHead,
     body: ProxyBody,
 ) -> Result<UpstreamResponse, AttemptError> {
-    if let Some(canned) = &cluster.canned {
+    if let Some(canned) = cluster.canned.get() {
         cluster.stats.attempts.inc();
-        return Ok(canned_response(canned, body).await);
+        if let Some(script) = &canned.script {
+            let scripted = script.calls.lock().pop_front();
+            match scripted {
+                Some(Err(failure)) => {
+                    return Err(AttemptError::new(failure, "scripted".to_owned(), None))
+                }
+                Some(Ok(r)) => return Ok(scripted_response(r)),
+                None => {}
+            }
+        }
+        return Ok(canned_response(canned, &cluster.name, &head, body).await);
     }
     let Some(addr) = cluster.pick() else {
         cluster.stats.failed(UpstreamFailure::NoEndpoints);
@@ -157,21 +167,79 @@ pub async fn send(
 
 /// The canned response, after the request body was read to its end (as an upstream
 /// would), all in memory.
-async fn canned_response(canned: &Canned, body: ProxyBody) -> UpstreamResponse {
+async fn canned_response(
+    canned: &Canned,
+    cluster: &str,
+    request: &RequestHead,
+    body: ProxyBody,
+) -> UpstreamResponse {
     // Stream-mode body filters run as the body is read.
     let _ = http_body_util::BodyExt::collect(body).await;
     let mut head = http::Response::new(()).into_parts().0;
+    let mut answer = canned.body.clone();
     head.status = canned.status;
     head.headers = canned.headers.clone();
+    if let Some(script) = &canned.script {
+        match script.next.lock().take() {
+            Some((status, headers, body)) => {
+                head.status = status;
+                head.headers = headers;
+                answer = body;
+            }
+            None => answer = echo(request),
+        }
+        if let Ok(v) = http::HeaderValue::from_str(cluster) {
+            head.headers.insert(super::cluster::ECHO_CLUSTER, v);
+        }
+    }
     head.headers.insert(
         http::header::CONTENT_LENGTH,
-        http::HeaderValue::from(canned.body.len()),
+        http::HeaderValue::from(answer.len()),
     );
     UpstreamResponse {
         head,
-        body: ProxyBody::full(canned.body.clone()),
+        body: ProxyBody::full(answer),
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
     }
+}
+
+fn scripted_response(
+    (status, headers, body): super::cluster::ScriptedResponse,
+) -> UpstreamResponse {
+    let mut head = http::Response::new(()).into_parts().0;
+    head.status = status;
+    head.headers = headers;
+    head.headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
+    UpstreamResponse {
+        head,
+        body: ProxyBody::full(body),
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+    }
+}
+
+/// The request as the upstream received it, as JSON: `method`, `authority`, `path`,
+/// and `headers` as `[name, value]` pairs in order.
+fn echo(request: &RequestHead) -> bytes::Bytes {
+    let headers: Vec<(&str, String)> = request
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let json = serde_json::json!({
+        "method": request.method.as_str(),
+        "authority": request.authority,
+        "path": request.path.as_str(),
+        "headers": headers,
+    });
+    bytes::Bytes::from(json.to_string())
 }
 
 async fn new_conn(

@@ -143,7 +143,7 @@ async fn a_new_filter_builds_tests_and_runs_on_a_route() {
     // And a route runs it.
     let up = Upstream::start("a");
     let config = format!(
-        "listeners:\n  - name: edge\n    address: 127.0.0.1:0\n    routes:\n      - cluster: a\n        filters: [hello]\nclusters:\n  a:\n    endpoints: [\"{}\"]\nfilters:\n  hello:\n    module: {}\n    config:\n      header: x-greeting\n",
+        "listeners:\n  - name: edge\n    address: 127.0.0.1:0\n    routes:\n      - cluster: a\n        filters: [hello]\nclusters:\n  a:\n    endpoints: [\"{}\"]\nfilters:\n  hello:\n    module: {}\n    config:\n      response_headers: {{ x-greeting: from hello-filter }}\n",
         up.addr,
         module.display()
     );

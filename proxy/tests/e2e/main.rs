@@ -4,6 +4,7 @@
 //! and builds the test filters once for all of them.
 
 mod access_log;
+mod author;
 mod bench;
 mod body;
 mod builtin;
