@@ -12,7 +12,7 @@ CARGO ?= cargo
 # the proxy is built with rust-toolchain.toml's compiler and clippy holds it to the floor.
 MSRV ?= 1.97
 
-.PHONY: run build test lint msrv layers bench toolchain test-peers fuzz
+.PHONY: run build install test lint msrv layers bench toolchain test-peers fuzz
 
 toolchain:
 	@scripts/install-toolchain.sh
@@ -26,6 +26,13 @@ build: toolchain
 
 run: build
 	@scripts/run-example.sh
+
+# Puts `weft` on PATH (rustup's ~/.cargo/bin by default).
+BINDIR ?= $(HOME)/.cargo/bin
+install: build
+	install -d $(BINDIR)
+	install -m 755 target/release/weft $(BINDIR)/weft
+	@echo "installed $(BINDIR)/weft"
 
 test: toolchain test-peers
 	$(CARGO) test --release --workspace

@@ -40,6 +40,8 @@
 //! assert_eq!(resp.header_now("x-via").as_deref(), Some("weft"));
 //! ```
 //!
+//! The [`guide`] has a worked example for each host module and the test harness.
+//!
 //! Build the component with `weft filter build` (it picks the wasm toolchain the machine
 //! has) and list it under `filters:` in the proxy's configuration.
 //!
@@ -78,6 +80,10 @@ pub mod metrics;
 pub mod random;
 pub mod state;
 pub mod testing;
+
+/// The SDK guide (`sdk/README.md`): a worked example per host module, each a doctest.
+#[doc = include_str!("../README.md")]
+pub mod guide {}
 pub mod text;
 
 #[doc(hidden)]

@@ -92,7 +92,10 @@ impl Recorder {
     }
 
     /// A response-headers call.
-    #[allow(clippy::too_many_arguments, reason = "one line of the recording, field by field")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one line of the recording, field by field"
+    )]
     pub(crate) fn response_headers(
         &self,
         now_ms: u64,
@@ -116,7 +119,10 @@ impl Recorder {
     }
 
     /// A response-body call.
-    #[allow(clippy::too_many_arguments, reason = "one line of the recording, field by field")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one line of the recording, field by field"
+    )]
     pub(crate) fn response_body(
         &self,
         now_ms: u64,

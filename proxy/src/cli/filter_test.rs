@@ -19,8 +19,8 @@ const RECORD_ENV: &str = "WEFT_FILTER_RECORD";
 pub struct TestArgs {
     /// The filter crate's directory or Cargo.toml (default: the current directory).
     pub path: Option<PathBuf>,
-    /// A proxy configuration whose settings for this filter (`timeout`, `max_memory`,
-    /// `on_failure`...) the host runs it with; its entry is the one named by
+    /// A proxy configuration whose settings for this filter (`timeout`, `memory_limit`,
+    /// `failure_policy`...) the host runs it with; its entry is the one named by
     /// `--filter`, else the one whose module is named after the crate.
     #[arg(long)]
     pub config: Option<PathBuf>,

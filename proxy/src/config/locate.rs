@@ -50,8 +50,17 @@ impl Locations {
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, index: usize },
+    /// `first`: no key seen yet (a block map is located at its first key: the parser's
+    /// mark for its start is past that key).
+    Map {
+        path: String,
+        key: Option<String>,
+        first: bool,
+    },
+    Seq {
+        path: String,
+        index: usize,
+    },
 }
 
 #[derive(Default)]
@@ -73,7 +82,7 @@ impl Walker {
     fn value_path(&mut self) -> Option<String> {
         match self.stack.last_mut() {
             None => Some(String::new()),
-            Some(Frame::Map { path, key }) => key.take().map(|k| join(path, &k)),
+            Some(Frame::Map { path, key, .. }) => key.take().map(|k| join(path, &k)),
             Some(Frame::Seq { path, index }) => {
                 let p = format!("{path}[{index}]");
                 *index += 1;
@@ -94,10 +103,17 @@ impl MarkedEventReceiver for Walker {
         match ev {
             Event::Scalar(value, ..) => {
                 if let Some(Frame::Map {
-                    key: key @ None, ..
+                    key: key @ None,
+                    first,
+                    path,
                 }) = self.stack.last_mut()
                 {
                     *key = Some(value);
+                    if std::mem::take(first) {
+                        let at = (mark.line(), mark.col() + 1);
+                        let path = path.clone();
+                        self.positions.insert(path, at);
+                    }
                     return;
                 }
                 if let Some(path) = self.value_path() {
@@ -112,7 +128,11 @@ impl MarkedEventReceiver for Walker {
             Event::MappingStart(..) => {
                 let path = self.value_path().unwrap_or_default();
                 self.record(&path, mark);
-                self.stack.push(Frame::Map { path, key: None });
+                self.stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    first: true,
+                });
             }
             Event::SequenceStart(..) => {
                 let path = self.value_path().unwrap_or_default();
@@ -156,6 +176,9 @@ clusters:
             Some(5)
         );
         assert_eq!(l.find("clusters.api.endpoints[1]").map(|p| p.0), Some(9));
+        // A missing field points at the start of the map that lacks it.
+        assert_eq!(l.find("listeners[0].routes[0].timeout"), Some((5, 9)));
+        assert_eq!(l.find("listeners[0].port"), Some((2, 5)));
     }
 
     #[test]

@@ -189,7 +189,7 @@ pub struct Report {
 }
 
 /// The filter's settings in the host besides `module` and `config` (`timeout`,
-/// `max_memory`, `on_failure`...), as YAML.
+/// `memory_limit`, `failure_policy`...), as YAML.
 pub type HostSettings = serde_yaml::Mapping;
 
 /// Replays every recording in `dir` against the component at `module`.

@@ -87,6 +87,26 @@ async fn every_template_passes_filter_test_and_runs_on_a_route() {
         modules.push(module);
     }
 
+    // With a deployed configuration's host settings for the filter, found by its module.
+    let header = dir.0.join("my-header");
+    let deployed = dir.0.join("deployed.yaml");
+    std::fs::write(
+        &deployed,
+        "filters:\n  edge-headers:\n    module: /srv/filters/my-header.wasm\n    timeout: 20ms\n    memory_limit: 16MiB\n    failure_policy: fail_open\n",
+    )
+    .unwrap();
+    let (ok, out, err) = filter_test(&header, &["--config", deployed.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = filter_test(
+        &header,
+        &["--config", deployed.to_str().unwrap(), "--filter", "nope"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("deployed.yaml: no filter named nope under filters:"),
+        "{err}"
+    );
+
     // Each on a route of one proxy, in front of real upstreams.
     let app = Upstream::start("internal-a");
     let canary = Upstream::start("canary");

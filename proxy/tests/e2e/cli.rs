@@ -152,3 +152,52 @@ async fn a_new_filter_builds_tests_and_runs_on_a_route() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("x-greeting"), Some("from hello-filter"));
 }
+
+#[test]
+fn validate_points_at_the_field_in_error_inside_a_filters_config() {
+    let dir = TempDir::new("filter-config");
+    let file = dir.0.join("config.yaml").display().to_string();
+    let module = component("ratelimit").display().to_string();
+    // Lines 1-16 are the same for every case; the rule's fields follow.
+    let head = base(
+        &format!("filters:\n  rl:\n    module: {module}\n    config:\n      rules:\n        - name: a\n          key: client_ip\n"),
+        "rl",
+    );
+    let cases = [
+        // (the rule's remaining lines, line:column, field, message)
+        (
+            "          rate: ten\n          per: 1s\n",
+            "17:17",
+            "filters.rl.config.rules[0].rate",
+            "invalid type: string \"ten\", expected u64",
+        ),
+        (
+            "          rate: 10\n          per: soon\n",
+            "18:16",
+            "filters.rl.config.rules[0].per",
+            "invalid duration \"soon\"",
+        ),
+        (
+            "          rate: 10\n",
+            "15:11",
+            "filters.rl.config.rules[0].per",
+            "missing field `per`",
+        ),
+        (
+            "          rate: 10\n          per: 1s\n          burts: 5\n",
+            "19:18",
+            "filters.rl.config.rules[0].burts",
+            "unknown field `burts`, expected one of",
+        ),
+    ];
+    for (rest, at, field, message) in cases {
+        let yaml = format!("{head}{rest}");
+        let (ok, out, err) = validate(&dir, &yaml);
+        assert!(!ok, "must fail:\n{yaml}\n{out}");
+        let want = format!("{file}:{at}: {field}: filter configuration rejected: {message}");
+        assert!(
+            err.contains(&want),
+            "expected {want:?} in: {err}\nfor:\n{yaml}"
+        );
+    }
+}
