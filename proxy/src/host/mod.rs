@@ -43,6 +43,8 @@ pub use action::{
 pub use call::{RequestCtx, ResponseCtx};
 pub use failure::FilterFailure;
 pub use filter::{FilterLoadError, LoadedFilter};
+/// Headers the proxy frames messages with: filters may read them, not change them.
+pub use imports::header_text::MANAGED as MANAGED_HEADERS;
 pub use module::{FileStamp, FilterModule, ModuleError};
 pub use services::{CallError, HostServices, Outbound, OutboundRequest, OutboundResponse};
 

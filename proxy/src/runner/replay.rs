@@ -23,22 +23,15 @@ use serde::Deserialize;
 use super::{Answer, ChainRunner, RequestSpec};
 use crate::error::UpstreamFailure;
 use crate::host::filter_clock::FilterClock;
+use crate::host::MANAGED_HEADERS;
 use crate::upstream::{Canned, CannedScript, ECHO_CLUSTER};
 
 /// The cluster a route sends to when no filter routes elsewhere.
 const UPSTREAM: &str = "upstream";
 
-/// Headers the proxy itself manages on the way upstream or back: not compared.
-const MANAGED: &[&str] = &[
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
+/// Headers the proxy adds on the way upstream or back, besides those it frames
+/// messages with (`crate::host::MANAGED_HEADERS`): not compared.
+const ADDED: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -47,6 +40,11 @@ const MANAGED: &[&str] = &[
     "date",
     ECHO_CLUSTER,
 ];
+
+/// Whether the proxy, not the filter, decides a header.
+fn managed(name: &str) -> bool {
+    MANAGED_HEADERS.contains(&name) || ADDED.contains(&name)
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -508,6 +506,38 @@ async fn serve(runner: &ChainRunner, req: &Req) -> anyhow::Result<Answer> {
         .await
 }
 
+/// Serves a recorded call's request in the host: the clock moved to the test's, the
+/// upstream's answer (`upstream`, else the echo) and the mocks' answers scripted.
+/// `Err` holds the outcome of a call that ran but is not compared.
+async fn run_call(
+    runner: &ChainRunner,
+    script: &CannedScript,
+    now_ms: u64,
+    request: &Req,
+    upstream: Option<(&Resp, Bytes)>,
+    outbound: &[Call],
+    random: bool,
+) -> anyhow::Result<Result<Answer, Outcome>> {
+    runner.set_clock_ms(now_ms);
+    if let Some((response, body)) = upstream {
+        *script.next.lock() = Some((
+            StatusCode::from_u16(response.status)?,
+            header_map(&response.headers)?,
+            body,
+        ));
+    }
+    let unscriptable = script_calls(script, outbound)?;
+    let answer = serve(runner, request).await?;
+    if let Some(why) = unscriptable {
+        return Ok(Err(Outcome::Diverged(why)));
+    }
+    if random {
+        script.calls.lock().clear();
+        return Ok(Err(chance()));
+    }
+    Ok(Ok(answer))
+}
+
 async fn compare(
     runner: &ChainRunner,
     script: &CannedScript,
@@ -525,7 +555,6 @@ async fn compare(
             if let Some(o) = unreproducible(request) {
                 return Ok(o);
             }
-            runner.set_clock_ms(*now_ms);
             if let Act::DelayMs(ms) = action {
                 if *ms > 1000 {
                     return Ok(Outcome::Diverged(format!(
@@ -533,15 +562,11 @@ async fn compare(
                     )));
                 }
             }
-            let unscriptable = script_calls(script, outbound)?;
-            let answer = serve(runner, request).await?;
-            if let Some(why) = unscriptable {
-                return Ok(Outcome::Diverged(why));
-            }
-            if *random {
-                script.calls.lock().clear();
-                return Ok(chance());
-            }
+            let answer =
+                match run_call(runner, script, *now_ms, request, None, outbound, *random).await? {
+                    Ok(a) => a,
+                    Err(o) => return Ok(o),
+                };
             Ok(with_calls(
                 script,
                 request_outcome(request, action, after, &answer),
@@ -559,32 +584,22 @@ async fn compare(
             if let Some(o) = unreproducible(request) {
                 return Ok(o);
             }
-            if let Act::RetryMs(ms) = action {
-                let _ = ms;
+            if let Act::RetryMs(_) = action {
                 return Ok(Outcome::Diverged("a retry is not replayed".to_owned()));
             }
-            runner.set_clock_ms(*now_ms);
-            *script.next.lock() = Some((
-                StatusCode::from_u16(response.status)?,
-                header_map(&response.headers)?,
-                Bytes::new(),
-            ));
-            let unscriptable = script_calls(script, outbound)?;
-            let answer = serve(runner, request).await?;
-            if let Some(why) = unscriptable {
-                return Ok(Outcome::Diverged(why));
-            }
-            if *random {
-                script.calls.lock().clear();
-                return Ok(chance());
-            }
+            let upstream = Some((response, Bytes::new()));
+            let answer = match run_call(
+                runner, script, *now_ms, request, upstream, outbound, *random,
+            )
+            .await?
+            {
+                Ok(a) => a,
+                Err(o) => return Ok(o),
+            };
             Ok(with_calls(
                 script,
                 match action {
                     Act::Respond(local) => local_outcome(local, &answer),
-                    Act::RetryMs(ms) => {
-                        Outcome::Skipped(format!("a retry after {ms} ms is not compared"))
-                    }
                     _ => {
                         let mut how = Vec::new();
                         if answer.status.as_u16() != after.status {
@@ -623,21 +638,15 @@ async fn compare(
             if let Some(o) = unreproducible(request) {
                 return Ok(o);
             }
-            runner.set_clock_ms(*now_ms);
-            *script.next.lock() = Some((
-                StatusCode::from_u16(response.status)?,
-                header_map(&response.headers)?,
-                Bytes::from(body.clone()),
-            ));
-            let unscriptable = script_calls(script, outbound)?;
-            let answer = serve(runner, request).await?;
-            if let Some(why) = unscriptable {
-                return Ok(Outcome::Diverged(why));
-            }
-            if *random {
-                script.calls.lock().clear();
-                return Ok(chance());
-            }
+            let upstream = Some((response, Bytes::from(body.clone())));
+            let answer = match run_call(
+                runner, script, *now_ms, request, upstream, outbound, *random,
+            )
+            .await?
+            {
+                Ok(a) => a,
+                Err(o) => return Ok(o),
+            };
             Ok(with_calls(
                 script,
                 match action {
@@ -799,7 +808,7 @@ fn local_outcome(local: &Local, answer: &Answer) -> Outcome {
         .map(|(n, _)| n.to_ascii_lowercase())
         .collect();
     for name in names {
-        if MANAGED.contains(&name.as_str()) {
+        if managed(&name) {
             continue;
         }
         let want = values(&local.headers, &name);
@@ -843,7 +852,7 @@ fn headers_differ(
         .chain(got.keys().map(|n| n.as_str().to_owned()))
         .collect();
     for name in names {
-        if MANAGED.contains(&name.as_str()) {
+        if managed(&name) {
             continue;
         }
         let want = values(after, &name);

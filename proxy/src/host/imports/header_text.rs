@@ -10,7 +10,7 @@ use http::header::{HeaderName, HeaderValue};
 /// Headers the proxy manages itself (connection framing, and `host`, which is the
 /// request's authority). Filters may read them but not change them, or the message
 /// could no longer be framed (or routed) correctly.
-const MANAGED: &[&str] = &[
+pub const MANAGED: &[&str] = &[
     "connection",
     "content-length",
     "host",
