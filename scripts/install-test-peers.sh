@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests start, from Debian: etcd (etcd-server) for the
-# control plane's shared store, Chromium to open `weft bench --html` reports, curl and
+# control plane's shared store, Prometheus (and promtool) to scrape and check /metrics, Chromium to open `weft bench --html` reports, curl and
 # openssl as TLS clients, nginx as a TLS upstream, Python's aioquic (PyPI, in a venv) as the
 # HTTP/3 client,
 # wrk for load during certificate rotation, ab (apache2-utils) and h2load (nghttp2-client)
@@ -17,6 +17,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
 command -v ab >/dev/null || need+=(apache2-utils)
 command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
@@ -35,6 +36,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]
 command -v wrk >/dev/null
 command -v ab >/dev/null
 command -v h2load >/dev/null
+command -v prometheus >/dev/null
+command -v promtool >/dev/null
 
 # Python's aioquic (PyPI) as the HTTP/3 client, in a virtual environment of the
 # repository's own (target/test-tools/py; the tests look for it there).
@@ -55,3 +58,10 @@ if ! "$VENV/bin/python" -c "$compat_mods" 2>/dev/null; then
   "$VENV/bin/pip" install -q starlette uvicorn hypercorn flask gunicorn "httpx[http2]" websockets
 fi
 "$VENV/bin/python" -c "$compat_mods"
+
+# The OTLP trace receiver of the tracing tests decodes with opentelemetry-proto (PyPI).
+if ! "$VENV/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+  echo "test peers: installing opentelemetry-proto from PyPI into $VENV"
+  "$VENV/bin/pip" install -q opentelemetry-proto
+fi
+"$VENV/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2'

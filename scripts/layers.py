@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 LAYERS = [
-    ("leaves", ["alloc_count", "clock", "shard", "background", "metrics", "deadline", "net", "logsink", "logging"]),
+    ("leaves", ["alloc_count", "clock", "shard", "background", "metrics", "deadline", "net", "logsink", "logging", "trace"]),
     ("error", ["error"]),
     ("body", ["body"]),
     ("config", ["config"]),
@@ -32,7 +32,9 @@ SAME_LAYER = {
     ("upstream", "tls"),
     ("metrics", "shard"),
     ("logsink", "metrics"),
+    ("trace", "metrics"),
     ("admin", "reload"),
+    ("admin", "control"),
     ("app", "reload"),
     ("app", "admin"),
     ("control", "bundle"),

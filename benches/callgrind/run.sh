@@ -5,7 +5,11 @@
 # Usage: benches/callgrind/run.sh [WEFT_BINARY] [FILTER_DIR]
 #   (defaults: target/release/weft and target/filters, after `make build`)
 # Knobs: REQUESTS (per route, default 2000), ROUTES (default "plain example chain5"; also
-#   "empty": one filter with a request phase that does nothing, "noop": both header phases).
+#   "empty": one filter with a request phase that does nothing, "noop": both header phases),
+#   ACCESS_LOG=1 (the listener writes JSON access-log lines to a file), TRACING=RATIO
+#   (tracing with that sampling ratio, spans exported over OTLP/HTTP to
+#   proxy/tests/peers/otlp_receiver.py, which needs target/test-tools/py), KEEP=DIR
+#   (copy the callgrind outputs there, for callgrind_annotate).
 #
 # For each route: the proxy (one worker, WEFT_FILTER_POOLING=off since valgrind cannot
 # map the pooling allocator's reservation) runs under callgrind with one file per
@@ -35,6 +39,17 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 3000); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+EXTRA_LISTENER=""
+[ -n "${ACCESS_LOG:-}" ] && EXTRA_LISTENER="    access_log: { path: $WORK/access.log }"
+TRACING_YAML=""
+if [ -n "${TRACING:-}" ]; then
+  PY=$ROOT/target/test-tools/py/bin/python
+  "$PY" "$ROOT/proxy/tests/peers/otlp_receiver.py" "$WORK/spans.jsonl" 3600 > "$WORK/otlp.port" &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do [ -s "$WORK/otlp.port" ] && break; sleep 0.1; done
+  TRACING_YAML="tracing: { sampling: $TRACING, otlp: { endpoint: \"http://127.0.0.1:$(head -1 "$WORK/otlp.port")\" } }"
+fi
 
 UP_PORT=$(free_port)
 "$WEFT" echo --listen "127.0.0.1:$UP_PORT" --name upstream > "$WORK/echo.log" 2>&1 &
@@ -68,9 +83,11 @@ PY
 for route in $ROUTES; do
   PORT=$(free_port)
   cat > "$WORK/weft.yaml" <<YAML
+$TRACING_YAML
 listeners:
   - name: edge
     address: 127.0.0.1:$PORT
+$EXTRA_LISTENER
     routes:
       - name: example
         match: { prefix: /example }
@@ -128,22 +145,27 @@ YAML
   python3 "$WORK/client.py" "$PORT" "/$route" 200 "$TOKEN"
   callgrind_control -z "$VG" >/dev/null 2>&1
   python3 "$WORK/client.py" "$PORT" "/$route" "$REQUESTS" "$TOKEN"
+  # Background threads (access-log writer, span exporter) catch up before the dump.
+  [ -n "${ACCESS_LOG:-}${TRACING:-}" ] && sleep 2
   callgrind_control -d "$VG" >/dev/null 2>&1
   sleep 1
   kill "$VG" 2>/dev/null || true
   wait "$VG" 2>/dev/null || true
   # The worker's dump: the file of the thread whose functions include the worker loop.
   total=""
+  all=0
   for f in "$OUT"/cg.out.*-*; do
     [ -f "$f" ] || continue
+    t=$(awk '/^summary:|^totals:/ {print $2; exit}' "$f")
+    [ -n "$t" ] && all=$((all + t))
     if grep -q "exchange::serve" "$f" 2>/dev/null; then
-      t=$(awk '/^summary:|^totals:/ {print $2; exit}' "$f")
       [ -n "$t" ] && [ -z "$total" ] && total=$t
     fi
   done
+  [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp -r "$OUT" "$KEEP/"
   if [ -z "$total" ]; then
     echo "$route: no worker dump found (files: $(ls "$OUT"))" >&2
     continue
   fi
-  python3 -c "print(f'$route: {int($total) / $REQUESTS:,.0f} instructions per request (worker thread, {$REQUESTS} requests)')"
+  python3 -c "print(f'$route: {int($total) / $REQUESTS:,.0f} instructions per request (worker thread, {$REQUESTS} requests); all threads {int($all) / $REQUESTS:,.0f}')"
 done

@@ -93,5 +93,7 @@ impl App {
         if let Some(a) = self.admin {
             a.shutdown();
         }
+        // Spans of the last requests go out before the process ends.
+        crate::trace::flush_all();
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The modules, bottom up (each imports only from those above it in this list):
 //! leaves (`alloc_count`, `clock`, `shard`, `background`, `metrics`, `deadline`, `net`,
-//! `logsink`, `logging`), `error`,
+//! `logsink`, `logging`, `trace`), `error`,
 //! `body`, `config`, then `host`, `upstream` and `tls` (host imports neither),
 //! `snapshot`, `exchange`, `server`, and the tooling on top (`app`, `reload`, `admin`,
 //! `control`, `bundle`, `build`, `runner`, `bench`, `cli`). `scripts/layers.py` checks it.
@@ -33,4 +33,5 @@ pub(crate) mod server;
 pub mod shard;
 pub(crate) mod snapshot;
 pub(crate) mod tls;
+pub(crate) mod trace;
 pub(crate) mod upstream;

@@ -99,6 +99,17 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
+
+    /// The bucket bounds, the observations in each bucket (not cumulative; those above
+    /// the last bound are `count` less their sum), the count and the sum.
+    pub fn read(&self) -> (&[f64], Vec<u64>, u64, f64) {
+        let counts = self
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        (&self.bounds, counts, self.count(), self.sum.get())
+    }
 }
 
 /// What kind a metric family is.
@@ -289,6 +300,30 @@ impl Registry {
             Ok(Series::Histogram(h)) => h,
             other => panic!("core metric {name}: {other:?}"),
         }
+    }
+
+    /// The value of a gauge without labels, if it exists.
+    pub fn gauge_value(&self, name: &str) -> Option<f64> {
+        match self.families.read().get(name)?.series.get(&Vec::new())? {
+            Series::Gauge(g) => Some(g.get()),
+            _ => None,
+        }
+    }
+
+    /// A histogram series with its own buckets (the family's, when it already exists),
+    /// created on first use.
+    pub fn histogram_with(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        buckets: &[f64],
+    ) -> Arc<Histogram> {
+        self.described
+            .lock()
+            .entry(name.to_owned())
+            .or_insert_with(|| (help.to_owned(), Some(buckets.to_vec())));
+        self.histogram(name, help, labels)
     }
 
     /// Records a filter's description of a metric (help text, histogram buckets); it

@@ -42,6 +42,18 @@ pub struct Checked {
     pub cache_dir: Option<PathBuf>,
     /// Most filter instances alive at once.
     pub max_instances: u32,
+    /// Distributed tracing, when configured.
+    pub tracing: Option<CheckedTracing>,
+}
+
+/// Checked `tracing`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedTracing {
+    /// Share of new traces sampled.
+    pub sampling: f64,
+    /// The OTLP/HTTP traces URL, its request timeout and the service name, when spans
+    /// are exported.
+    pub otlp: Option<crate::trace::export::ExportTarget>,
 }
 
 /// A checked listener.
@@ -855,7 +867,44 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             .as_ref()
             .map(|p| loaded.resolve(p)),
         max_instances,
+        tracing: cfg.tracing.as_ref().map(check_tracing).transpose()?,
     })
+}
+
+fn check_tracing(t: &super::model::TracingConfig) -> Result<CheckedTracing, FieldError> {
+    let sampling = t.sampling.unwrap_or(0.01);
+    if !(0.0..=1.0).contains(&sampling) {
+        return Err(FieldError::new(
+            "tracing.sampling",
+            format!("must be from 0.0 to 1.0 (a share of requests), not {sampling}"),
+        ));
+    }
+    let otlp = match &t.otlp {
+        None => None,
+        Some(o) => {
+            let uri: http::Uri = o
+                .endpoint
+                .parse()
+                .map_err(|e| FieldError::new("tracing.otlp.endpoint", format!("not a URL: {e}")))?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(FieldError::new(
+                    "tracing.otlp.endpoint",
+                    "must be an http:// URL of an OTLP/HTTP collector (such as \
+                     http://127.0.0.1:4318)",
+                ));
+            }
+            let endpoint = match uri.path() {
+                "" | "/" => format!("http://{}/v1/traces", uri.authority().expect("checked")),
+                _ => o.endpoint.clone(),
+            };
+            Some(crate::trace::export::ExportTarget {
+                endpoint,
+                timeout: positive("tracing.otlp.timeout", o.timeout, Duration::from_secs(5))?,
+                service_name: t.service_name.clone().unwrap_or_else(|| "weft".to_owned()),
+            })
+        }
+    };
+    Ok(CheckedTracing { sampling, otlp })
 }
 
 fn list_or_none(names: &[&str]) -> String {

@@ -27,6 +27,39 @@ pub struct Config {
     /// Settings of the WebAssembly filter host.
     #[serde(default)]
     pub filter_host: FilterHostConfig,
+    /// Distributed tracing (W3C trace context, OTLP export). Absent: `traceparent`
+    /// passes through untouched and no spans are made.
+    #[serde(default)]
+    pub tracing: Option<TracingConfig>,
+}
+
+/// Distributed tracing.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Share of new traces (requests without a valid `traceparent`) that are sampled,
+    /// from 0.0 to 1.0. Default 0.01. A request with a `traceparent` follows its
+    /// sampled flag.
+    #[serde(default)]
+    pub sampling: Option<f64>,
+    /// Where sampled spans are exported. Without it, trace context is still read and
+    /// passed upstream (and shown to filters and access logs), but no spans are made.
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
+    /// `service.name` of the exported spans. Default `weft`.
+    #[serde(default)]
+    pub service_name: Option<String>,
+}
+
+/// An OTLP/HTTP (protobuf) collector.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// `http://host:port` (then `/v1/traces` is added) or the full traces URL.
+    pub endpoint: String,
+    /// The longest one export request may take. Default 5s.
+    #[serde(default, with = "duration_opt")]
+    pub timeout: Option<Duration>,
 }
 
 /// The admin listener.

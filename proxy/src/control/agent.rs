@@ -181,6 +181,7 @@ async fn apply(
     if outcome.applied {
         write_atomic(&cfg.current_version_file(), push.version.as_bytes())
             .map_err(|e| e.to_string())?;
+        super::set_bundle_version(&push.version);
         return Ok(());
     }
     if let Some(prev) = previous {
@@ -210,6 +211,7 @@ pub fn bootstrap(cfg: &AgentConfig, patience: Duration) -> anyhow::Result<PathBu
                     Ok((version, config)) => {
                         write_atomic(&path, config.as_bytes())?;
                         write_atomic(&cfg.current_version_file(), version.as_bytes())?;
+                        super::set_bundle_version(&version);
                         return Ok(path.clone());
                     }
                     Err(e) => last_error = e,

@@ -67,3 +67,15 @@ pub struct Reply {
     #[serde(default)]
     pub error: Option<String>,
 }
+
+/// The version of the bundle this proxy runs from the control plane, for the admin
+/// endpoint (none until one is applied or found on disk).
+pub fn bundle_version() -> Option<String> {
+    BUNDLE.lock().clone()
+}
+
+static BUNDLE: parking_lot::Mutex<Option<String>> = parking_lot::Mutex::new(None);
+
+fn set_bundle_version(version: &str) {
+    *BUNDLE.lock() = Some(version.to_owned());
+}

@@ -18,15 +18,18 @@ use crate::snapshot::AccessLog;
 
 /// What is known of a request before its response ends.
 pub struct Entry {
-    pub method: String,
+    pub method: http::Method,
     pub authority: String,
-    pub path: String,
+    /// The path and query as the client sent them (a clone is a reference count).
+    pub path: http::uri::PathAndQuery,
     pub route: Option<Arc<str>>,
     pub cluster: Option<Arc<str>>,
     pub listener: Arc<str>,
-    pub client: SocketAddr,
+    /// The client's `ip:port`.
+    pub client: Arc<str>,
     pub peer_identity: Option<String>,
-    pub trace_id: Option<String>,
+    /// The request's trace, for its id.
+    pub trace: Option<crate::trace::Trace>,
     pub properties: Vec<(String, String)>,
     /// Short codes known before the end (`NR` no route, `DPE` a malformed request).
     pub early_flags: &'static str,
@@ -48,22 +51,24 @@ struct End {
 pub fn entry(ex: &Exchange, conn: &ConnInfo, authority: String) -> Entry {
     let req = ex.request.as_deref();
     Entry {
-        method: req.map_or_else(String::new, |r| r.method.to_string()),
+        method: req.map_or(http::Method::GET, |r| r.method.clone()),
         authority,
-        path: req.map_or_else(String::new, |r| {
-            r.original_path
-                .as_ref()
-                .unwrap_or(&r.path)
-                .as_str()
-                .to_owned()
-        }),
+        path: req.map_or_else(
+            || http::uri::PathAndQuery::from_static("/"),
+            |r| r.original_path.as_ref().unwrap_or(&r.path).clone(),
+        ),
         route: Some(ex.route.name.clone()),
         cluster: req.map(|r| r.cluster.clone()),
         listener: conn.listener.clone(),
-        client: conn.client,
+        client: conn.client_text(),
         peer_identity: conn.peer_identity.clone(),
-        trace_id: req.and_then(|r| r.trace_id.clone()),
-        properties: req.map_or_else(Vec::new, |r| r.properties.clone()),
+        trace: ex.trace.clone(),
+        // Request properties, then the attributes filters added to the trace span.
+        properties: req.map_or_else(Vec::new, |r| {
+            let mut all = r.properties.clone();
+            all.extend(r.span_attributes.iter().cloned());
+            all
+        }),
         early_flags: "",
     }
 }
@@ -91,7 +96,7 @@ pub fn attach(
             failure: outcome.failure,
             completed: end.completed,
         };
-        log.sink.write(&line(&log, &entry, &end));
+        write_line(&log, &entry, &end);
     });
     Response::from_parts(parts, body)
 }
@@ -108,7 +113,7 @@ pub fn early(log: &AccessLog, entry: Entry, status: u16, start: Instant) {
         failure: None,
         completed: true,
     };
-    log.sink.write(&line(log, &entry, &end));
+    write_line(log, &entry, &end);
 }
 
 /// A counter of request body bytes, for the log.
@@ -119,13 +124,14 @@ pub fn count_request(body: ProxyBody) -> (ProxyBody, Arc<AtomicU64>) {
     (body, counter)
 }
 
-fn flags(entry: &Entry, end: &End) -> String {
-    let mut f = String::from(entry.early_flags);
+fn push_flags(out: &mut String, entry: &Entry, end: &End) {
+    let before = out.len();
+    out.push_str(entry.early_flags);
     let mut add = |code: &str| {
-        if !f.is_empty() {
-            f.push(',');
+        if out.len() > before {
+            out.push(',');
         }
-        f.push_str(code);
+        out.push_str(code);
     };
     match end.failure {
         Some(UpstreamFailure::ConnectFailure) | Some(UpstreamFailure::ConnectTimeout) => add("UF"),
@@ -141,14 +147,31 @@ fn flags(entry: &Entry, end: &End) -> String {
     if !end.completed {
         add("DC");
     }
-    if f.is_empty() {
-        f.push('-');
+    if out.len() == before {
+        out.push('-');
     }
-    f
 }
 
-fn line(log: &AccessLog, entry: &Entry, end: &End) -> Vec<u8> {
-    let mut out = String::with_capacity(384);
+thread_local! {
+    /// The line being built (a worker reuses one buffer for all its lines).
+    static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+    /// The last second formatted, and its RFC 3339 text without the `Z`.
+    static SECOND: std::cell::RefCell<(u64, String)> = const {
+        std::cell::RefCell::new((u64::MAX, String::new()))
+    };
+}
+
+/// Builds the line in this worker's buffer and hands it to the sink.
+fn write_line(log: &AccessLog, entry: &Entry, end: &End) {
+    LINE.with(|line| {
+        let mut out = line.borrow_mut();
+        out.clear();
+        build(&mut out, log, entry, end);
+        log.sink.write(out.as_bytes());
+    });
+}
+
+fn build(out: &mut String, log: &AccessLog, entry: &Entry, end: &End) {
     match &log.format {
         None => {
             out.push('{');
@@ -159,7 +182,7 @@ fn line(log: &AccessLog, entry: &Entry, end: &End) -> Vec<u8> {
                 out.push('"');
                 out.push_str(field.name());
                 out.push_str("\":");
-                json_value(&mut out, field, entry, end);
+                json_value(out, field, entry, end);
             }
             out.push('}');
         }
@@ -167,24 +190,105 @@ fn line(log: &AccessLog, entry: &Entry, end: &End) -> Vec<u8> {
             for p in pieces.iter() {
                 match p {
                     LogPiece::Text(t) => out.push_str(t),
-                    LogPiece::Field(f) => text_value(&mut out, *f, entry, end),
+                    LogPiece::Field(f) => text_value(out, *f, entry, end),
                 }
             }
         }
     }
     out.push('\n');
-    out.into_bytes()
 }
 
-fn time(end: &End) -> String {
+/// The time the request arrived, as RFC 3339 with milliseconds (UTC); the seconds'
+/// text is formatted once per second per worker.
+fn push_time(out: &mut String, end: &End) {
     let at = SystemTime::now()
         .checked_sub(end.duration)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    humantime::format_rfc3339_millis(at).to_string()
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs {
+            let text = humantime::format_rfc3339_seconds(at).to_string();
+            cached.1 = text.trim_end_matches('Z').to_owned();
+            cached.0 = secs;
+        }
+        out.push_str(&cached.1);
+    });
+    out.push('.');
+    push_padded(out, u64::from(since.subsec_millis()), 3);
+    out.push('Z');
+}
+
+/// A number in decimal.
+fn push_u64(out: &mut String, mut n: u64) {
+    if n < 10 {
+        out.push(char::from(b'0' + n as u8));
+        return;
+    }
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    while n > 0 {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    for &d in &buf[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// A number in decimal with at least `width` digits.
+fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut digits = 1;
+    let mut m = n / 10;
+    while m > 0 {
+        digits += 1;
+        m /= 10;
+    }
+    for _ in digits..width {
+        out.push('0');
+    }
+    push_u64(out, n);
+}
+
+/// A duration in milliseconds with three decimals.
+fn push_millis(out: &mut String, d: Duration) {
+    let micros = d.as_micros() as u64;
+    push_u64(out, micros / 1000);
+    out.push('.');
+    push_padded(out, micros % 1000, 3);
+}
+
+/// An address as `ip:port` (`[ip]:port` for IPv6).
+fn push_addr(out: &mut String, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => {
+            for (i, octet) in a.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u64(out, u64::from(*octet));
+            }
+            out.push(':');
+            push_u64(out, u64::from(a.port()));
+        }
+        SocketAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
+    }
 }
 
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
+    // Most values need no escaping: copied at once.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -210,33 +314,45 @@ fn json_opt(out: &mut String, s: Option<&str>) {
 
 fn json_value(out: &mut String, field: LogField, e: &Entry, end: &End) {
     match field {
-        LogField::Time => json_str(out, &time(end)),
-        LogField::Method => json_str(out, &e.method),
+        LogField::Time => {
+            out.push('"');
+            push_time(out, end);
+            out.push('"');
+        }
+        LogField::Method => json_str(out, e.method.as_str()),
         LogField::Authority => json_str(out, &e.authority),
-        LogField::Path => json_str(out, &e.path),
-        LogField::Status => {
-            let _ = write!(out, "{}", end.status);
-        }
-        LogField::RequestBytes => {
-            let _ = write!(out, "{}", end.request_bytes);
-        }
-        LogField::ResponseBytes => {
-            let _ = write!(out, "{}", end.response_bytes);
-        }
-        LogField::DurationMs => {
-            let _ = write!(out, "{:.3}", end.duration.as_secs_f64() * 1e3);
-        }
-        LogField::Upstream => json_opt(out, end.upstream.map(|a| a.to_string()).as_deref()),
-        LogField::Attempts => {
-            let _ = write!(out, "{}", end.attempts);
-        }
+        LogField::Path => json_str(out, e.path.as_str()),
+        LogField::Status => push_u64(out, u64::from(end.status)),
+        LogField::RequestBytes => push_u64(out, end.request_bytes),
+        LogField::ResponseBytes => push_u64(out, end.response_bytes),
+        LogField::DurationMs => push_millis(out, end.duration),
+        LogField::Upstream => match end.upstream {
+            Some(a) => {
+                out.push('"');
+                push_addr(out, a);
+                out.push('"');
+            }
+            None => out.push_str("null"),
+        },
+        LogField::Attempts => push_u64(out, u64::from(end.attempts)),
         LogField::Route => json_opt(out, e.route.as_deref()),
         LogField::Cluster => json_opt(out, e.cluster.as_deref()),
         LogField::Listener => json_str(out, &e.listener),
-        LogField::Client => json_str(out, &e.client.to_string()),
+        LogField::Client => json_str(out, &e.client),
         LogField::PeerIdentity => json_opt(out, e.peer_identity.as_deref()),
-        LogField::TraceId => json_opt(out, e.trace_id.as_deref()),
-        LogField::Flags => json_str(out, &flags(e, end)),
+        LogField::TraceId => match &e.trace {
+            Some(t) => {
+                out.push('"');
+                t.push_trace_id(out);
+                out.push('"');
+            }
+            None => out.push_str("null"),
+        },
+        LogField::Flags => {
+            out.push('"');
+            push_flags(out, e, end);
+            out.push('"');
+        }
         LogField::Properties => {
             out.push('{');
             for (i, (k, v)) in e.properties.iter().enumerate() {
@@ -253,31 +369,40 @@ fn json_value(out: &mut String, field: LogField, e: &Entry, end: &End) {
 }
 
 fn text_value(out: &mut String, field: LogField, e: &Entry, end: &End) {
-    let dash = |s: Option<&str>| s.unwrap_or("-").to_owned();
-    let v = match field {
-        LogField::Time => time(end),
-        LogField::Method => e.method.clone(),
-        LogField::Authority => e.authority.clone(),
-        LogField::Path => e.path.clone(),
-        LogField::Status => end.status.to_string(),
-        LogField::RequestBytes => end.request_bytes.to_string(),
-        LogField::ResponseBytes => end.response_bytes.to_string(),
-        LogField::DurationMs => format!("{:.3}", end.duration.as_secs_f64() * 1e3),
-        LogField::Upstream => end.upstream.map_or_else(|| "-".into(), |a| a.to_string()),
-        LogField::Attempts => end.attempts.to_string(),
-        LogField::Route => dash(e.route.as_deref()),
-        LogField::Cluster => dash(e.cluster.as_deref()),
-        LogField::Listener => e.listener.to_string(),
-        LogField::Client => e.client.to_string(),
-        LogField::PeerIdentity => dash(e.peer_identity.as_deref()),
-        LogField::TraceId => dash(e.trace_id.as_deref()),
-        LogField::Flags => flags(e, end),
-        LogField::Properties => e
-            .properties
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(";"),
-    };
-    out.push_str(&v);
+    let dash = |out: &mut String, s: Option<&str>| out.push_str(s.unwrap_or("-"));
+    match field {
+        LogField::Time => push_time(out, end),
+        LogField::Method => out.push_str(e.method.as_str()),
+        LogField::Authority => out.push_str(&e.authority),
+        LogField::Path => out.push_str(e.path.as_str()),
+        LogField::Status => push_u64(out, u64::from(end.status)),
+        LogField::RequestBytes => push_u64(out, end.request_bytes),
+        LogField::ResponseBytes => push_u64(out, end.response_bytes),
+        LogField::DurationMs => push_millis(out, end.duration),
+        LogField::Upstream => match end.upstream {
+            Some(a) => push_addr(out, a),
+            None => out.push('-'),
+        },
+        LogField::Attempts => push_u64(out, u64::from(end.attempts)),
+        LogField::Route => dash(out, e.route.as_deref()),
+        LogField::Cluster => dash(out, e.cluster.as_deref()),
+        LogField::Listener => out.push_str(&e.listener),
+        LogField::Client => out.push_str(&e.client),
+        LogField::PeerIdentity => dash(out, e.peer_identity.as_deref()),
+        LogField::TraceId => match &e.trace {
+            Some(t) => t.push_trace_id(out),
+            None => out.push('-'),
+        },
+        LogField::Flags => push_flags(out, e, end),
+        LogField::Properties => {
+            for (i, (k, v)) in e.properties.iter().enumerate() {
+                if i > 0 {
+                    out.push(';');
+                }
+                out.push_str(k);
+                out.push('=');
+                out.push_str(v);
+            }
+        }
+    }
 }

@@ -78,7 +78,13 @@ pub async fn forward(
         let attempt_body = body.take().unwrap_or(ProxyBody::Empty);
         let upgrade = ex.upgrade.clone();
         let continue_relay = ex.continue_relay.take();
+        // Each attempt is a span of its own: the upstream's `traceparent` names it.
+        let attempt_span = ex.trace.as_ref().map(|t| t.child());
         let req = ex.req_mut();
+        if let Some((_, traceparent)) = &attempt_span {
+            req.headers
+                .insert(crate::trace::TRACEPARENT, traceparent.clone());
+        }
         let head = RequestHead {
             method: req.method.clone(),
             authority: lend(&mut req.authority, keep_request),
@@ -152,6 +158,11 @@ pub async fn forward(
                 }
             }
         };
+        if let (Some(t), Some((id, _))) = (&ex.trace, attempt_span) {
+            if t.recording() {
+                trace_attempt(ex, t, id, now, &result);
+            }
+        }
         // An attempt that failed because the client's body did is the client's fault.
         if result.is_err() {
             if let Some(why) = progress.as_ref().and_then(|p| p.failure()) {
@@ -222,6 +233,49 @@ pub async fn forward(
             }
         }
     }
+}
+
+/// Records an upstream attempt in a sampled request's trace.
+fn trace_attempt(
+    ex: &Exchange,
+    trace: &crate::trace::Trace,
+    id: u64,
+    start: Instant,
+    result: &Result<crate::upstream::UpstreamResponse, AttemptError>,
+) {
+    use crate::trace::export::attr;
+    let cluster = ex.req().cluster.to_string();
+    let mut attributes = vec![
+        attr("weft.cluster", cluster.clone()),
+        attr("weft.attempt", i64::from(ex.outcome.attempts)),
+    ];
+    let addr = match result {
+        Ok(r) => {
+            attributes.push(attr(
+                "http.response.status_code",
+                i64::from(r.head.status.as_u16()),
+            ));
+            Some(r.addr)
+        }
+        Err(e) => {
+            attributes.push(attr("weft.upstream_failure", e.failure.as_str()));
+            e.addr
+        }
+    };
+    if let Some(a) = addr {
+        attributes.push(attr("server.address", a.ip().to_string()));
+        attributes.push(attr("server.port", i64::from(a.port())));
+    }
+    trace.record(crate::trace::SpanRec {
+        id,
+        parent: trace.span_id(),
+        name: format!("upstream {cluster}").into(),
+        kind: crate::trace::Kind::Client,
+        start,
+        end: Instant::now(),
+        attributes,
+        error: result.as_ref().err().map(|e| e.failure.as_str().to_owned()),
+    });
 }
 
 /// A request's value for an attempt: a copy when the request is needed again, else

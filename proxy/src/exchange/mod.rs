@@ -53,6 +53,9 @@ pub struct ConnInfo {
     /// `x-forwarded-client-cert` for its requests (the listener's
     /// `forward_client_cert`); any the client sent is removed either way.
     pub forward_client_cert: Option<http::HeaderValue>,
+    /// The client's address as `ip:port` text, made once per connection when the
+    /// access log first needs it.
+    pub client_text: std::sync::OnceLock<Arc<str>>,
     /// Whether weft's own HTTP/1.1 server serves the connection: it holds each request
     /// head to the listener's `max_request_headers` as it reads (otherwise the exchange
     /// does), and can write an upstream's response head as received (hyper cannot).
@@ -60,6 +63,13 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
+    /// The client's address as `ip:port` text.
+    pub fn client_text(&self) -> Arc<str> {
+        self.client_text
+            .get_or_init(|| self.client.to_string().into())
+            .clone()
+    }
+
     /// The client's IP address as a header value.
     pub fn client_ip_value(client: SocketAddr) -> http::HeaderValue {
         http::HeaderValue::from_maybe_shared(bytes::Bytes::from(client.ip().to_string()))
@@ -99,6 +109,8 @@ pub struct Exchange {
     /// Releases the client's `100 Continue` when the upstream sends its own
     /// (`proxy_100_continue`); lent to the first attempt.
     pub continue_relay: Option<ContinueRelay>,
+    /// The request's trace, when tracing is configured.
+    pub trace: Option<crate::trace::Trace>,
 }
 
 impl Exchange {
@@ -140,25 +152,18 @@ pub async fn serve(
         && parts.version <= http::Version::HTTP_11
         && parts.method != http::Method::HEAD;
     // What the access log needs if routing fails (only when there is one).
+    // (Reference-counted copies: text is made only if routing fails.)
     let early = listener.access_log.as_ref().map(|_| {
-        let authority = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
+        let authority = (
+            parts.uri.authority().cloned(),
+            parts.headers.get(http::header::HOST).cloned(),
+        );
         let path = parts
             .uri
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        (parts.method.to_string(), authority, path)
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        (parts.method.clone(), authority, path)
     });
     // Route.
     // TRACE and OPTIONS with `Max-Forwards: 0` end here.
@@ -171,7 +176,14 @@ pub async fn serve(
         Ok(admitted) => admitted,
         Err(e) => {
             let response = error_response(&e);
-            if let (Some(log), Some((method, authority, path))) = (&listener.access_log, early) {
+            if let (Some(log), Some((method, (authority, host), path))) =
+                (&listener.access_log, early)
+            {
+                let authority = match (authority, host) {
+                    (Some(a), _) => a.as_str().to_owned(),
+                    (None, Some(h)) => h.to_str().unwrap_or_default().to_owned(),
+                    (None, None) => String::new(),
+                };
                 let flag = match e {
                     ProxyError::NoRoute { .. } => "NR",
                     _ => "DPE",
@@ -183,9 +195,9 @@ pub async fn serve(
                     route: None,
                     cluster: None,
                     listener: conn.listener.clone(),
-                    client: conn.client,
+                    client: conn.client_text(),
                     peer_identity: conn.peer_identity.clone(),
-                    trace_id: None,
+                    trace: None,
                     properties: Vec::new(),
                     early_flags: flag,
                 };
@@ -195,6 +207,23 @@ pub async fn serve(
         }
     };
     let route = route.clone();
+    let mut request = request;
+    let trace = snapshot.tracing.as_ref().map(|t| {
+        let incoming = request.headers.get(crate::trace::TRACEPARENT);
+        let trace = crate::trace::Trace::start(
+            incoming.map(|v| v.as_bytes()),
+            t.sampling,
+            t.tracer.as_ref(),
+            start,
+        );
+        request.trace = Some(trace.clone());
+        trace
+    });
+    // What the request's span says, taken before filters change the request.
+    let span_name = trace
+        .as_ref()
+        .filter(|t| t.recording())
+        .map(|_| (request.method.clone(), request.path.path().to_owned()));
     let mut ex = Exchange {
         snapshot: snapshot.clone(),
         route,
@@ -209,6 +238,7 @@ pub async fn serve(
         progress: None,
         body_idle_timeout: listener.http.body_idle_timeout,
         continue_relay,
+        trace,
     };
     let body = if http_body::Body::is_end_stream(&body) {
         body
@@ -254,6 +284,9 @@ pub async fn serve(
             .headers_mut()
             .insert(http::header::ALT_SVC, v.clone());
     }
+    if let (Some(t), Some((method, path))) = (&ex.trace, span_name) {
+        trace_request(&ex, conn, t, method, path, &response);
+    }
     ex.route.stats.count(response.status());
     ex.route
         .stats
@@ -267,6 +300,52 @@ pub async fn serve(
         None => response,
     };
     log::attach(ex, response)
+}
+
+/// Completes a sampled request's own span: what was asked, what was answered, and the
+/// attributes filters added.
+fn trace_request(
+    ex: &Exchange,
+    conn: &ConnInfo,
+    trace: &crate::trace::Trace,
+    method: http::Method,
+    path: String,
+    response: &Response<ProxyBody>,
+) {
+    use crate::trace::export::attr;
+    let status = response.status();
+    let mut attributes = vec![
+        attr("http.request.method", method.as_str().to_owned()),
+        attr("url.path", path),
+        attr("http.response.status_code", i64::from(status.as_u16())),
+        attr("client.address", conn.client.ip().to_string()),
+        attr("weft.listener", conn.listener.to_string()),
+        attr("weft.route", ex.route.name.to_string()),
+        attr("weft.cluster", ex.route.cluster.to_string()),
+        attr("weft.attempts", i64::from(ex.outcome.attempts)),
+    ];
+    if let Some(req) = ex.request.as_deref() {
+        attributes.push(attr("server.address", req.authority.clone()));
+        for (k, v) in &req.span_attributes {
+            attributes.push(opentelemetry::KeyValue::new(k.clone(), v.clone()));
+        }
+    }
+    let error = status.is_server_error().then(|| {
+        match response
+            .headers()
+            .get("x-weft-error")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(why) => format!("{status}: {why}"),
+            None => status.to_string(),
+        }
+    });
+    trace.finish(
+        format!("{method} {}", ex.route.name),
+        Instant::now(),
+        attributes,
+        error,
+    );
 }
 
 /// The phases after routing. A route without filters takes a short path whose future

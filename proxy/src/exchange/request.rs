@@ -106,7 +106,7 @@ pub fn admit<'a>(
         original_path,
         hash_key: None,
         span_attributes: Vec::new(),
-        trace_id: None,
+        trace: None,
     });
     Ok((route, request))
 }

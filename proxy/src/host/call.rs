@@ -59,8 +59,9 @@ pub struct RequestCtx {
     pub hash_key: Option<Vec<u8>>,
     /// Attributes filters added to the request's trace span.
     pub span_attributes: Vec<(String, String)>,
-    /// The request's trace id (32 hex digits), when it is traced.
-    pub trace_id: Option<String>,
+    /// The request's trace (when tracing is configured): filter calls record their
+    /// spans in it when it is sampled.
+    pub trace: Option<crate::trace::Trace>,
 }
 
 impl Default for RequestCtx {
@@ -89,12 +90,17 @@ impl Default for RequestCtx {
             original_path: None,
             hash_key: None,
             span_attributes: Vec::new(),
-            trace_id: None,
+            trace: None,
         }
     }
 }
 
 impl RequestCtx {
+    /// The request's trace id (32 hex digits), when tracing is configured.
+    pub fn trace_id(&self) -> Option<String> {
+        self.trace.as_ref().map(|t| t.trace_id_hex())
+    }
+
     /// The value of a property.
     pub fn property(&self, key: &str) -> Option<&str> {
         self.properties

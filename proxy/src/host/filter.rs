@@ -22,7 +22,7 @@ use super::services::{HostServices, Outbound};
 use super::state::{FilterIdentity, HostState};
 use crate::config::model::FailurePolicy;
 use crate::config::CheckedFilter;
-use crate::metrics::Counter;
+use crate::metrics::{Counter, Histogram};
 use crate::shard::Sharded;
 
 /// Idle instances kept per filter; more are dropped when returned.
@@ -35,7 +35,32 @@ pub struct FilterStats {
     /// Instances made.
     pub instances: Arc<Counter>,
     failures: [Arc<Counter>; 6],
+    /// Call durations by phase (in [`probe::Phase::ALL`]'s order), for the phases the
+    /// filter has.
+    pub durations: [Option<Arc<Histogram>>; 5],
 }
+
+/// Buckets of filter call durations, in seconds: 1 µs to 1 s.
+pub const CALL_BUCKETS: &[f64] = &[
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+];
 
 const REASONS: [&str; 6] = [
     "trap",
@@ -47,8 +72,15 @@ const REASONS: [&str; 6] = [
 ];
 
 impl FilterStats {
-    fn new(services: &HostServices, name: &str) -> FilterStats {
+    fn new(services: &HostServices, name: &str, info: &FilterInfo) -> FilterStats {
         let m = &services.metrics;
+        let has = |p: probe::Phase| match p {
+            probe::Phase::RequestHeaders => info.phases.request_headers,
+            probe::Phase::RequestBody => info.request_body != super::BodyMode::None,
+            probe::Phase::ResponseHeaders => info.phases.response_headers,
+            probe::Phase::ResponseBody => info.response_body != super::BodyMode::None,
+            probe::Phase::Log => info.phases.log,
+        };
         FilterStats {
             calls: m.counter(
                 "weft_filter_calls_total",
@@ -66,6 +98,17 @@ impl FilterStats {
                     "Filter calls that failed, by reason; the filter's failure policy applied.",
                     &[("filter", name), ("reason", r)],
                 )
+            }),
+            durations: probe::Phase::ALL.map(|p| {
+                has(p).then(|| {
+                    m.histogram_with(
+                        "weft_filter_call_duration_seconds",
+                        "Time of each filter call, by phase: taking an instance, the call, \
+                         putting it back.",
+                        &[("filter", name), ("phase", p.label())],
+                        CALL_BUCKETS,
+                    )
+                })
             }),
         }
     }
@@ -187,7 +230,7 @@ impl LoadedFilter {
                 }
                 Err(Start::Failed(f)) => return Err(FilterLoadError::Start(f)),
             };
-        let stats = FilterStats::new(&services, &checked.name);
+        let stats = FilterStats::new(&services, &checked.name, &info);
         stats.instances.inc();
         let idle = Sharded::<Mutex<Vec<_>>>::default();
         idle.get().lock().push(Box::new(first));
@@ -349,6 +392,13 @@ impl LoadedFilter {
         }
         self.stats.calls.inc();
         let measuring = probe::begin();
+        let t0 = std::time::Instant::now();
+        // A sampled request's trace gets a span for the call.
+        let trace = request
+            .as_deref()
+            .and_then(|r| r.trace.as_ref())
+            .filter(|t| t.recording())
+            .cloned();
         let mut instance = match self.checkout().await {
             Ok(i) => i,
             Err(f) => {
@@ -358,6 +408,13 @@ impl LoadedFilter {
         };
         let result = instance.invoke(call, request, response, self.timeout).await;
         let (host_calls, memory) = (instance.host_calls(), instance.memory_size());
+        let t1 = std::time::Instant::now();
+        if let Some(h) = &self.stats.durations[P::PHASE.index()] {
+            h.observe((t1 - t0).as_secs_f64());
+        }
+        if let Some(trace) = trace {
+            self.record_span(&trace, P::PHASE, t0, t1, result.as_ref().err());
+        }
         let result = match result {
             Ok(answer) => {
                 self.checkin(instance);
@@ -395,6 +452,33 @@ impl LoadedFilter {
             );
         }
         result
+    }
+
+    /// Records a filter call in a sampled request's trace.
+    fn record_span(
+        &self,
+        trace: &crate::trace::Trace,
+        phase: probe::Phase,
+        start: std::time::Instant,
+        end: std::time::Instant,
+        failure: Option<&FilterFailure>,
+    ) {
+        use crate::trace::export::attr;
+        let outcome = failure.map_or("ok", |f| f.reason());
+        trace.record(crate::trace::SpanRec {
+            id: crate::trace::context::new_span_id(),
+            parent: trace.span_id(),
+            name: format!("filter {} {}", self.name, phase.as_str()).into(),
+            kind: crate::trace::Kind::Internal,
+            start,
+            end,
+            attributes: vec![
+                attr("weft.filter.name", self.name.clone()),
+                attr("weft.filter.phase", phase.label()),
+                attr("weft.filter.outcome", outcome),
+            ],
+            error: failure.map(|f| f.to_string()),
+        });
     }
 
     /// Times making a fresh instance of this filter: instantiation, then `init` with

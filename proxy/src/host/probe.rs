@@ -46,6 +46,22 @@ impl Phase {
             Phase::Log => "log",
         }
     }
+
+    /// The phase's name as a metric label value and in the admin endpoint's JSON.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::RequestHeaders => "request_headers",
+            Phase::RequestBody => "request_body",
+            Phase::ResponseHeaders => "response_headers",
+            Phase::ResponseBody => "response_body",
+            Phase::Log => "log",
+        }
+    }
+
+    /// Its place in [`Phase::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// One call, measured from taking an instance from the pool to putting it back.

@@ -16,7 +16,12 @@ use crate::metrics::{Kind, Labels, MetricError, SeriesRef};
 
 /// Most metric series one filter may resolve; beyond, resolution answers the dropped
 /// handle 0, so a filter labelling by an unbounded value cannot exhaust memory.
-pub const MAX_SERIES: usize = 10_000;
+pub const MAX_SERIES: usize = 1_000;
+
+/// Most series (label combinations) one metric of a filter may have: a label with an
+/// unbounded value (a user id, a path) stops at this many, and what the scraper
+/// stores per metric stays bounded.
+pub const MAX_SERIES_PER_METRIC: usize = 100;
 
 /// Who a filter is, for its logs, metrics and shared state.
 #[derive(Debug)]
@@ -55,6 +60,10 @@ impl FilterIdentity {
         }
         if index.len() >= MAX_SERIES {
             return Err(MetricError::TooManySeries(MAX_SERIES));
+        }
+        let same_metric = index.keys().filter(|(_, name, _)| *name == key.1).count();
+        if same_metric >= MAX_SERIES_PER_METRIC {
+            return Err(MetricError::TooManySeries(MAX_SERIES_PER_METRIC));
         }
         let series = make()?;
         let mut table = self.series.write();
@@ -163,5 +172,63 @@ impl HostState {
             host_calls: 0,
             key_buf: String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Registry;
+
+    fn resolve(
+        id: &FilterIdentity,
+        r: &Registry,
+        name: &str,
+        user: &str,
+    ) -> Result<u32, MetricError> {
+        let labels = vec![("user".to_owned(), user.to_owned())];
+        id.resolve((Kind::Counter, name.to_owned(), labels.clone()), || {
+            r.filter_series(name, Kind::Counter, labels)
+        })
+    }
+
+    #[test]
+    fn a_metric_labelled_by_an_unbounded_value_stops_at_its_series_limit() {
+        let r = Registry::default();
+        let id = FilterIdentity::new("f");
+        for i in 0..MAX_SERIES_PER_METRIC {
+            resolve(&id, &r, "weft_filter_f_hits", &format!("u{i}")).expect("within the limit");
+        }
+        assert_eq!(
+            resolve(&id, &r, "weft_filter_f_hits", "one-more"),
+            Err(MetricError::TooManySeries(MAX_SERIES_PER_METRIC))
+        );
+        // A series already resolved still resolves, and other metrics are not affected.
+        assert!(resolve(&id, &r, "weft_filter_f_hits", "u0").is_ok());
+        assert!(resolve(&id, &r, "weft_filter_f_other", "one-more").is_ok());
+        let text = r.render();
+        assert!(
+            !text.contains("weft_filter_f_hits{user=\"one-more\"}"),
+            "{text}"
+        );
+        assert!(text.contains("weft_filter_f_hits{user=\"u99\"}"), "{text}");
+    }
+
+    #[test]
+    fn a_filter_stops_at_its_total_series_limit() {
+        let r = Registry::default();
+        let id = FilterIdentity::new("f");
+        let mut refused = 0;
+        for m in 0..(MAX_SERIES / MAX_SERIES_PER_METRIC + 1) {
+            for i in 0..MAX_SERIES_PER_METRIC {
+                if resolve(&id, &r, &format!("weft_filter_f_m{m}"), &format!("u{i}")).is_err() {
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(
+            refused, MAX_SERIES_PER_METRIC,
+            "the last metric's series all refused"
+        );
     }
 }

@@ -123,11 +123,13 @@ impl ChainRunner {
                 via: None,
                 routes: vec![route],
                 no_route: metrics.counter("weft_bench_no_route_total", "Unmatched.", &[]),
+                connections: crate::snapshot::ConnStats::new(&metrics, LISTENER),
             }],
             clusters: Arc::clone(&clusters),
             filters: snapshot.filters.clone(),
             admin: None,
             source: snapshot.source.clone(),
+            tracing: None,
         };
         let without = Arc::new(route.without_filters(&metrics, LISTENER));
         Ok(ChainRunner {
@@ -135,6 +137,7 @@ impl ChainRunner {
             without: Arc::new(one(without)),
             route,
             conn: ConnInfo {
+                client_text: Default::default(),
                 client,
                 client_ip: ConnInfo::client_ip_value(client),
                 listener: LISTENER.into(),
@@ -162,6 +165,7 @@ impl ChainRunner {
         peer_identity: Option<String>,
     ) -> anyhow::Result<Answer> {
         let conn = ConnInfo {
+            client_text: Default::default(),
             client,
             client_ip: ConnInfo::client_ip_value(client),
             listener: self.conn.listener.clone(),

@@ -113,6 +113,7 @@ pub async fn serve_connection(
         }
     };
     let info = Arc::new(ConnInfo {
+        client_text: Default::default(),
         client: peer,
         client_ip: ConnInfo::client_ip_value(peer),
         listener: listener.name.clone(),
@@ -167,6 +168,7 @@ async fn serve_tls(
     };
     let Some(accepted) = accepted else { return };
     let info = Arc::new(ConnInfo {
+        client_text: Default::default(),
         client: peer,
         client_ip: ConnInfo::client_ip_value(peer),
         listener: listener.name.clone(),

@@ -118,6 +118,7 @@ async fn serve_connection(
     });
     let (peer_identity, forward_client_cert) = tls.identify(certs.as_ref().and_then(|c| c.first()));
     let info = Arc::new(ConnInfo {
+        client_text: Default::default(),
         client,
         client_ip: ConnInfo::client_ip_value(client),
         listener: listener.name.clone(),

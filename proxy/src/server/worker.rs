@@ -106,7 +106,15 @@ async fn accept_loop(
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let guard = live.enter();
-                    tokio::spawn(serve_connection(stream, peer, listener.clone(), handle.clone(), shutdown.clone(), guard));
+                    let counted = handle
+                        .load()
+                        .listener(&listener.name, listener.hint)
+                        .map(|l| l.connections.open());
+                    let conn = serve_connection(stream, peer, listener.clone(), handle.clone(), shutdown.clone(), guard);
+                    tokio::spawn(async move {
+                        conn.await;
+                        drop(counted);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.

@@ -51,12 +51,17 @@ pub struct RouteStats {
 }
 
 impl RouteStats {
-    fn new(metrics: &Registry, listener: &str, route: &str) -> RouteStats {
+    fn new(metrics: &Registry, listener: &str, route: &str, cluster: &str) -> RouteStats {
         let class = |c: &str| {
             metrics.counter(
                 "weft_requests_total",
-                "Requests served, by listener, route and status class.",
-                &[("listener", listener), ("route", route), ("class", c)],
+                "Requests served, by listener, route, the route's cluster and status class.",
+                &[
+                    ("listener", listener),
+                    ("route", route),
+                    ("cluster", cluster),
+                    ("class", c),
+                ],
             )
         };
         let refused = |reason: &str| {
@@ -76,8 +81,13 @@ impl RouteStats {
             ],
             latency: metrics.histogram(
                 "weft_request_duration_seconds",
-                "Time from a request's arrival to its response head, by listener and route.",
-                &[("listener", listener), ("route", route)],
+                "Time from a request's arrival to its response head, by listener, route and \
+                 the route's cluster.",
+                &[
+                    ("listener", listener),
+                    ("route", route),
+                    ("cluster", cluster),
+                ],
             ),
             retries: metrics.counter(
                 "weft_retries_total",
@@ -97,6 +107,11 @@ impl RouteStats {
             "body" => self.refused_body.inc(),
             _ => self.refused_deadline.inc(),
         }
+    }
+
+    /// Responses by status class, 1xx to 5xx.
+    pub fn by_class(&self) -> [u64; 5] {
+        self.by_class.each_ref().map(|c| c.get())
     }
 
     /// Counts a response.
@@ -124,7 +139,7 @@ impl Route {
     pub fn without_filters(&self, metrics: &Registry, listener: &str) -> Route {
         let name = format!("{}-without-filters", self.name);
         Route {
-            stats: RouteStats::new(metrics, listener, &name),
+            stats: RouteStats::new(metrics, listener, &name, &self.cluster),
             name: name.into(),
             matcher: self.matcher.clone(),
             cluster: self.cluster.clone(),
@@ -164,6 +179,51 @@ pub struct ListenerSnap {
     pub routes: Vec<Arc<Route>>,
     /// Requests no route took.
     pub no_route: Arc<Counter>,
+    /// Its connections.
+    pub connections: ConnStats,
+}
+
+/// A listener's connection counts (the same series across reloads).
+#[derive(Clone)]
+pub struct ConnStats {
+    /// Connections open now.
+    pub active: Arc<crate::metrics::Gauge>,
+    /// Connections accepted.
+    pub total: Arc<Counter>,
+}
+
+/// An open connection, counted until dropped.
+pub struct ConnOpen(Arc<crate::metrics::Gauge>);
+
+impl Drop for ConnOpen {
+    fn drop(&mut self) {
+        self.0.add(-1.0);
+    }
+}
+
+impl ConnStats {
+    /// The counts of listener `name`.
+    pub fn new(metrics: &Registry, name: &str) -> ConnStats {
+        ConnStats {
+            active: metrics.gauge(
+                "weft_downstream_connections_active",
+                "Client connections open now, by listener.",
+                &[("listener", name)],
+            ),
+            total: metrics.counter(
+                "weft_downstream_connections_total",
+                "Client connections accepted, by listener.",
+                &[("listener", name)],
+            ),
+        }
+    }
+
+    /// Counts a connection accepted; it is open until the guard is dropped.
+    pub fn open(&self) -> ConnOpen {
+        self.total.inc();
+        self.active.add(1.0);
+        ConnOpen(self.active.clone())
+    }
 }
 
 impl ListenerSnap {
@@ -194,6 +254,16 @@ pub struct Snapshot {
     pub admin: Option<SocketAddr>,
     /// The configuration's text.
     pub source: Arc<str>,
+    /// Distributed tracing, when configured.
+    pub tracing: Option<Tracing>,
+}
+
+/// Distributed tracing as a snapshot runs it.
+pub struct Tracing {
+    /// Share of new traces sampled.
+    pub sampling: f64,
+    /// Where sampled spans go (none: context is propagated, no spans are made).
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 /// A filter that declared it reads the peer identity, on a listener that never has
@@ -330,7 +400,7 @@ impl Snapshot {
                     chain: chain.into(),
                     needs,
                     timeout: r.timeout,
-                    stats: RouteStats::new(metrics, &l.name, &r.name),
+                    stats: RouteStats::new(metrics, &l.name, &r.name, &r.cluster),
                 }));
             }
             let tls = l
@@ -372,6 +442,7 @@ impl Snapshot {
                     "Requests no route took (answered 404).",
                     &[("listener", &l.name)],
                 ),
+                connections: ConnStats::new(metrics, &l.name),
             });
         }
         Ok(Snapshot {
@@ -380,6 +451,22 @@ impl Snapshot {
             filters,
             admin: checked.admin,
             source: loaded.source.as_str().into(),
+            tracing: checked
+                .tracing
+                .as_ref()
+                .map(|t| {
+                    let tracer = t
+                        .otlp
+                        .as_ref()
+                        .map(|target| crate::trace::tracer(target, metrics))
+                        .transpose()
+                        .map_err(|e| loaded.error(FieldError::new("tracing.otlp.endpoint", e)))?;
+                    Ok::<_, ConfigError>(Tracing {
+                        sampling: t.sampling,
+                        tracer,
+                    })
+                })
+                .transpose()?,
         })
     }
 }

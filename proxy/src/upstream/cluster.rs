@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::model::UpstreamProtocol;
 use crate::config::CheckedCluster;
 use crate::error::UpstreamFailure;
-use crate::metrics::{Counter, Registry};
+use crate::metrics::{Counter, Histogram, Registry};
 use crate::tls::ClientTls;
 
 /// Clusters by name.
@@ -21,6 +21,8 @@ pub struct ClusterStats {
     pub attempts: Arc<Counter>,
     /// Connections opened.
     pub connects: Arc<Counter>,
+    /// Time from an attempt's start to its response head (or failure).
+    pub latency: Arc<Histogram>,
     failures: Vec<(UpstreamFailure, Arc<Counter>)>,
 }
 
@@ -46,6 +48,12 @@ impl ClusterStats {
                 "Connections opened to each cluster's endpoints.",
                 &[("cluster", name)],
             ),
+            latency: metrics.histogram(
+                "weft_upstream_attempt_duration_seconds",
+                "Time from an upstream attempt's start to its response head or failure, by \
+                 cluster (attempts cut short by the route's timeout are not included).",
+                &[("cluster", name)],
+            ),
             failures: FAILURES
                 .iter()
                 .map(|f| {
@@ -58,6 +66,14 @@ impl ClusterStats {
                 })
                 .collect(),
         }
+    }
+
+    /// Failures by kind.
+    pub fn failures(&self) -> Vec<(&'static str, u64)> {
+        self.failures
+            .iter()
+            .map(|(f, c)| (f.as_str(), c.get()))
+            .collect()
     }
 
     /// Counts a failure.

@@ -8,4 +8,4 @@ mod secure;
 pub mod send;
 
 pub use cluster::{Canned, CannedScript, Cluster, Clusters, ECHO_CLUSTER};
-pub use send::{send, AttemptError, RequestHead};
+pub use send::{send, AttemptError, RequestHead, UpstreamResponse};

@@ -139,6 +139,9 @@ pub async fn send(
         ));
     };
     cluster.stats.attempts.inc();
+    // The worker read the clock as the request arrived (or its previous attempt
+    // ended): close enough to the attempt's start for a latency histogram.
+    let started = crate::clock::recent();
     let mut head = head;
     if cluster.tls.is_some() || cluster.protocol != UpstreamProtocol::Http1 {
         // Only weft's own HTTP/1.1 client relays a 100: elsewhere the proxy answers
@@ -149,7 +152,10 @@ pub async fn send(
         }
     }
     let result = match (&cluster.tls, cluster.protocol) {
-        (Some(tls), _) => super::secure::send(cluster, tls, addr, head, body).await,
+        // TLS and HTTP/2 attempts are boxed: their futures are kilobytes, and the
+        // attempt's future (moved into a box per request) stays the size of the
+        // plain HTTP/1.1 path's.
+        (Some(tls), _) => Box::pin(super::secure::send(cluster, tls, addr, head, body)).await,
         (None, UpstreamProtocol::Http1) => send_h1(cluster, addr, head, body).await,
         // An upgrade (WebSocket) is an HTTP/1.1 mechanism: asked of an h2c endpoint on
         // an HTTP/1.1 connection of its own (h2c servers commonly speak both on one
@@ -157,11 +163,17 @@ pub async fn send(
         (None, UpstreamProtocol::Http2) if head.upgrade.is_some() => {
             send_h1(cluster, addr, head, body).await
         }
-        (None, UpstreamProtocol::Http2) => send_h2(cluster, addr, build(head, body, addr)?).await,
+        (None, UpstreamProtocol::Http2) => {
+            Box::pin(send_h2(cluster, addr, build(head, body, addr)?)).await
+        }
     };
     if let Err(e) = &result {
         cluster.stats.failed(e.failure);
     }
+    cluster
+        .stats
+        .latency
+        .observe(crate::clock::now().duration_since(started).as_secs_f64());
     result
 }
 

@@ -16,6 +16,7 @@ mod host;
 mod hostile;
 mod http1;
 mod http3;
+mod observe;
 mod proxy;
 mod reload;
 mod support;

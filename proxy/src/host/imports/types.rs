@@ -218,7 +218,7 @@ impl request::Host for HostState {
 
     fn trace_id(&mut self) -> wasmtime::Result<Option<String>> {
         self.host_calls += 1;
-        Ok(self.req()?.trace_id.clone())
+        Ok(self.req()?.trace_id())
     }
 
     fn property(&mut self, key: String) -> wasmtime::Result<Option<String>> {

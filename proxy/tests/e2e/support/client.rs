@@ -168,7 +168,8 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Repl
 pub async fn get_text(url: &str) -> String {
     let uri: http::Uri = url.parse().unwrap();
     let addr: SocketAddr = uri.authority().unwrap().as_str().parse().unwrap();
-    let reply = get(addr, uri.path(), &[]).await;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let reply = get(addr, path, &[]).await;
     String::from_utf8_lossy(&reply.body).into_owned()
 }
 

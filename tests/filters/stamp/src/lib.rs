@@ -1,7 +1,8 @@
 //! A filter that marks both directions of an exchange with the stamp it was configured
 //! with: `x-stamp-seen` on the request the upstream receives, `x-stamp` on the response.
 //! Reload tests use it to tell which configuration served a request, and that both
-//! directions were served by the same one.
+//! directions were served by the same one. It also adds `stamp` to the request's trace
+//! span (tracing tests look for it).
 
 use serde::Deserialize;
 use weft_sdk::{Action, Filter, InitContext, Request, Response};
@@ -42,6 +43,7 @@ impl Filter for Stamp {
 
     fn on_request_headers(&self, req: &mut Request) -> Action {
         req.set_header("x-stamp-seen", &self.stamp).ok();
+        req.span_attribute("stamp", &self.stamp);
         Action::Continue
     }
 
@@ -62,6 +64,10 @@ mod tests {
         let mut req = TestRequest::get("/");
         h.on_request_headers(&mut req);
         assert_eq!(req.header_now("x-stamp-seen").as_deref(), Some("A"));
+        assert_eq!(
+            req.span_attributes_now(),
+            &[("stamp".to_owned(), "A".to_owned())]
+        );
         let mut resp = TestResponse::new(200);
         h.on_response_headers(&mut req, &mut resp);
         assert_eq!(resp.header_now("x-stamp").as_deref(), Some("A"));

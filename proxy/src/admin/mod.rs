@@ -1,5 +1,8 @@
 //! The admin endpoint: metrics, readiness, the live configuration and filter state.
 //!
+//! - `GET /`: a live page of the numbers below (`page.html`: no external assets).
+//! - `GET /stats`: listeners, routes, clusters, filters, reloads and the control plane
+//!   with their counts and latency histograms (JSON; see [`stats`]).
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /ready`: 200 while serving.
 //! - `GET /config`: the configuration the proxy runs, as written.
@@ -35,6 +38,11 @@ use crate::host::BodyMode;
 use crate::metrics::Registry;
 use crate::reload::{ReloadHandle, Trigger};
 use crate::snapshot::SnapshotHandle;
+
+mod stats;
+
+/// The admin page: it polls `/stats` and draws it.
+const PAGE: &str = include_str!("page.html");
 
 /// The running admin endpoint.
 pub struct AdminServer {
@@ -179,6 +187,7 @@ async fn route(
     metrics: Arc<Registry>,
     reloads: ReloadHandle,
     port: u16,
+    started: std::time::Instant,
 ) -> Response<ProxyBody> {
     if let Some(why) = cross_site(&req, port) {
         return text_response(StatusCode::FORBIDDEN, format!("{why}\n"));
@@ -217,13 +226,18 @@ async fn route(
         "/config" => text_response(StatusCode::OK, handle.load().source.to_string()),
         "/filters" => json_response(filters(&handle)),
         "/reload" => json_response(json!(reloads.status())),
-        "/" => text_response(
-            StatusCode::OK,
-            "weft admin: /metrics /ready /config /filters /reload (GET, POST)\n",
-        ),
+        "/" => {
+            let mut r = Response::new(ProxyBody::full(PAGE));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+        "/stats" => json_response(stats::stats(&handle, &metrics, &reloads, started.elapsed())),
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics /ready /config /filters /reload\n",
+            "not found; try / /stats /metrics /ready /config /filters /reload\n",
         ),
     }
 }
@@ -239,6 +253,7 @@ impl AdminServer {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let address = std_listener.local_addr()?;
+        let started = std::time::Instant::now();
         let (shutdown, mut rx) = watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("weft-admin".into())
@@ -266,7 +281,9 @@ impl AdminServer {
                         tokio::spawn(async move {
                             let svc = service_fn(move |req| {
                                 let (h, m, r) = (handle.clone(), metrics.clone(), reloads.clone());
-                                async move { Ok::<_, Infallible>(route(req, h, m, r, port).await) }
+                                async move {
+                                    Ok::<_, Infallible>(route(req, h, m, r, port, started).await)
+                                }
                             });
                             let _ = auto::Builder::new(TokioExecutor::new())
                                 .serve_connection(TokioIo::new(stream), svc)

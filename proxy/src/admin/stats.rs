@@ -1,0 +1,118 @@
+//! `GET /stats`: what the admin page shows, as JSON: listeners and their connections,
+//! routes with requests by status class and their latency histogram, clusters with
+//! their endpoints, attempts, failures and attempt latency, filters with calls,
+//! failures and call-time histograms per phase, reloads and the control plane. The
+//! numbers are the same series `/metrics` exposes.
+
+use serde_json::{json, Map, Value};
+
+use crate::host::probe::Phase;
+use crate::metrics::{Histogram, Registry};
+use crate::reload::ReloadHandle;
+use crate::snapshot::SnapshotHandle;
+
+fn histogram(h: &Histogram) -> Value {
+    let (bounds, counts, count, sum) = h.read();
+    json!({ "bounds": bounds, "counts": counts, "count": count, "sum": sum })
+}
+
+/// The `/stats` document.
+pub fn stats(
+    handle: &SnapshotHandle,
+    metrics: &Registry,
+    reloads: &ReloadHandle,
+    uptime: std::time::Duration,
+) -> Value {
+    let snapshot = handle.load();
+    let listeners: Vec<Value> = snapshot
+        .listeners
+        .iter()
+        .map(|l| {
+            json!({
+                "name": &*l.name,
+                "address": l.address.to_string(),
+                "protocol": format!("{:?}", l.protocol).to_lowercase(),
+                "connections_active": l.connections.active.get() as u64,
+                "connections_total": l.connections.total.get(),
+            })
+        })
+        .collect();
+    let routes: Vec<Value> = snapshot
+        .listeners
+        .iter()
+        .flat_map(|l| l.routes.iter().map(move |r| (l, r)))
+        .map(|(l, r)| {
+            let [c1, c2, c3, c4, c5] = r.stats.by_class();
+            json!({
+                "listener": &*l.name,
+                "name": &*r.name,
+                "cluster": &*r.cluster,
+                "filters": r.chain.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+                "requests": { "1xx": c1, "2xx": c2, "3xx": c3, "4xx": c4, "5xx": c5 },
+                "latency": histogram(&r.stats.latency),
+            })
+        })
+        .collect();
+    let clusters: Vec<Value> = snapshot
+        .clusters
+        .iter()
+        .map(|(name, c)| {
+            let failures: Map<String, Value> = c
+                .stats
+                .failures()
+                .into_iter()
+                .map(|(k, n)| (k.to_owned(), json!(n)))
+                .collect();
+            json!({
+                "name": name,
+                "endpoints": c.endpoints.iter().map(|e| json!({
+                    "address": e.to_string(),
+                    // Without health checks every endpoint takes requests.
+                    "health": "unchecked",
+                })).collect::<Vec<_>>(),
+                "attempts": c.stats.attempts.get(),
+                "failures": failures,
+                "latency": histogram(&c.stats.latency),
+            })
+        })
+        .collect();
+    let filters: Vec<Value> = snapshot
+        .filters
+        .values()
+        .map(|f| {
+            let failures: Map<String, Value> = f
+                .stats
+                .failures()
+                .into_iter()
+                .map(|(r, n)| (r.to_owned(), json!(n)))
+                .collect();
+            let phases: Map<String, Value> = Phase::ALL
+                .iter()
+                .zip(&f.stats.durations)
+                .filter_map(|(p, h)| Some((p.label().to_owned(), histogram(h.as_ref()?))))
+                .collect();
+            json!({
+                "name": f.name,
+                "calls": f.stats.calls.get(),
+                "failures": failures,
+                "phases": phases,
+            })
+        })
+        .collect();
+    let control = metrics.gauge_value("weft_control_connected").map(|up| {
+        json!({
+            "connected": up >= 1.0,
+            "bundle": crate::control::bundle_version(),
+        })
+    });
+    json!({
+        "version": reloads.status().version,
+        "uptime_seconds": uptime.as_secs_f64(),
+        "listeners": listeners,
+        "routes": routes,
+        "clusters": clusters,
+        "filters": filters,
+        "reloads": reloads.status(),
+        "control": control,
+    })
+}
