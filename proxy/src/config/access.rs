@@ -82,6 +82,32 @@ impl LogField {
     }
 }
 
+impl LogField {
+    /// How the field starts in a JSON line: `,"name":` (no comma for the first field).
+    pub fn json_key(self) -> &'static str {
+        match self {
+            LogField::Time => "\"time\":",
+            LogField::Method => ",\"method\":",
+            LogField::Authority => ",\"authority\":",
+            LogField::Path => ",\"path\":",
+            LogField::Status => ",\"status\":",
+            LogField::RequestBytes => ",\"request_bytes\":",
+            LogField::ResponseBytes => ",\"response_bytes\":",
+            LogField::DurationMs => ",\"duration_ms\":",
+            LogField::Upstream => ",\"upstream\":",
+            LogField::Attempts => ",\"attempts\":",
+            LogField::Route => ",\"route\":",
+            LogField::Cluster => ",\"cluster\":",
+            LogField::Listener => ",\"listener\":",
+            LogField::Client => ",\"client\":",
+            LogField::PeerIdentity => ",\"peer_identity\":",
+            LogField::TraceId => ",\"trace_id\":",
+            LogField::Flags => ",\"flags\":",
+            LogField::Properties => ",\"properties\":",
+        }
+    }
+}
+
 /// A piece of a format string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogPiece {
@@ -123,4 +149,17 @@ pub fn parse_format(format: &str) -> Result<Vec<LogPiece>, String> {
         pieces.push(LogPiece::Text(text));
     }
     Ok(pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keys_name_each_field_in_order() {
+        for (i, f) in LogField::ALL.into_iter().enumerate() {
+            let comma = if i == 0 { "" } else { "," };
+            assert_eq!(f.json_key(), format!("{comma}\"{}\":", f.name()));
+        }
+    }
 }

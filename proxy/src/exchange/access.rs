@@ -175,13 +175,8 @@ fn build(out: &mut String, log: &AccessLog, entry: &Entry, end: &End) {
     match &log.format {
         None => {
             out.push('{');
-            for (i, field) in LogField::ALL.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push('"');
-                out.push_str(field.name());
-                out.push_str("\":");
+            for field in LogField::ALL {
+                out.push_str(field.json_key());
                 json_value(out, field, entry, end);
             }
             out.push('}');
@@ -222,7 +217,10 @@ fn push_time(out: &mut String, end: &End) {
     out.push('Z');
 }
 
-/// A number in decimal.
+/// Two-digit pairs, `00` to `99`.
+const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// A number in decimal (two digits a step).
 fn push_u64(out: &mut String, mut n: u64) {
     if n < 10 {
         out.push(char::from(b'0' + n as u8));
@@ -230,14 +228,21 @@ fn push_u64(out: &mut String, mut n: u64) {
     }
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    while n > 0 {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
+        buf[i] = b'0' + n as u8;
     }
-    for &d in &buf[i..] {
-        out.push(char::from(d));
-    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("digits"));
 }
 
 /// A number in decimal with at least `width` digits.
