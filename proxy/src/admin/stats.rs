@@ -24,6 +24,7 @@ pub fn stats(
     uptime: std::time::Duration,
 ) -> Value {
     let snapshot = handle.load();
+    let reloads = reloads.status();
     let listeners: Vec<Value> = snapshot
         .listeners
         .iter()
@@ -106,13 +107,13 @@ pub fn stats(
         })
     });
     json!({
-        "version": reloads.status().version,
+        "version": reloads.version,
         "uptime_seconds": uptime.as_secs_f64(),
         "listeners": listeners,
         "routes": routes,
         "clusters": clusters,
         "filters": filters,
-        "reloads": reloads.status(),
+        "reloads": reloads,
         "control": control,
     })
 }

@@ -2,7 +2,7 @@
 //! with every field or in the listener's format. Built on the worker when the response
 //! ends, written by the sink's own thread.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::body::{BodyEnd, ObservedBody, ProxyBody};
 use crate::config::access::{LogField, LogPiece};
 use crate::error::UpstreamFailure;
 use crate::snapshot::AccessLog;
+use weft_h1::wire::push_decimal;
 
 /// What is known of a request before its response ends.
 pub struct Entry {
@@ -124,14 +125,14 @@ pub fn count_request(body: ProxyBody) -> (ProxyBody, Arc<AtomicU64>) {
     (body, counter)
 }
 
-fn push_flags(out: &mut String, entry: &Entry, end: &End) {
+fn push_flags(out: &mut Vec<u8>, entry: &Entry, end: &End) {
     let before = out.len();
-    out.push_str(entry.early_flags);
+    out.extend_from_slice(entry.early_flags.as_bytes());
     let mut add = |code: &str| {
         if out.len() > before {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(code);
+        out.extend_from_slice(code.as_bytes());
     };
     match end.failure {
         Some(UpstreamFailure::ConnectFailure) | Some(UpstreamFailure::ConnectTimeout) => add("UF"),
@@ -148,13 +149,13 @@ fn push_flags(out: &mut String, entry: &Entry, end: &End) {
         add("DC");
     }
     if out.len() == before {
-        out.push('-');
+        out.push(b'-');
     }
 }
 
 thread_local! {
     /// The line being built (a worker reuses one buffer for all its lines).
-    static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+    static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
     /// The last second formatted, and its RFC 3339 text without the `Z`.
     static SECOND: std::cell::RefCell<(u64, String)> = const {
         std::cell::RefCell::new((u64::MAX, String::new()))
@@ -167,35 +168,35 @@ fn write_line(log: &AccessLog, entry: &Entry, end: &End) {
         let mut out = line.borrow_mut();
         out.clear();
         build(&mut out, log, entry, end);
-        log.sink.write(out.as_bytes());
+        log.sink.write(&out);
     });
 }
 
-fn build(out: &mut String, log: &AccessLog, entry: &Entry, end: &End) {
+fn build(out: &mut Vec<u8>, log: &AccessLog, entry: &Entry, end: &End) {
     match &log.format {
         None => {
-            out.push('{');
+            out.push(b'{');
             for field in LogField::ALL {
-                out.push_str(field.json_key());
+                out.extend_from_slice(field.json_key().as_bytes());
                 json_value(out, field, entry, end);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Some(pieces) => {
             for p in pieces.iter() {
                 match p {
-                    LogPiece::Text(t) => out.push_str(t),
+                    LogPiece::Text(t) => out.extend_from_slice(t.as_bytes()),
                     LogPiece::Field(f) => text_value(out, *f, entry, end),
                 }
             }
         }
     }
-    out.push('\n');
+    out.push(b'\n');
 }
 
 /// The time the request arrived, as RFC 3339 with milliseconds (UTC); the seconds'
 /// text is formatted once per second per worker.
-fn push_time(out: &mut String, end: &End) {
+fn push_time(out: &mut Vec<u8>, end: &End) {
     let at = SystemTime::now()
         .checked_sub(end.duration)
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -210,43 +211,15 @@ fn push_time(out: &mut String, end: &End) {
             cached.1 = text.trim_end_matches('Z').to_owned();
             cached.0 = secs;
         }
-        out.push_str(&cached.1);
+        out.extend_from_slice(cached.1.as_bytes());
     });
-    out.push('.');
+    out.push(b'.');
     push_padded(out, u64::from(since.subsec_millis()), 3);
-    out.push('Z');
-}
-
-/// Two-digit pairs, `00` to `99`.
-const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
-
-/// A number in decimal (two digits a step).
-fn push_u64(out: &mut String, mut n: u64) {
-    if n < 10 {
-        out.push(char::from(b'0' + n as u8));
-        return;
-    }
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    while n >= 100 {
-        let pair = (n % 100) as usize * 2;
-        n /= 100;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    }
-    if n >= 10 {
-        let pair = n as usize * 2;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    } else {
-        i -= 1;
-        buf[i] = b'0' + n as u8;
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).expect("digits"));
+    out.push(b'Z');
 }
 
 /// A number in decimal with at least `width` digits.
-fn push_padded(out: &mut String, n: u64, width: usize) {
+fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
     let mut digits = 1;
     let mut m = n / 10;
     while m > 0 {
@@ -254,31 +227,31 @@ fn push_padded(out: &mut String, n: u64, width: usize) {
         m /= 10;
     }
     for _ in digits..width {
-        out.push('0');
+        out.push(b'0');
     }
-    push_u64(out, n);
+    push_decimal(out, n);
 }
 
 /// A duration in milliseconds with three decimals.
-fn push_millis(out: &mut String, d: Duration) {
+fn push_millis(out: &mut Vec<u8>, d: Duration) {
     let micros = d.as_micros() as u64;
-    push_u64(out, micros / 1000);
-    out.push('.');
+    push_decimal(out, micros / 1000);
+    out.push(b'.');
     push_padded(out, micros % 1000, 3);
 }
 
 /// An address as `ip:port` (`[ip]:port` for IPv6).
-fn push_addr(out: &mut String, addr: SocketAddr) {
+fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(a) => {
             for (i, octet) in a.ip().octets().iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    out.push(b'.');
                 }
-                push_u64(out, u64::from(*octet));
+                push_decimal(out, u64::from(*octet));
             }
-            out.push(':');
-            push_u64(out, u64::from(a.port()));
+            out.push(b':');
+            push_decimal(out, u64::from(a.port()));
         }
         SocketAddr::V6(a) => {
             let _ = write!(out, "{a}");
@@ -286,60 +259,61 @@ fn push_addr(out: &mut String, addr: SocketAddr) {
     }
 }
 
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
     // Most values need no escaping: copied at once.
     if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(s);
-        out.push('"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
         return;
     }
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    // Bytes of multi-byte characters are all >= 0x80: copied as they are.
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b if b < 0x20 => {
+                let _ = write!(out, "\\u{b:04x}");
             }
-            c => out.push(c),
+            b => out.push(b),
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
-fn json_opt(out: &mut String, s: Option<&str>) {
+fn json_opt(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => json_str(out, s),
-        None => out.push_str("null"),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
-fn json_value(out: &mut String, field: LogField, e: &Entry, end: &End) {
+fn json_value(out: &mut Vec<u8>, field: LogField, e: &Entry, end: &End) {
     match field {
         LogField::Time => {
-            out.push('"');
+            out.push(b'"');
             push_time(out, end);
-            out.push('"');
+            out.push(b'"');
         }
         LogField::Method => json_str(out, e.method.as_str()),
         LogField::Authority => json_str(out, &e.authority),
         LogField::Path => json_str(out, e.path.as_str()),
-        LogField::Status => push_u64(out, u64::from(end.status)),
-        LogField::RequestBytes => push_u64(out, end.request_bytes),
-        LogField::ResponseBytes => push_u64(out, end.response_bytes),
+        LogField::Status => push_decimal(out, u64::from(end.status)),
+        LogField::RequestBytes => push_decimal(out, end.request_bytes),
+        LogField::ResponseBytes => push_decimal(out, end.response_bytes),
         LogField::DurationMs => push_millis(out, end.duration),
         LogField::Upstream => match end.upstream {
             Some(a) => {
-                out.push('"');
+                out.push(b'"');
                 push_addr(out, a);
-                out.push('"');
+                out.push(b'"');
             }
-            None => out.push_str("null"),
+            None => out.extend_from_slice(b"null"),
         },
-        LogField::Attempts => push_u64(out, u64::from(end.attempts)),
+        LogField::Attempts => push_decimal(out, u64::from(end.attempts)),
         LogField::Route => json_opt(out, e.route.as_deref()),
         LogField::Cluster => json_opt(out, e.cluster.as_deref()),
         LogField::Listener => json_str(out, &e.listener),
@@ -347,66 +321,67 @@ fn json_value(out: &mut String, field: LogField, e: &Entry, end: &End) {
         LogField::PeerIdentity => json_opt(out, e.peer_identity.as_deref()),
         LogField::TraceId => match &e.trace {
             Some(t) => {
-                out.push('"');
+                out.push(b'"');
                 t.push_trace_id(out);
-                out.push('"');
+                out.push(b'"');
             }
-            None => out.push_str("null"),
+            None => out.extend_from_slice(b"null"),
         },
         LogField::Flags => {
-            out.push('"');
+            out.push(b'"');
             push_flags(out, e, end);
-            out.push('"');
+            out.push(b'"');
         }
         LogField::Properties => {
-            out.push('{');
+            out.push(b'{');
             for (i, (k, v)) in e.properties.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 json_str(out, k);
-                out.push(':');
+                out.push(b':');
                 json_str(out, v);
             }
-            out.push('}');
+            out.push(b'}');
         }
     }
 }
 
-fn text_value(out: &mut String, field: LogField, e: &Entry, end: &End) {
-    let dash = |out: &mut String, s: Option<&str>| out.push_str(s.unwrap_or("-"));
+fn text_value(out: &mut Vec<u8>, field: LogField, e: &Entry, end: &End) {
+    let dash =
+        |out: &mut Vec<u8>, s: Option<&str>| out.extend_from_slice(s.unwrap_or("-").as_bytes());
     match field {
         LogField::Time => push_time(out, end),
-        LogField::Method => out.push_str(e.method.as_str()),
-        LogField::Authority => out.push_str(&e.authority),
-        LogField::Path => out.push_str(e.path.as_str()),
-        LogField::Status => push_u64(out, u64::from(end.status)),
-        LogField::RequestBytes => push_u64(out, end.request_bytes),
-        LogField::ResponseBytes => push_u64(out, end.response_bytes),
+        LogField::Method => out.extend_from_slice(e.method.as_str().as_bytes()),
+        LogField::Authority => out.extend_from_slice(e.authority.as_bytes()),
+        LogField::Path => out.extend_from_slice(e.path.as_str().as_bytes()),
+        LogField::Status => push_decimal(out, u64::from(end.status)),
+        LogField::RequestBytes => push_decimal(out, end.request_bytes),
+        LogField::ResponseBytes => push_decimal(out, end.response_bytes),
         LogField::DurationMs => push_millis(out, end.duration),
         LogField::Upstream => match end.upstream {
             Some(a) => push_addr(out, a),
-            None => out.push('-'),
+            None => out.push(b'-'),
         },
-        LogField::Attempts => push_u64(out, u64::from(end.attempts)),
+        LogField::Attempts => push_decimal(out, u64::from(end.attempts)),
         LogField::Route => dash(out, e.route.as_deref()),
         LogField::Cluster => dash(out, e.cluster.as_deref()),
-        LogField::Listener => out.push_str(&e.listener),
-        LogField::Client => out.push_str(&e.client),
+        LogField::Listener => out.extend_from_slice(e.listener.as_bytes()),
+        LogField::Client => out.extend_from_slice(e.client.as_bytes()),
         LogField::PeerIdentity => dash(out, e.peer_identity.as_deref()),
         LogField::TraceId => match &e.trace {
             Some(t) => t.push_trace_id(out),
-            None => out.push('-'),
+            None => out.push(b'-'),
         },
         LogField::Flags => push_flags(out, e, end),
         LogField::Properties => {
             for (i, (k, v)) in e.properties.iter().enumerate() {
                 if i > 0 {
-                    out.push(';');
+                    out.push(b';');
                 }
-                out.push_str(k);
-                out.push('=');
-                out.push_str(v);
+                out.extend_from_slice(k.as_bytes());
+                out.push(b'=');
+                out.extend_from_slice(v.as_bytes());
             }
         }
     }

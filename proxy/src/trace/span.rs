@@ -156,10 +156,10 @@ impl Trace {
     }
 
     /// Appends the trace id as 32 hex digits.
-    pub fn push_trace_id(&self, out: &mut String) {
+    pub fn push_trace_id(&self, out: &mut Vec<u8>) {
         let mut buf = [0u8; 32];
         context::put_hex(&mut buf, self.trace_id);
-        out.push_str(std::str::from_utf8(&buf).expect("hex digits"));
+        out.extend_from_slice(&buf);
     }
 
     /// The proxy's span for the request.
