@@ -35,3 +35,12 @@ pub(crate) mod snapshot;
 pub(crate) mod tls;
 pub(crate) mod trace;
 pub(crate) mod upstream;
+
+/// Pieces of the request path, one request's worth each, for the criterion benchmarks
+/// in `proxy/benches/`. Not an API: they change with the code they measure.
+#[doc(hidden)]
+pub mod bench_hooks {
+    pub use crate::exchange::access::bench::OneRequest as AccessLogRequest;
+    pub use crate::trace::bench::one_request as trace_request;
+    pub use crate::upstream::balance::{hash_bytes, Balancer};
+}

@@ -66,8 +66,12 @@ pub fn stats(
                 .collect();
             json!({
                 "name": name,
-                "endpoints": c.endpoints.iter().map(|e| json!({
-                    "address": e.to_string(),
+                "lb_policy": c.balancer.policy(),
+                "endpoints": c.balancer.endpoints().iter().map(|e| json!({
+                    "address": e.addr.to_string(),
+                    "weight": e.weight,
+                    "in_flight": e.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                    "latency_ewma_ms": e.ewma_micros.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0,
                     // Without health checks every endpoint takes requests.
                     "health": "unchecked",
                 })).collect::<Vec<_>>(),

@@ -16,7 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 pub use channel::{channel, sized_channel, BodySender, ChannelBody};
-pub use observed::{BodyEnd, ObservedBody};
+pub use observed::{BodyEnd, Observe, ObservedBody};
 pub use progress::{BodyState, Progress, ProgressBody};
 pub use replay::{ReplayBody, ReplaySource};
 
@@ -41,7 +41,7 @@ pub enum ProxyBody {
     /// A request body that is recorded while it streams, so it can be sent again.
     Replay(ReplayBody),
     /// A body whose end is observed (bytes counted, the log phase run).
-    Observed(Box<ObservedBody>),
+    Observed(Box<dyn Observe>),
     /// A request body whose progress the exchange watches.
     Progress(Box<ProgressBody>),
 }

@@ -18,29 +18,46 @@ pub struct BodyEnd {
     pub completed: bool,
 }
 
-type OnEnd = Box<dyn FnOnce(BodyEnd) + Send>;
-
-/// A body wrapped with an end callback.
-pub struct ObservedBody {
-    inner: ProxyBody,
-    bytes: u64,
-    on_end: Option<OnEnd>,
+/// What the body enum needs of an observed body, whatever its callback's type (one
+/// allocation holds the body and its callback together).
+pub trait Observe: Send + Unpin {
+    /// Polls the inner body, counting and watching for its end.
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>;
+    /// Whether the inner body is at its end.
+    fn is_end_stream(&self) -> bool;
+    /// The inner body's size hint.
+    fn size_hint(&self) -> SizeHint;
 }
 
-impl ObservedBody {
+/// A body wrapped with an end callback.
+pub struct ObservedBody<F: FnOnce(BodyEnd) + Send + Unpin> {
+    inner: ProxyBody,
+    bytes: u64,
+    on_end: Option<F>,
+}
+
+impl ObservedBody<fn(BodyEnd)> {
     /// Wraps `inner`; `on_end` runs once when it ends or is dropped.
-    pub fn wrap(inner: ProxyBody, on_end: impl FnOnce(BodyEnd) + Send + 'static) -> ProxyBody {
+    pub fn wrap<F: FnOnce(BodyEnd) + Send + Unpin + 'static>(
+        inner: ProxyBody,
+        on_end: F,
+    ) -> ProxyBody {
         let mut body = ObservedBody {
             inner,
             bytes: 0,
-            on_end: Some(Box::new(on_end)),
+            on_end: Some(on_end),
         };
         if body.inner.is_end_stream() {
             body.finish(true);
         }
         ProxyBody::Observed(Box::new(body))
     }
+}
 
+impl<F: FnOnce(BodyEnd) + Send + Unpin> ObservedBody<F> {
     fn finish(&mut self, completed: bool) {
         if let Some(f) = self.on_end.take() {
             f(BodyEnd {
@@ -49,8 +66,10 @@ impl ObservedBody {
             });
         }
     }
+}
 
-    pub(super) fn poll_frame(
+impl<F: FnOnce(BodyEnd) + Send + Unpin> Observe for ObservedBody<F> {
+    fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -72,16 +91,16 @@ impl ObservedBody {
         polled
     }
 
-    pub(super) fn is_end_stream(&self) -> bool {
+    fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
     }
 
-    pub(super) fn size_hint(&self) -> SizeHint {
+    fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
 }
 
-impl Drop for ObservedBody {
+impl<F: FnOnce(BodyEnd) + Send + Unpin> Drop for ObservedBody<F> {
     fn drop(&mut self) {
         self.finish(false);
     }

@@ -12,8 +12,8 @@ use http::{HeaderName, Method, StatusCode};
 use super::error::{ConfigError, FieldError};
 use super::load::LoadedConfig;
 use super::model::{
-    ClientAuth, ClusterTlsConfig, FailurePolicy, ForwardClientCert, ListenerProtocol,
-    ListenerTlsConfig, MatchConfig, UpstreamProtocol,
+    ClientAuth, ClusterTlsConfig, EndpointConfig, FailurePolicy, ForwardClientCert, LbPolicy,
+    ListenerProtocol, ListenerTlsConfig, MatchConfig, UpstreamProtocol,
 };
 use super::route::{HeaderRule, HostMatch, PathMatch, RouteMatch};
 
@@ -232,6 +232,12 @@ pub struct CheckedCluster {
     pub name: String,
     /// Resolved endpoints.
     pub endpoints: Vec<SocketAddr>,
+    /// Each endpoint's weight (1 to 1000), in the same order.
+    pub weights: Vec<u32>,
+    /// How an attempt's endpoint is chosen.
+    pub lb_policy: LbPolicy,
+    /// What a hashing policy hashes on.
+    pub hash_on: Option<crate::config::model::HashOn>,
     /// The protocol.
     pub protocol: UpstreamProtocol,
     /// The connect timeout.
@@ -547,13 +553,56 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             .endpoints
             .iter()
             .enumerate()
-            .map(|(i, e)| resolve_endpoint(&format!("{field}.endpoints[{i}]"), e))
+            .map(|(i, e)| resolve_endpoint(&format!("{field}.endpoints[{i}]"), e.address()))
             .collect::<Result<Vec<_>, _>>()?;
+        let weights = c
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match e {
+                EndpointConfig::Address(_) => Ok(1),
+                EndpointConfig::Weighted(w) => match w.weight.unwrap_or(1) {
+                    w @ 1..=1000 => Ok(w),
+                    other => Err(FieldError::new(
+                        format!("{field}.endpoints[{i}].weight"),
+                        format!("weight {other} is out of range: give 1 to 1000"),
+                    )),
+                },
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(h) = &c.hash_on {
+            let given = usize::from(h.header.is_some())
+                + usize::from(h.cookie.is_some())
+                + usize::from(h.client_address);
+            if given != 1 {
+                return Err(FieldError::new(
+                    format!("{field}.hash_on"),
+                    "give exactly one of header, cookie or client_address",
+                ));
+            }
+            if let Some(name) = &h.header {
+                if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(FieldError::new(
+                        format!("{field}.hash_on.header"),
+                        format!("{name:?} is not a header name"),
+                    ));
+                }
+            }
+            if !matches!(c.lb_policy, LbPolicy::RingHash | LbPolicy::Maglev) {
+                return Err(FieldError::new(
+                    format!("{field}.hash_on"),
+                    "only the ring_hash and maglev policies hash requests: set lb_policy",
+                ));
+            }
+        }
         clusters.insert(
             name.clone(),
             CheckedCluster {
                 name: name.clone(),
                 endpoints,
+                weights,
+                lb_policy: c.lb_policy,
+                hash_on: c.hash_on.clone(),
                 protocol: c.protocol,
                 connect_timeout: positive(
                     &format!("{field}.connect_timeout"),

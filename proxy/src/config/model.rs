@@ -313,8 +313,15 @@ pub enum UpstreamProtocol {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `host:port` of each endpoint; names are resolved when the configuration loads.
-    pub endpoints: Vec<String>,
+    /// Each endpoint: `host:port`, or `{ address: host:port, weight: N }`; names are
+    /// resolved when the configuration loads.
+    pub endpoints: Vec<EndpointConfig>,
+    /// How an attempt's endpoint is chosen. Default `round_robin`.
+    #[serde(default)]
+    pub lb_policy: LbPolicy,
+    /// What `ring_hash` and `maglev` hash a request on (one of the three).
+    #[serde(default)]
+    pub hash_on: Option<HashOn>,
     /// The protocol spoken to the endpoints.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
@@ -330,6 +337,72 @@ pub struct ClusterConfig {
     /// TLS (and mTLS) to the endpoints; cleartext when absent.
     #[serde(default)]
     pub tls: Option<ClusterTlsConfig>,
+}
+
+/// A cluster endpoint: an address, or an address with a weight.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum EndpointConfig {
+    /// `host:port`, weight 1.
+    Address(String),
+    /// `{ address: host:port, weight: N }`.
+    Weighted(WeightedEndpoint),
+}
+
+/// An endpoint with a weight.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedEndpoint {
+    /// `host:port`.
+    pub address: String,
+    /// Its share relative to the cluster's other endpoints, 1 to 1000. Default 1.
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+impl EndpointConfig {
+    /// The `host:port` text.
+    pub fn address(&self) -> &str {
+        match self {
+            EndpointConfig::Address(a) => a,
+            EndpointConfig::Weighted(w) => &w.address,
+        }
+    }
+}
+
+/// A cluster's load-balancing policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    /// In turn, in proportion to the endpoints' weights.
+    #[default]
+    RoundRobin,
+    /// At random, in proportion to the weights.
+    Random,
+    /// The less loaded of two random endpoints: requests in flight times latency
+    /// (EWMA), per unit of weight.
+    LeastRequest,
+    /// Consistent hashing on a ring (`hash_on`); adding or removing an endpoint moves
+    /// about 1/N of the keys.
+    RingHash,
+    /// Consistent hashing with Maglev's lookup table (`hash_on`).
+    Maglev,
+}
+
+/// What a hashing policy hashes a request on (exactly one of them). A filter may set
+/// the request property `hash_key` to choose the key itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashOn {
+    /// A request header's value.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A cookie's value.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// The client's IP address.
+    #[serde(default)]
+    pub client_address: bool,
 }
 
 /// How the proxy speaks TLS to a cluster's endpoints.

@@ -80,11 +80,35 @@ pub async fn forward(
         let continue_relay = ex.continue_relay.take();
         // Each attempt is a span of its own: the upstream's `traceparent` names it.
         let attempt_span = ex.trace.as_ref().map(|t| t.child());
+        let cluster = ex.snapshot.clusters.get(&*ex.req().cluster).cloned();
+        // The key a hashing policy places the request by.
+        let hash_key = cluster.as_ref().and_then(|c| {
+            let on = c.hash_on.as_ref();
+            let hashing = matches!(
+                c.balancer.policy(),
+                crate::config::model::LbPolicy::RingHash | crate::config::model::LbPolicy::Maglev
+            );
+            hashing.then(|| {
+                let req = ex.req();
+                let property = req
+                    .properties
+                    .iter()
+                    .find(|(k, _)| k == HASH_KEY_PROPERTY)
+                    .map(|(_, v)| v.as_str());
+                crate::upstream::balance::hash_key(
+                    on.unwrap_or(&NO_HASH_ON),
+                    &req.headers,
+                    req.client_addr,
+                    property,
+                )
+            })?
+        });
         let req = ex.req_mut();
-        if let Some((_, traceparent)) = &attempt_span {
-            req.headers
-                .insert(crate::trace::TRACEPARENT, traceparent.clone());
-        }
+        // (Moved, not cloned: a clone of a new header value allocates.)
+        let attempt_span = attempt_span.map(|(id, traceparent)| {
+            req.headers.insert(crate::trace::TRACEPARENT, traceparent);
+            id
+        });
         let head = RequestHead {
             method: req.method.clone(),
             authority: lend(&mut req.authority, keep_request),
@@ -93,9 +117,9 @@ pub async fn forward(
             upgrade,
             raw_response,
             continue_relay,
+            hash_key,
         };
         let try_timeout = req.try_timeout;
-        let cluster = ex.snapshot.clusters.get(&*ex.req().cluster).cloned();
         ex.outcome.attempts += 1;
 
         // An unfiltered request's first attempt leaves microseconds after it arrived:
@@ -158,7 +182,7 @@ pub async fn forward(
                 }
             }
         };
-        if let (Some(t), Some((id, _))) = (&ex.trace, attempt_span) {
+        if let (Some(t), Some(id)) = (&ex.trace, attempt_span) {
             if t.recording() {
                 trace_attempt(ex, t, id, now, &result);
             }
@@ -234,6 +258,17 @@ pub async fn forward(
         }
     }
 }
+
+/// The request property a filter sets to choose the key a hashing load-balancing policy
+/// places the request by.
+pub const HASH_KEY_PROPERTY: &str = "hash_key";
+
+/// A hashing policy without `hash_on`: only the property gives a key.
+static NO_HASH_ON: crate::config::model::HashOn = crate::config::model::HashOn {
+    header: None,
+    cookie: None,
+    client_address: false,
+};
 
 /// Records an upstream attempt in a sampled request's trace.
 fn trace_attempt(

@@ -6,7 +6,7 @@
 //! every call into a filter and every decision about its answer is in [`chain`];
 //! every error becomes a response in one place, [`error_response`].
 
-mod access;
+pub(crate) mod access;
 mod answer;
 mod chain;
 mod forward;

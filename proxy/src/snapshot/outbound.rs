@@ -59,6 +59,7 @@ fn head(cluster: &str, req: &OutboundRequest) -> Result<RequestHead, CallError> 
         upgrade: None,
         raw_response: false,
         continue_relay: None,
+        hash_key: None,
     })
 }
 

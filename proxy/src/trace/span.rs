@@ -110,7 +110,7 @@ impl Trace {
                 flags,
             }) => (trace_id, Some(span_id), flags & SAMPLED),
             None => {
-                let sampled = ratio >= 1.0 || (ratio > 0.0 && fastrand::f64() < ratio);
+                let sampled = context::sample(ratio);
                 (
                     context::new_trace_id(),
                     None,

@@ -1,8 +1,7 @@
-//! A cluster: named endpoints and how to reach them, with round-robin choice.
+//! A cluster: named endpoints, how one is chosen ([`super::balance`]) and how to reach
+//! them.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,8 +86,6 @@ impl ClusterStats {
 /// A cluster.
 pub struct Cluster {
     pub name: Arc<str>,
-    /// Its endpoints.
-    pub endpoints: Vec<SocketAddr>,
     /// How to talk to them.
     pub protocol: UpstreamProtocol,
     /// Limit for opening a connection.
@@ -105,7 +102,10 @@ pub struct Cluster {
     pub canned: std::sync::OnceLock<Arc<Canned>>,
     /// TLS to the endpoints (the cluster's `tls`).
     pub tls: Option<Arc<ClientTls>>,
-    next: AtomicUsize,
+    /// The endpoints with their load, and the policy choosing among them.
+    pub balancer: super::balance::Balancer,
+    /// What a hashing policy hashes a request on.
+    pub hash_on: Option<crate::config::model::HashOn>,
 }
 
 /// A fixed upstream response.
@@ -153,7 +153,6 @@ impl Cluster {
     pub fn new(c: &CheckedCluster, metrics: &Registry) -> Cluster {
         Cluster {
             name: c.name.as_str().into(),
-            endpoints: c.endpoints.clone(),
             protocol: c.protocol,
             connect_timeout: c.connect_timeout,
             max_idle: c.max_idle_per_endpoint,
@@ -161,7 +160,15 @@ impl Cluster {
             stats: ClusterStats::new(metrics, &c.name),
             canned: std::sync::OnceLock::new(),
             tls: None,
-            next: AtomicUsize::new(fastrand::usize(..)),
+            balancer: super::balance::Balancer::new(
+                c.lb_policy,
+                &c.endpoints
+                    .iter()
+                    .zip(c.weights.iter().chain(std::iter::repeat(&1)))
+                    .map(|(a, w)| (*a, *w))
+                    .collect::<Vec<_>>(),
+            ),
+            hash_on: c.hash_on.clone(),
         }
     }
 
@@ -171,13 +178,10 @@ impl Cluster {
         self
     }
 
-    /// The next endpoint, round-robin.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(self.endpoints[i % self.endpoints.len()])
+    /// The endpoint for an attempt, by the cluster's policy (`key`: the request's hash
+    /// key, for the hashing policies); held in flight until dropped.
+    pub fn pick(&self, key: Option<u64>) -> Option<super::balance::Picked<'_>> {
+        self.balancer.pick(key)
     }
 }
 
@@ -194,6 +198,9 @@ mod tests {
                 "127.0.0.1:2".parse().unwrap(),
                 "127.0.0.1:3".parse().unwrap(),
             ],
+            weights: vec![1, 1, 1],
+            lb_policy: crate::config::model::LbPolicy::RoundRobin,
+            hash_on: None,
             protocol: UpstreamProtocol::Http1,
             connect_timeout: Duration::from_secs(1),
             max_idle_per_endpoint: 1,
@@ -203,7 +210,7 @@ mod tests {
         let c = Cluster::new(&checked, &Registry::default());
         let mut seen = HashMap::new();
         for _ in 0..300 {
-            *seen.entry(c.pick().unwrap()).or_insert(0) += 1;
+            *seen.entry(c.pick(None).unwrap().addr()).or_insert(0) += 1;
         }
         assert_eq!(seen.len(), 3);
         assert!(seen.values().all(|n| *n == 100), "{seen:?}");

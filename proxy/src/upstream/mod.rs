@@ -1,5 +1,6 @@
 //! Upstreams: clusters of endpoints, the connections to them, and sending one attempt.
 
+pub mod balance;
 pub mod cluster;
 pub mod connect;
 pub mod h1;

@@ -34,6 +34,8 @@ pub struct RequestHead {
     /// The client waits for `100 Continue` and the upstream is to decide
     /// (`proxy_100_continue`): its `Expect` header is kept, and its 100 relayed.
     pub continue_relay: Option<ContinueRelay>,
+    /// The request's hash key, for a cluster with a hashing load-balancing policy.
+    pub hash_key: Option<u64>,
 }
 
 /// The upstream's answer: its head, a body streaming from it, and who answered.
@@ -108,6 +110,9 @@ fn build(
     Ok(req)
 }
 
+/// What a failed attempt counts as in an endpoint's latency estimate.
+const FAILURE_LATENCY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sends one attempt to the next endpoint of `cluster` and waits for the response
 /// head. A kept-alive connection that turns out to be closed before the request left is
 /// replaced by a new one, transparently.
@@ -130,7 +135,7 @@ pub async fn send(
         }
         return Ok(canned_response(canned, &cluster.name, &head, body).await);
     }
-    let Some(addr) = cluster.pick() else {
+    let Some(picked) = cluster.pick(head.hash_key) else {
         cluster.stats.failed(UpstreamFailure::NoEndpoints);
         return Err(AttemptError::new(
             UpstreamFailure::NoEndpoints,
@@ -138,6 +143,7 @@ pub async fn send(
             None,
         ));
     };
+    let addr = picked.addr();
     cluster.stats.attempts.inc();
     // The worker read the clock as the request arrived (or its previous attempt
     // ended): close enough to the attempt's start for a latency histogram.
@@ -167,13 +173,19 @@ pub async fn send(
             Box::pin(send_h2(cluster, addr, build(head, body, addr)?)).await
         }
     };
-    if let Err(e) = &result {
-        cluster.stats.failed(e.failure);
+    let took = crate::clock::now().duration_since(started);
+    match &result {
+        Ok(_) => picked.endpoint.observe(took),
+        Err(e) => {
+            cluster.stats.failed(e.failure);
+            // A failure counts as a slow answer for `least_request`: an endpoint that
+            // refuses at once must not look like the fastest.
+            picked.endpoint.observe(took.max(FAILURE_LATENCY));
+        }
     }
-    cluster
-        .stats
-        .latency
-        .observe(crate::clock::now().duration_since(started).as_secs_f64());
+    cluster.stats.latency.observe(took.as_secs_f64());
+    // (`picked` ends here: the endpoint counts the attempt in flight until its
+    // response head.)
     result
 }
 

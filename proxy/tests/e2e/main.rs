@@ -5,6 +5,7 @@
 
 mod access_log;
 mod author;
+mod balance;
 mod bench;
 mod body;
 mod builtin;

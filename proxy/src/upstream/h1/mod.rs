@@ -422,6 +422,7 @@ mod tests {
             upgrade: None,
             raw_response: false,
             continue_relay: None,
+            hash_key: None,
         };
         let mut out = Vec::new();
         encode_head(&head, Framing::Length(5), &mut out);

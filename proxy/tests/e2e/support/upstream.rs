@@ -199,6 +199,11 @@ impl http_body::Body for Repeat {
 impl Upstream {
     /// Starts an upstream named `name` (it says so in its answers).
     pub fn start(name: &str) -> Upstream {
+        Upstream::start_delayed(name, Duration::ZERO)
+    }
+
+    /// Starts an upstream that waits `delay` before every answer (a slow endpoint).
+    pub fn start_delayed(name: &str, delay: Duration) -> Upstream {
         let name: Arc<str> = name.into();
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
@@ -222,7 +227,15 @@ impl Upstream {
                     c.fetch_add(1, Ordering::Relaxed);
                     let (name, r) = (name.clone(), r.clone());
                     tokio::spawn(async move {
-                        let svc = service_fn(move |req| answer(name.clone(), req, r.clone()));
+                        let svc = service_fn(move |req| {
+                            let (name, r) = (name.clone(), r.clone());
+                            async move {
+                                if !delay.is_zero() {
+                                    tokio::time::sleep(delay).await;
+                                }
+                                answer(name, req, r).await
+                            }
+                        });
                         let _ = auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(stream), svc)
                             .await;
