@@ -35,7 +35,7 @@ fn picks(c: &mut Criterion) {
             ("maglev", LbPolicy::Maglev),
         ] {
             let b = Balancer::new(policy, &endpoints(weighted));
-            let hashing = matches!(policy, LbPolicy::RingHash | LbPolicy::Maglev);
+            let hashing = policy.hashes();
             let label = format!(
                 "lb_pick/{name}/{}",
                 if weighted { "weighted" } else { "equal" }

@@ -588,7 +588,7 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
                     ));
                 }
             }
-            if !matches!(c.lb_policy, LbPolicy::RingHash | LbPolicy::Maglev) {
+            if !c.lb_policy.hashes() {
                 return Err(FieldError::new(
                     format!("{field}.hash_on"),
                     "only the ring_hash and maglev policies hash requests: set lb_policy",

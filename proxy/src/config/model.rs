@@ -389,6 +389,13 @@ pub enum LbPolicy {
     Maglev,
 }
 
+impl LbPolicy {
+    /// Whether the policy places requests by a hash key (`ring_hash`, `maglev`).
+    pub fn hashes(self) -> bool {
+        matches!(self, LbPolicy::RingHash | LbPolicy::Maglev)
+    }
+}
+
 /// What a hashing policy hashes a request on (exactly one of them). A filter may set
 /// the request property `hash_key` to choose the key itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -83,25 +83,12 @@ pub async fn forward(
         let cluster = ex.snapshot.clusters.get(&*ex.req().cluster).cloned();
         // The key a hashing policy places the request by.
         let hash_key = cluster.as_ref().and_then(|c| {
-            let on = c.hash_on.as_ref();
-            let hashing = matches!(
-                c.balancer.policy(),
-                crate::config::model::LbPolicy::RingHash | crate::config::model::LbPolicy::Maglev
-            );
-            hashing.then(|| {
-                let req = ex.req();
-                let property = req
-                    .properties
-                    .iter()
-                    .find(|(k, _)| k == HASH_KEY_PROPERTY)
-                    .map(|(_, v)| v.as_str());
-                crate::upstream::balance::hash_key(
-                    on.unwrap_or(&NO_HASH_ON),
-                    &req.headers,
-                    req.client_addr,
-                    property,
-                )
-            })?
+            let req = ex.req();
+            c.hash_key(
+                &req.headers,
+                req.client_addr,
+                req.property(HASH_KEY_PROPERTY),
+            )
         });
         let req = ex.req_mut();
         // (Moved, not cloned: a clone of a new header value allocates.)
@@ -262,13 +249,6 @@ pub async fn forward(
 /// The request property a filter sets to choose the key a hashing load-balancing policy
 /// places the request by.
 pub const HASH_KEY_PROPERTY: &str = "hash_key";
-
-/// A hashing policy without `hash_on`: only the property gives a key.
-static NO_HASH_ON: crate::config::model::HashOn = crate::config::model::HashOn {
-    header: None,
-    cookie: None,
-    client_address: false,
-};
 
 /// Records an upstream attempt in a sampled request's trace.
 fn trace_attempt(

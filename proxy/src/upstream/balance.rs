@@ -372,7 +372,7 @@ fn maglev(endpoints: &[Arc<Endpoint>]) -> Vec<u32> {
 /// address, as the cluster's `hash_on` says; a filter's `hash_key` request property
 /// takes precedence. `None`: nothing to hash on (the request goes to a random endpoint).
 pub fn hash_key(
-    on: &crate::config::model::HashOn,
+    on: Option<&crate::config::model::HashOn>,
     headers: &http::HeaderMap,
     client: SocketAddr,
     property: Option<&str>,
@@ -380,6 +380,7 @@ pub fn hash_key(
     if let Some(p) = property {
         return Some(hash_bytes(p.as_bytes()));
     }
+    let on = on?;
     if let Some(name) = &on.header {
         return headers.get(name.as_str()).map(|v| hash_bytes(v.as_bytes()));
     }
@@ -530,23 +531,23 @@ mod tests {
             ..HashOn::default()
         };
         assert_eq!(
-            hash_key(&header, &h, client, None),
+            hash_key(Some(&header), &h, client, None),
             Some(hash_bytes(b"alice"))
         );
         assert_eq!(
-            hash_key(&cookie, &h, client, None),
+            hash_key(Some(&cookie), &h, client, None),
             Some(hash_bytes(b"s42"))
         );
         assert_eq!(
-            hash_key(&by_client, &h, client, None),
-            hash_key(&by_client, &h, "192.0.2.7:1".parse().unwrap(), None)
+            hash_key(Some(&by_client), &h, client, None),
+            hash_key(Some(&by_client), &h, "192.0.2.7:1".parse().unwrap(), None)
         );
         assert_eq!(
-            hash_key(&header, &h, client, Some("bob")),
+            hash_key(Some(&header), &h, client, Some("bob")),
             Some(hash_bytes(b"bob"))
         );
         assert_eq!(
-            hash_key(&header, &http::HeaderMap::new(), client, None),
+            hash_key(Some(&header), &http::HeaderMap::new(), client, None),
             None
         );
     }

@@ -164,7 +164,7 @@ impl Cluster {
                 c.lb_policy,
                 &c.endpoints
                     .iter()
-                    .zip(c.weights.iter().chain(std::iter::repeat(&1)))
+                    .zip(&c.weights)
                     .map(|(a, w)| (*a, *w))
                     .collect::<Vec<_>>(),
             ),
@@ -182,6 +182,20 @@ impl Cluster {
     /// key, for the hashing policies); held in flight until dropped.
     pub fn pick(&self, key: Option<u64>) -> Option<super::balance::Picked<'_>> {
         self.balancer.pick(key)
+    }
+
+    /// The key a request is placed by, when the cluster's policy hashes (`property`:
+    /// a filter's `hash_key` request property, which takes precedence over `hash_on`).
+    pub fn hash_key(
+        &self,
+        headers: &http::HeaderMap,
+        client: std::net::SocketAddr,
+        property: Option<&str>,
+    ) -> Option<u64> {
+        if !self.balancer.policy().hashes() {
+            return None;
+        }
+        super::balance::hash_key(self.hash_on.as_ref(), headers, client, property)
     }
 }
 
