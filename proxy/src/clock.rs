@@ -25,6 +25,13 @@ pub fn recent() -> Instant {
     RECENT.with(|r| r.get()).unwrap_or_else(now)
 }
 
+/// Milliseconds since this process first asked (a process-wide base, unlike
+/// [`recent`]'s per-thread time): for deadlines shared between threads in an atomic.
+pub fn process_millis() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

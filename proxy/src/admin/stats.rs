@@ -72,9 +72,15 @@ pub fn stats(
                     "weight": e.weight,
                     "in_flight": e.in_flight.load(std::sync::atomic::Ordering::Relaxed),
                     "latency_ewma_ms": e.ewma_micros.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0,
-                    // Without health checks every endpoint takes requests.
-                    "health": "unchecked",
+                    "health": e.health(),
                 })).collect::<Vec<_>>(),
+                "health_checks": c.health.as_ref().map(|h| {
+                    let (pass, fail) = h.results();
+                    json!({ "pass": pass, "fail": fail })
+                }),
+                "outlier_ejections": c.outlier.as_ref().map(outlier),
+                "panics": c.stats.panics.get(),
+                "circuit_breakers": breakers(&c.breaker),
                 "attempts": c.stats.attempts.get(),
                 "failures": failures,
                 "latency": histogram(&c.stats.latency),
@@ -119,5 +125,30 @@ pub fn stats(
         "filters": filters,
         "reloads": reloads,
         "control": control,
+    })
+}
+
+/// Outlier detection's counts.
+fn outlier(d: &crate::upstream::outlier::Detector) -> Value {
+    use crate::upstream::outlier::Reason;
+    json!({
+        "consecutive_5xx": d.ejections(Reason::FiveXx),
+        "consecutive_gateway_failure": d.ejections(Reason::Gateway),
+        "consecutive_connect_failure": d.ejections(Reason::Connect),
+        "refused": d.refused.get(),
+        "returns": d.returns.get(),
+    })
+}
+
+/// Each circuit breaker's limit (null: none), places in use and refusals.
+fn breakers(b: &crate::upstream::breaker::Breaker) -> Value {
+    use crate::upstream::breaker::Limit;
+    let limits = b.limits();
+    let one = |l: Limit, max: Option<u32>| json!({ "max": max, "in_use": b.in_use(l), "overflows": b.overflows(l) });
+    json!({
+        "max_connections": one(Limit::Connections, limits.max_connections),
+        "max_pending_requests": one(Limit::Pending, limits.max_pending),
+        "max_requests": one(Limit::Requests, limits.max_requests),
+        "max_retries": one(Limit::Retries, limits.max_retries),
     })
 }

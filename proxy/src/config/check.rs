@@ -248,6 +248,12 @@ pub struct CheckedCluster {
     pub idle_timeout: Duration,
     /// TLS to the endpoints.
     pub tls: Option<CheckedClusterTls>,
+    /// Active health checks.
+    pub health_check: Option<super::resilience::HealthCheck>,
+    /// Passive outlier detection.
+    pub outlier: Option<super::resilience::Outlier>,
+    /// Circuit breakers.
+    pub breakers: super::resilience::Breakers,
 }
 
 /// A cluster's checked TLS settings (files are read when the snapshot is built).
@@ -620,6 +626,26 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
                     .as_ref()
                     .map(|t| check_cluster_tls(loaded, &format!("{field}.tls"), c.protocol, t))
                     .transpose()?,
+                health_check: c
+                    .health_check
+                    .as_ref()
+                    .map(|h| super::resilience::check_health(&format!("{field}.health_check"), h))
+                    .transpose()?,
+                outlier: c
+                    .outlier_detection
+                    .as_ref()
+                    .map(|o| {
+                        super::resilience::check_outlier(&format!("{field}.outlier_detection"), o)
+                    })
+                    .transpose()?,
+                breakers: c
+                    .circuit_breakers
+                    .as_ref()
+                    .map(|b| {
+                        super::resilience::check_breakers(&format!("{field}.circuit_breakers"), b)
+                    })
+                    .transpose()?
+                    .unwrap_or_default(),
             },
         );
     }

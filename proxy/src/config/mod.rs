@@ -8,6 +8,7 @@ mod error;
 mod load;
 mod locate;
 pub mod model;
+pub mod resilience;
 pub mod route;
 
 pub use check::{

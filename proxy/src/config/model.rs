@@ -337,6 +337,15 @@ pub struct ClusterConfig {
     /// TLS (and mTLS) to the endpoints; cleartext when absent.
     #[serde(default)]
     pub tls: Option<ClusterTlsConfig>,
+    /// Active health checks of the endpoints; none when absent.
+    #[serde(default)]
+    pub health_check: Option<super::resilience::HealthCheckConfig>,
+    /// Passive outlier detection: endpoints failing in a row are ejected for a while.
+    #[serde(default)]
+    pub outlier_detection: Option<super::resilience::OutlierConfig>,
+    /// Limits on connections, pending requests, requests and retries in flight.
+    #[serde(default)]
+    pub circuit_breakers: Option<super::resilience::BreakersConfig>,
 }
 
 /// A cluster endpoint: an address, or an address with a weight.
@@ -498,7 +507,7 @@ pub struct FilterHostConfig {
 }
 
 /// `humantime` durations (`250ms`, `5s`, `1m 30s`), optional.
-mod duration_opt {
+pub(crate) mod duration_opt {
     use super::*;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

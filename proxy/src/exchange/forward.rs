@@ -74,6 +74,9 @@ pub async fn forward(
         ex.route.needs.response_headers || ex.route.needs.log || ex.route.needs.response_body;
     let raw_response =
         ex.raw_response_ok && !ex.route.needs.response_headers && !ex.route.needs.response_body;
+    // A retry's place under its cluster's `max_retries`, held until the next retry or
+    // the end of forwarding.
+    let mut _retry_slot = None;
     loop {
         let attempt_body = body.take().unwrap_or(ProxyBody::Empty);
         let upgrade = ex.upgrade.clone();
@@ -236,6 +239,20 @@ pub async fn forward(
                 if let Some(reason) = refused {
                     ex.route.stats.retry_refused(reason);
                     return Ok((response, response_body));
+                }
+                // The cluster's circuit breaker on retries in flight.
+                if let Some(cluster) = ex.snapshot.clusters.get(&*ex.req().cluster) {
+                    _retry_slot = None;
+                    match cluster
+                        .breaker
+                        .take(crate::upstream::breaker::Limit::Retries)
+                    {
+                        Ok(slot) => _retry_slot = slot,
+                        Err(_) => {
+                            ex.route.stats.retry_refused("overflow");
+                            return Ok((response, response_body));
+                        }
+                    }
                 }
                 ex.route.stats.retries.inc();
                 drop(response_body);

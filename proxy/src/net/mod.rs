@@ -52,6 +52,8 @@ pub struct UpstreamConn {
     pub buf: BytesMut,
     /// When it was last returned to a pool.
     pub since: Instant,
+    /// Held as long as the connection is open (a circuit breaker's place).
+    pub held: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl UpstreamConn {
@@ -61,6 +63,7 @@ impl UpstreamConn {
             stream,
             buf: BytesMut::new(),
             since: Instant::now(),
+            held: None,
         })
     }
 

@@ -48,6 +48,7 @@ pub struct RouteStats {
     pub retries: Arc<Counter>,
     refused_body: Arc<Counter>,
     refused_deadline: Arc<Counter>,
+    refused_overflow: Arc<Counter>,
 }
 
 impl RouteStats {
@@ -96,15 +97,18 @@ impl RouteStats {
             ),
             refused_body: refused("body"),
             refused_deadline: refused("deadline"),
+            refused_overflow: refused("overflow"),
         }
     }
 
     /// Counts a retry a filter asked for but the proxy could not send: the body could
     /// not be replayed (`body`) or the backoff would pass the route's deadline
-    /// (`deadline`).
+    /// (`deadline`), or the cluster's `max_retries` circuit breaker was full
+    /// (`overflow`).
     pub fn retry_refused(&self, reason: &str) {
         match reason {
             "body" => self.refused_body.inc(),
+            "overflow" => self.refused_overflow.inc(),
             _ => self.refused_deadline.inc(),
         }
     }
@@ -332,7 +336,12 @@ impl Snapshot {
                 let tls = ClientTls::build(t).map_err(|e| loaded.error(e))?;
                 cluster = cluster.with_tls(Arc::new(tls));
             }
-            clusters.insert(name.clone(), Arc::new(cluster));
+            if let Some(old) = previous.and_then(|p| p.clusters.get(name)) {
+                cluster.inherit(old);
+            }
+            let cluster = Arc::new(cluster);
+            crate::upstream::health::watch(&cluster);
+            clusters.insert(name.clone(), cluster);
         }
         let clusters = Arc::new(clusters);
         let outbound = ClusterOutbound::new(clusters.clone());

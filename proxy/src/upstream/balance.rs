@@ -15,9 +15,17 @@
 //!
 //! The hashing policies take a key per request ([`hash_key`]); a request without one
 //! goes to a random endpoint (as Envoy does).
+//!
+//! An endpoint that failed its health checks or was ejected as an outlier is
+//! *unavailable* ([`Endpoint::state`]). While every endpoint is available (the common
+//! case, one relaxed load tells) a pick is the policy's; otherwise a pick that lands on
+//! an unavailable endpoint moves on by the policy's own rule: the schedule's next turn,
+//! another draw, the ring's next point, or another probe of the Maglev table, so that
+//! keys on available endpoints stay where they are. When no endpoint is available the
+//! policy's pick stands (panic mode, as Envoy's) and the pick says so.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +43,19 @@ pub struct Endpoint {
     /// An exponentially weighted moving average of its attempt times, in microseconds
     /// (0 until the first attempt ends).
     pub ewma_micros: AtomicU64,
+    /// Why it takes no new requests: [`FAILED_CHECK`] and [`EJECTED`] bits (0:
+    /// available). Changed only through [`Balancer::mark`], which keeps count.
+    pub state: AtomicU8,
+    /// Active health checking's count of results in a row.
+    pub checks: super::health::CheckRun,
+    /// Outlier detection's counts of failures in a row and ejection.
+    pub outlier: super::outlier::OutlierState,
 }
+
+/// [`Endpoint::state`]: failed its active health checks.
+pub const FAILED_CHECK: u8 = 1;
+/// [`Endpoint::state`]: ejected by outlier detection.
+pub const EJECTED: u8 = 2;
 
 impl Endpoint {
     /// An endpoint with nothing measured yet.
@@ -45,7 +65,39 @@ impl Endpoint {
             weight: weight.max(1),
             in_flight: AtomicU32::new(0),
             ewma_micros: AtomicU64::new(0),
+            state: AtomicU8::new(0),
+            checks: Default::default(),
+            outlier: Default::default(),
         }
+    }
+
+    /// Whether it takes new requests (neither failing checks nor ejected).
+    pub fn available(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == 0
+    }
+
+    /// What an admin page shows: `healthy`, `unhealthy` (failed its checks), `ejected`,
+    /// or both of the last.
+    pub fn health(&self) -> &'static str {
+        match self.state.load(Ordering::Relaxed) {
+            0 => "healthy",
+            FAILED_CHECK => "unhealthy",
+            EJECTED => "ejected",
+            _ => "unhealthy,ejected",
+        }
+    }
+
+    /// Takes what was learnt about the same endpoint in a previous configuration, so
+    /// that a reload forgets neither latency nor health: its state bits (only those
+    /// `keep` names: a check or detection since removed no longer holds it back) and
+    /// its counts.
+    pub fn inherit(&self, old: &Endpoint, keep: u8) {
+        self.ewma_micros
+            .store(old.ewma_micros.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.state
+            .store(old.state.load(Ordering::Relaxed) & keep, Ordering::Relaxed);
+        self.checks.inherit(&old.checks);
+        self.outlier.inherit(&old.outlier);
     }
 
     /// Folds an attempt's time into the latency estimate (a fifth of each new sample;
@@ -68,12 +120,14 @@ impl Endpoint {
 pub struct Picked<'a> {
     /// The endpoint chosen.
     pub endpoint: &'a Endpoint,
+    /// No endpoint was available, and this one was chosen regardless (panic mode).
+    pub panic: bool,
 }
 
 impl Picked<'_> {
-    fn new(endpoint: &Endpoint) -> Picked<'_> {
+    fn new(endpoint: &Endpoint, panic: bool) -> Picked<'_> {
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        Picked { endpoint }
+        Picked { endpoint, panic }
     }
 
     /// The endpoint's address.
@@ -113,6 +167,8 @@ pub struct Balancer {
     endpoints: Vec<Arc<Endpoint>>,
     policy: LbPolicy,
     table: Table,
+    /// Endpoints whose state is not 0.
+    unavailable: AtomicU32,
 }
 
 impl std::fmt::Debug for Balancer {
@@ -158,7 +214,44 @@ impl Balancer {
             endpoints,
             policy,
             table,
+            unavailable: AtomicU32::new(0),
         }
+    }
+
+    /// Sets (`on`) or clears state bit `bit` of `e` (one of this balancer's endpoints),
+    /// keeping count of unavailable endpoints. Returns whether the bit changed.
+    pub fn mark(&self, e: &Endpoint, bit: u8, on: bool) -> bool {
+        let before = if on {
+            e.state.fetch_or(bit, Ordering::Relaxed)
+        } else {
+            e.state.fetch_and(!bit, Ordering::Relaxed)
+        };
+        let after = if on { before | bit } else { before & !bit };
+        match (before == 0, after == 0) {
+            (true, false) => {
+                self.unavailable.fetch_add(1, Ordering::Relaxed);
+            }
+            (false, true) => {
+                self.unavailable.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        before != after
+    }
+
+    /// Recounts unavailable endpoints after their states were set directly (as
+    /// [`Endpoint::inherit`] does, before the balancer is in use).
+    pub fn recount(&self) {
+        let n = self.endpoints.iter().filter(|e| !e.available()).count();
+        self.unavailable.store(n as u32, Ordering::Relaxed);
+    }
+
+    /// Endpoints with `bit` set.
+    pub fn count(&self, bit: u8) -> usize {
+        self.endpoints
+            .iter()
+            .filter(|e| e.state.load(Ordering::Relaxed) & bit != 0)
+            .count()
     }
 
     /// The endpoints, in configuration order.
@@ -174,8 +267,50 @@ impl Balancer {
     /// Chooses the endpoint for an attempt; `key` is the request's hash key (used by
     /// `ring_hash` and `maglev` only). `None` when the cluster has no endpoints.
     pub fn pick(&self, key: Option<u64>) -> Option<Picked<'_>> {
-        self.pick_index(key)
-            .map(|i| Picked::new(&self.endpoints[i]))
+        let i = self.pick_index(key)?;
+        if self.unavailable.load(Ordering::Relaxed) == 0 {
+            return Some(Picked::new(&self.endpoints[i], false));
+        }
+        Some(self.pick_available(i, key))
+    }
+
+    /// A pick when some endpoints are unavailable: `first` if it is available, else
+    /// the policy's next choice that is; `first` in panic mode when none is.
+    #[cold]
+    fn pick_available(&self, first: usize, key: Option<u64>) -> Picked<'_> {
+        let n = self.endpoints.len();
+        let ok = |i: usize| self.endpoints[i].available();
+        if ok(first) {
+            return Picked::new(&self.endpoints[first], false);
+        }
+        if self.unavailable.load(Ordering::Relaxed) as usize >= n
+            || !self.endpoints.iter().any(|e| e.available())
+        {
+            return Picked::new(&self.endpoints[first], true);
+        }
+        let found = match (&self.table, key) {
+            (Table::RoundRobin { schedule, next }, _) => (0..schedule.len()).find_map(|_| {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                Some(schedule[i % schedule.len()] as usize).filter(|i| ok(*i))
+            }),
+            (Table::Ring(ring), Some(h)) => ring.first_from(h, ok),
+            (Table::Maglev { table }, Some(h)) => (1..=32u64).find_map(|k| {
+                let i = table[(mix(h ^ k) % MAGLEV_SIZE as u64) as usize] as usize;
+                Some(i).filter(|i| ok(*i))
+            }),
+            // Random, least request, and hashing without a key: draw again.
+            _ => (0..8).find_map(|_| self.pick_index(key).filter(|i| ok(*i))),
+        };
+        // Draws can miss when few are available: the first available after a random
+        // start is still a fair choice.
+        let i = found.unwrap_or_else(|| {
+            let start = fastrand::usize(..n);
+            (0..n)
+                .map(|k| (start + k) % n)
+                .find(|i| ok(*i))
+                .unwrap_or(first)
+        });
+        Picked::new(&self.endpoints[i], false)
     }
 
     fn pick_index(&self, key: Option<u64>) -> Option<usize> {
@@ -321,13 +456,31 @@ impl Ring {
         }
     }
 
-    /// The endpoint owning the first point at or after `h` (wrapping around).
-    fn owner(&self, h: u64) -> usize {
+    /// The first point at or after `h` (wrapping around).
+    fn point(&self, h: u64) -> usize {
         let mut at = self.index[(h >> self.shift) as usize] as usize;
         while at < self.hashes.len() && self.hashes[at] < h {
             at += 1;
         }
-        self.owners[if at == self.hashes.len() { 0 } else { at }] as usize
+        if at == self.hashes.len() {
+            0
+        } else {
+            at
+        }
+    }
+
+    /// The endpoint owning the first point at or after `h`.
+    fn owner(&self, h: u64) -> usize {
+        self.owners[self.point(h)] as usize
+    }
+
+    /// The first endpoint `ok` takes, walking the ring from `h`.
+    fn first_from(&self, h: u64, ok: impl Fn(usize) -> bool) -> Option<usize> {
+        let start = self.point(h);
+        let n = self.owners.len();
+        (0..n)
+            .map(|k| self.owners[(start + k) % n] as usize)
+            .find(|i| ok(*i))
     }
 }
 
@@ -463,11 +616,75 @@ mod tests {
         assert_eq!(c[0], 0, "{c:?}");
         assert!(c[1] > 1200 && c[2] > 1200, "{c:?}");
         // Busy: with many in flight, even a fast endpoint loses.
-        let held: Vec<Picked> = (0..20).map(|_| Picked::new(&b.endpoints()[1])).collect();
+        let held: Vec<Picked> = (0..20)
+            .map(|_| Picked::new(&b.endpoints()[1], false))
+            .collect();
         let c = counts(&b, 3000, |_| None);
         assert!(c[1] < c[2] / 5, "{c:?}");
         drop(held);
         assert_eq!(b.endpoints()[1].in_flight.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn unavailable_endpoints_are_skipped_by_every_policy_until_none_is_left() {
+        let policies = [
+            LbPolicy::RoundRobin,
+            LbPolicy::Random,
+            LbPolicy::LeastRequest,
+            LbPolicy::RingHash,
+            LbPolicy::Maglev,
+        ];
+        for policy in policies {
+            let b = Balancer::new(policy, &addrs(5));
+            let keys: Vec<u64> = (0..2000u32).map(|k| hash_bytes(&k.to_le_bytes())).collect();
+            let home: Vec<usize> = keys
+                .iter()
+                .map(|k| b.pick_index(Some(*k)).unwrap())
+                .collect();
+            assert!(b.mark(&b.endpoints()[2], FAILED_CHECK, true));
+            assert!(
+                !b.mark(&b.endpoints()[2], FAILED_CHECK, true),
+                "already set"
+            );
+            b.mark(&b.endpoints()[4], EJECTED, true);
+            let mut moved = 0;
+            for (k, home) in keys.iter().zip(&home) {
+                let p = b.pick(Some(*k)).unwrap();
+                assert!(!p.panic);
+                let i = b
+                    .endpoints()
+                    .iter()
+                    .position(|e| e.addr == p.addr())
+                    .unwrap();
+                assert!(i != 2 && i != 4, "{policy:?} picked unavailable {i}");
+                if policy.hashes() && i != *home {
+                    moved += 1;
+                    assert!(
+                        *home == 2 || *home == 4,
+                        "{policy:?} moved a key it need not"
+                    );
+                }
+            }
+            if policy.hashes() {
+                assert!(moved > 0);
+            }
+            // None available: panic mode spreads over all, and says so.
+            for i in [0, 1, 3] {
+                b.mark(&b.endpoints()[i], FAILED_CHECK, true);
+            }
+            let p = b.pick(Some(keys[0])).unwrap();
+            assert!(p.panic, "{policy:?}");
+            drop(p);
+            // Back: the key goes home again.
+            for i in 0..5 {
+                b.mark(&b.endpoints()[i], FAILED_CHECK, false);
+            }
+            b.mark(&b.endpoints()[4], EJECTED, false);
+            assert_eq!(b.unavailable.load(Ordering::Relaxed), 0);
+            if policy.hashes() {
+                assert_eq!(b.pick_index(Some(keys[0])), Some(home[0]));
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct ClusterStats {
     pub connects: Arc<Counter>,
     /// Time from an attempt's start to its response head (or failure).
     pub latency: Arc<Histogram>,
+    /// Picks made with no endpoint available (panic mode: sent to one regardless).
+    pub panics: Arc<Counter>,
     failures: Vec<(UpstreamFailure, Arc<Counter>)>,
 }
 
@@ -51,6 +53,12 @@ impl ClusterStats {
                 "weft_upstream_attempt_duration_seconds",
                 "Time from an upstream attempt's start to its response head or failure, by \
                  cluster (attempts cut short by the route's timeout are not included).",
+                &[("cluster", name)],
+            ),
+            panics: metrics.counter(
+                "weft_upstream_panic_total",
+                "Attempts sent while no endpoint of the cluster was available (every one \
+                 unhealthy or ejected): panic mode spreads them over all.",
                 &[("cluster", name)],
             ),
             failures: FAILURES
@@ -106,6 +114,12 @@ pub struct Cluster {
     pub balancer: super::balance::Balancer,
     /// What a hashing policy hashes a request on.
     pub hash_on: Option<crate::config::model::HashOn>,
+    /// Active health checks (run by [`super::health::watch`]).
+    pub health: Option<super::health::Checker>,
+    /// Passive outlier detection.
+    pub outlier: Option<super::outlier::Detector>,
+    /// Circuit breakers.
+    pub breaker: super::breaker::Breaker,
 }
 
 /// A fixed upstream response.
@@ -169,7 +183,39 @@ impl Cluster {
                     .collect::<Vec<_>>(),
             ),
             hash_on: c.hash_on.clone(),
+            health: c
+                .health_check
+                .clone()
+                .map(|h| super::health::Checker::new(h, &c.name, metrics)),
+            outlier: c
+                .outlier
+                .clone()
+                .map(|o| super::outlier::Detector::new(o, &c.name, metrics)),
+            breaker: super::breaker::Breaker::new(c.breakers, &c.name, metrics),
         }
+    }
+
+    /// Takes what `previous` (the same cluster in the configuration this one replaces)
+    /// learnt about endpoints both have: latency, health, ejections. A check or a
+    /// detection no longer configured no longer holds an endpoint back.
+    pub fn inherit(&self, previous: &Cluster) {
+        use super::balance::{EJECTED, FAILED_CHECK};
+        let keep = if self.health.is_some() {
+            FAILED_CHECK
+        } else {
+            0
+        } | if self.outlier.is_some() { EJECTED } else { 0 };
+        for e in self.balancer.endpoints() {
+            if let Some(old) = previous
+                .balancer
+                .endpoints()
+                .iter()
+                .find(|o| o.addr == e.addr)
+            {
+                e.inherit(old, keep);
+            }
+        }
+        self.balancer.recount();
     }
 
     /// The same cluster, spoken to over TLS.
@@ -220,6 +266,9 @@ mod tests {
             max_idle_per_endpoint: 1,
             idle_timeout: Duration::from_secs(1),
             tls: None,
+            health_check: None,
+            outlier: None,
+            breakers: Default::default(),
         };
         let c = Cluster::new(&checked, &Registry::default());
         let mut seen = HashMap::new();

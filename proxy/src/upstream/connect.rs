@@ -21,11 +21,14 @@ pub enum Conn {
     H2(http2::SendRequest<ProxyBody>),
 }
 
-/// Connects to `addr` within `timeout` and performs the HTTP handshake.
+/// Connects to `addr` within `timeout` and performs the HTTP handshake; `slot` (a
+/// circuit breaker's place among open connections) is held as long as the connection
+/// stays open.
 pub async fn connect(
     addr: SocketAddr,
     protocol: UpstreamProtocol,
     timeout: Duration,
+    slot: Option<super::breaker::Slot>,
 ) -> Result<Conn, (UpstreamFailure, String)> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => {
@@ -50,7 +53,11 @@ pub async fn connect(
         )
     };
     match protocol {
-        UpstreamProtocol::Http1 => Ok(Conn::H1(crate::net::UpstreamConn::new(stream))),
+        UpstreamProtocol::Http1 => {
+            let mut conn = crate::net::UpstreamConn::new(stream);
+            conn.held = slot.map(|s| Box::new(s) as Box<dyn std::any::Any + Send + Sync>);
+            Ok(Conn::H1(conn))
+        }
         UpstreamProtocol::Http2 => {
             let io = TokioIo::new(stream);
             let (send, conn) = http2::Builder::new(TokioExecutor::new())
@@ -60,6 +67,7 @@ pub async fn connect(
                 .await
                 .map_err(handshake_failed)?;
             tokio::spawn(async move {
+                let _held = slot;
                 if let Err(e) = conn.await {
                     tracing::debug!(%addr, "upstream connection ended: {e}");
                 }

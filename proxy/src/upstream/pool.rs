@@ -76,9 +76,18 @@ pub fn take_h1(addr: SocketAddr, idle_timeout: Duration) -> Option<Box<UpstreamC
     })
 }
 
-/// Returns an HTTP/1.1 connection to the pool, unless the pool is full.
+/// Returns an HTTP/1.1 connection to the pool, unless the pool is full or the
+/// connection holds a circuit breaker's place that another attempt was just refused
+/// (closed instead: see [`super::breaker::Slot::contended`]).
 pub fn put_h1(addr: SocketAddr, mut conn: Box<UpstreamConn>, max_idle: usize) {
     if max_idle == 0 {
+        return;
+    }
+    let held = conn
+        .held
+        .as_ref()
+        .and_then(|h| h.downcast_ref::<super::breaker::Slot>());
+    if held.is_some_and(|s| s.contended()) {
         return;
     }
     // At most one request's age behind: a connection looks idle longer, never shorter.

@@ -77,6 +77,7 @@ async fn connect(
     tls: &ClientTls,
     addr: SocketAddr,
 ) -> Result<Sender, AttemptError> {
+    let (_pending, open) = super::send::connection_slots(cluster)?;
     cluster.stats.connects.inc();
     let timeout = cluster.connect_timeout;
     let fail = |failure, detail: String| AttemptError::new(failure, detail, Some(addr));
@@ -109,6 +110,7 @@ async fn connect(
                 .await
                 .map_err(handshake)?;
             tokio::spawn(async move {
+                let _held = open;
                 if let Err(e) = conn.await {
                     tracing::debug!(%addr, "upstream connection ended: {e}");
                 }
@@ -120,6 +122,7 @@ async fn connect(
                 .await
                 .map_err(handshake)?;
             tokio::spawn(async move {
+                let _held = open;
                 if let Err(e) = conn.await {
                     tracing::debug!(%addr, "upstream connection ended: {e}");
                 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use http::{HeaderMap, Method, Request, Uri, Version};
 use hyper::client::conn::http2;
 
+use super::breaker::{Limit, Overflow, Slot};
 use super::cluster::{Canned, Cluster};
 use super::connect::{connect, Conn};
 use super::h1;
@@ -135,6 +136,11 @@ pub async fn send(
         }
         return Ok(canned_response(canned, &cluster.name, &head, body).await);
     }
+    // Circuit breaker: attempts in flight, from now to the response body's end.
+    let slot = cluster
+        .breaker
+        .take(Limit::Requests)
+        .map_err(|o| overflowed(cluster, o))?;
     let Some(picked) = cluster.pick(head.hash_key) else {
         cluster.stats.failed(UpstreamFailure::NoEndpoints);
         return Err(AttemptError::new(
@@ -143,12 +149,68 @@ pub async fn send(
             None,
         ));
     };
+    if picked.panic {
+        cluster.stats.panics.inc();
+    }
     let addr = picked.addr();
     cluster.stats.attempts.inc();
     // The worker read the clock as the request arrived (or its previous attempt
     // ended): close enough to the attempt's start for a latency histogram.
     let started = crate::clock::recent();
-    let mut head = head;
+    let result = send_to(cluster, addr, head, body).await;
+    let took = crate::clock::now().duration_since(started);
+    match &result {
+        Ok(_) => picked.endpoint.observe(took),
+        Err(e) => {
+            cluster.stats.failed(e.failure);
+            // A failure counts as a slow answer for `least_request`: an endpoint that
+            // refuses at once must not look like the fastest.
+            picked.endpoint.observe(took.max(FAILURE_LATENCY));
+        }
+    }
+    if let Some(d) = &cluster.outlier {
+        let seen = match &result {
+            Ok(r) => Ok(r.head.status.as_u16()),
+            Err(e) => Err(e.failure),
+        };
+        d.observe(&cluster.balancer, picked.endpoint, seen);
+    }
+    cluster.stats.latency.observe(took.as_secs_f64());
+    // (`picked` ends here: the endpoint counts the attempt in flight until its
+    // response head.)
+    match (result, slot) {
+        // The breaker's place is held until the response body ends.
+        (Ok(mut r), Some(slot)) => {
+            let body = std::mem::replace(&mut r.body, ProxyBody::Empty);
+            r.body = crate::body::ObservedBody::wrap(body, move |_| drop(slot));
+            Ok(r)
+        }
+        (result, _) => result,
+    }
+}
+
+/// The failure for an attempt a circuit breaker refused.
+fn overflowed(cluster: &Cluster, o: Overflow) -> AttemptError {
+    AttemptError::new(
+        UpstreamFailure::Overflow,
+        format!(
+            "cluster {}: circuit breaker {} ({}) reached",
+            cluster.name,
+            o.limit.as_str(),
+            o.max
+        ),
+        None,
+    )
+}
+
+/// Sends one attempt to `addr`, an endpoint of `cluster`, over the cluster's protocol
+/// and TLS (health checks use it too): no endpoint choice, no attempt counted.
+pub(super) async fn send_to(
+    cluster: &Cluster,
+    addr: SocketAddr,
+    mut head: RequestHead,
+    body: ProxyBody,
+) -> Result<UpstreamResponse, AttemptError> {
     if cluster.tls.is_some() || cluster.protocol != UpstreamProtocol::Http1 {
         // Only weft's own HTTP/1.1 client relays a 100: elsewhere the proxy answers
         // the expectation itself, at once.
@@ -157,7 +219,7 @@ pub async fn send(
             relay.release();
         }
     }
-    let result = match (&cluster.tls, cluster.protocol) {
+    match (&cluster.tls, cluster.protocol) {
         // TLS and HTTP/2 attempts are boxed: their futures are kilobytes, and the
         // attempt's future (moved into a box per request) stays the size of the
         // plain HTTP/1.1 path's.
@@ -172,21 +234,7 @@ pub async fn send(
         (None, UpstreamProtocol::Http2) => {
             Box::pin(send_h2(cluster, addr, build(head, body, addr)?)).await
         }
-    };
-    let took = crate::clock::now().duration_since(started);
-    match &result {
-        Ok(_) => picked.endpoint.observe(took),
-        Err(e) => {
-            cluster.stats.failed(e.failure);
-            // A failure counts as a slow answer for `least_request`: an endpoint that
-            // refuses at once must not look like the fastest.
-            picked.endpoint.observe(took.max(FAILURE_LATENCY));
-        }
     }
-    cluster.stats.latency.observe(took.as_secs_f64());
-    // (`picked` ends here: the endpoint counts the attempt in flight until its
-    // response head.)
-    result
 }
 
 /// The canned response, after the request body was read to its end (as an upstream
@@ -266,14 +314,27 @@ fn echo(request: &RequestHead) -> bytes::Bytes {
     bytes::Bytes::from(json.to_string())
 }
 
+/// The circuit breakers' places a new connection takes: one among the attempts
+/// waiting for a connection (held while it opens), and one among open connections
+/// (held as long as it stays open).
+pub(super) fn connection_slots(
+    cluster: &Cluster,
+) -> Result<(Option<Slot>, Option<Slot>), AttemptError> {
+    let refused = |o| overflowed(cluster, o);
+    let pending = cluster.breaker.take(Limit::Pending).map_err(refused)?;
+    let open = cluster.breaker.take(Limit::Connections).map_err(refused)?;
+    Ok((pending, open))
+}
+
 async fn new_conn(
     cluster: &Cluster,
     addr: SocketAddr,
     protocol: UpstreamProtocol,
 ) -> Result<Conn, AttemptError> {
+    let (_pending, open) = connection_slots(cluster)?;
     cluster.stats.connects.inc();
     // Boxed: connecting is rare (pools reuse connections) and its future is large.
-    Box::pin(connect(addr, protocol, cluster.connect_timeout))
+    Box::pin(connect(addr, protocol, cluster.connect_timeout, open))
         .await
         .map_err(|(failure, detail)| AttemptError::new(failure, detail, Some(addr)))
 }

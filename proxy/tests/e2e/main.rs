@@ -20,6 +20,7 @@ mod http3;
 mod observe;
 mod proxy;
 mod reload;
+mod resilience;
 mod support;
 mod tls;
 mod upgrade;

@@ -5,4 +5,5 @@
 pub mod client;
 pub mod filters;
 pub mod proxy;
+pub mod sick;
 pub mod upstream;
