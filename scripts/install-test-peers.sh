@@ -2,7 +2,7 @@
 # Installs the real peers the tests start, from Debian: etcd (etcd-server) for the
 # control plane's shared store, Prometheus (and promtool) to scrape and check /metrics, Chromium to open `weft bench --html` reports, curl and
 # openssl as TLS clients, nginx as a TLS upstream, Python's aioquic (PyPI, in a venv) as the
-# HTTP/3 client,
+# HTTP/3 client and grpcio as the gRPC server and client,
 # wrk for load during certificate rotation, ab (apache2-utils) and h2load (nghttp2-client)
 # as load clients of the compatibility suite (proxy/tests/peers/compat), and there too
 # Python's starlette/uvicorn/hypercorn/flask/gunicorn as real apps and httpx/websockets as
@@ -65,3 +65,10 @@ if ! "$VENV/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_
   "$VENV/bin/pip" install -q opentelemetry-proto
 fi
 "$VENV/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2'
+
+# Python's grpcio (PyPI) as the real gRPC server and client (proxy/tests/peers/grpc_peer.py).
+if ! "$VENV/bin/python" -c 'import grpc' 2>/dev/null; then
+  echo "test peers: installing grpcio from PyPI into $VENV"
+  "$VENV/bin/pip" install -q grpcio
+fi
+"$VENV/bin/python" -c 'import grpc'

@@ -7,7 +7,7 @@
 //!     module: target/filters/fault.wasm
 //!     config:
 //!       match: { prefix: /api }          # which requests may be faulted (default: all)
-//!       abort: { percent: 5, status: 503, body: "injected" }
+//!       abort: { percent: 5, status: 503, body: "injected" }   # or grpc_status: 14
 //!       delay: { percent: 10, duration: 200ms }
 //!       header_override: true            # let requests ask for a fault (tests)
 //! ```
@@ -17,6 +17,12 @@
 //! 100) or `x-weft-fault-delay: <milliseconds>` (and `x-weft-fault-delay-percent`), as
 //! Envoy's `x-envoy-fault-*` headers do. A request selected for both an abort and a
 //! delay is aborted at once: the contract's `delay` goes on to the next filter.
+//!
+//! gRPC: `abort: { grpc_status: N }` (0 to 16) answers as gRPC does, HTTP 200 with
+//! `content-type: application/grpc`, `grpc-status: N` and `grpc-message` (the body
+//! text); with `header_override`, `x-weft-fault-abort-grpc-request: <N>` asks for it
+//! (Envoy's `x-envoy-fault-abort-grpc-request`). An HTTP `status` abort of a gRPC
+//! request is turned into a gRPC status by the proxy, as all its local answers are.
 //!
 //! Metrics: `weft_filter_faults_total{kind="abort"|"delay"}`.
 
@@ -39,6 +45,18 @@ pub struct Abort {
     /// The body they get.
     #[serde(default)]
     pub body: Option<String>,
+    /// Answer as gRPC with this status (0 to 16) instead of `status`.
+    #[serde(default)]
+    pub grpc_status: Option<u32>,
+}
+
+/// What an aborted request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aborted {
+    /// An HTTP status.
+    Http(u16),
+    /// A gRPC status.
+    Grpc(u32),
 }
 
 fn default_status() -> u16 {
@@ -90,21 +108,33 @@ fn check_percent(field: &str, p: f64) -> Result<(), String> {
 }
 
 impl Fault {
-    /// The abort status this request gets, if any.
-    fn abort_for(&self, req: &Request) -> Option<u16> {
+    /// The abort this request gets, if any.
+    fn abort_for(&self, req: &Request) -> Option<Aborted> {
         if self.config.header_override {
+            if let Some(code) = req
+                .header("x-weft-fault-abort-grpc-request")
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
+                let percent = header_percent(req, "x-weft-fault-abort-percent");
+                if code <= 16 && random::chance(percent) {
+                    return Some(Aborted::Grpc(code));
+                }
+            }
             if let Some(status) = req
                 .header("x-weft-fault-abort")
                 .and_then(|s| s.trim().parse::<u16>().ok())
             {
                 let percent = header_percent(req, "x-weft-fault-abort-percent");
                 if (100..=599).contains(&status) && random::chance(percent) {
-                    return Some(status);
+                    return Some(Aborted::Http(status));
                 }
             }
         }
         let abort = self.config.abort.as_ref()?;
-        random::chance(abort.percent).then_some(abort.status)
+        random::chance(abort.percent).then_some(match abort.grpc_status {
+            Some(code) => Aborted::Grpc(code),
+            None => Aborted::Http(abort.status),
+        })
     }
 
     /// The delay this request gets, if any.
@@ -125,6 +155,20 @@ impl Fault {
     }
 }
 
+/// gRPC's percent-encoding of a message's first line.
+fn grpc_message(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    let mut out = String::with_capacity(line.len());
+    for b in line.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn header_percent(req: &Request, name: &str) -> f64 {
     req.header(name)
         .and_then(|s| s.trim().parse::<f64>().ok())
@@ -140,6 +184,12 @@ impl Filter for Fault {
             check_percent("abort.percent", a.percent)?;
             if !(100..=599).contains(&a.status) {
                 return Err(format!("abort.status: {} is not an HTTP status", a.status));
+            }
+            if a.grpc_status.is_some_and(|c| c > 16) {
+                return Err(format!(
+                    "abort.grpc_status: {} is not a gRPC status (0 to 16)",
+                    a.grpc_status.unwrap_or_default()
+                ));
             }
         }
         if let Some(d) = &config.delay {
@@ -159,6 +209,7 @@ impl Filter for Fault {
         }
         [
             "x-weft-fault-abort",
+            "x-weft-fault-abort-grpc-request",
             "x-weft-fault-abort-percent",
             "x-weft-fault-delay",
             "x-weft-fault-delay-percent",
@@ -171,7 +222,7 @@ impl Filter for Fault {
         if !self.config.matcher.matches(req) {
             return Action::Continue;
         }
-        if let Some(status) = self.abort_for(req) {
+        if let Some(aborted) = self.abort_for(req) {
             self.aborted.inc();
             let body = self
                 .config
@@ -179,12 +230,18 @@ impl Filter for Fault {
                 .as_ref()
                 .and_then(|a| a.body.clone())
                 .unwrap_or_else(|| "fault injected\n".to_owned());
-            return Action::Respond(
-                LocalResponse::new(status)
+            return Action::Respond(match aborted {
+                Aborted::Http(status) => LocalResponse::new(status)
                     .header("content-type", "text/plain; charset=utf-8")
                     .header("x-weft-fault", "abort")
                     .body(body),
-            );
+                // gRPC's trailers-only answer: the status in the headers, no body.
+                Aborted::Grpc(code) => LocalResponse::new(200)
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", &code.to_string())
+                    .header("grpc-message", &grpc_message(&body))
+                    .header("x-weft-fault", "abort"),
+            });
         }
         if let Some(d) = self.delay_for(req) {
             self.delayed.inc();
@@ -255,6 +312,33 @@ mod tests {
             ask().header("x-weft-fault-abort-percent", "25")
         });
         assert!((850..1150).contains(&aborts), "25% of 4000: {aborts}");
+    }
+
+    #[test]
+    fn grpc_aborts_answer_with_a_grpc_status() {
+        let h = Harness::<Fault>::new(
+            r#"{"abort": {"percent": 100, "grpc_status": 14, "body": "chaos 100%"}, "header_override": true}"#,
+        )
+        .unwrap();
+        match h.on_request_headers(&mut TestRequest::post("/test.Echo/Unary")) {
+            Action::Respond(r) => {
+                assert_eq!(r.status, 200);
+                assert_eq!(r.header_value("grpc-status"), Some("14"));
+                assert_eq!(r.header_value("grpc-message"), Some("chaos 100%25"));
+                assert_eq!(r.header_value("content-type"), Some("application/grpc"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let asked = TestRequest::post("/x").header("x-weft-fault-abort-grpc-request", "8");
+        let h = Harness::<Fault>::new(r#"{"header_override": true}"#).unwrap();
+        match h.on_request_headers(&mut asked.clone()) {
+            Action::Respond(r) => assert_eq!(r.header_value("grpc-status"), Some("8")),
+            other => panic!("{other:?}"),
+        }
+        let err = Harness::<Fault>::new(r#"{"abort": {"percent": 5, "grpc_status": 17}}"#)
+            .err()
+            .unwrap();
+        assert!(err.starts_with("abort.grpc_status"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!     module: target/filters/retry.wasm
 //!     config:
 //!       retry_on: [connect-failure, reset, timeout, gateway-error]   # the default
-//!       # also: 5xx, retriable-status-codes
+//!       # also: 5xx, retriable-status-codes, and the gRPC statuses cancelled,
+//!       # deadline-exceeded, internal, resource-exhausted, unavailable
 //!       retriable_status_codes: [409]
 //!       max_attempts: 3                  # the first attempt included
 //!       per_try_timeout: 1s
@@ -24,6 +25,13 @@
 //!   **reset**: the connection closed or broke before a response; **timeout**: no
 //!   response within the per-try timeout; **5xx**: any 500-599; **gateway-error**: 502,
 //!   503, 504; **retriable-status-codes**: the statuses listed.
+//! - **gRPC** (`cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`,
+//!   `unavailable`): a gRPC request whose response carries that `grpc-status` in its
+//!   headers (a trailers-only answer, as servers send when they fail before any message,
+//!   and as the proxy answers its own errors): as Envoy, a status that arrives in the
+//!   trailers after messages is too late to retry. gRPC requests are POSTs; with a gRPC
+//!   condition they are retried (and their bodies kept for replay) regardless of
+//!   `retry_non_idempotent`, since gRPC's status says the call was not acted on.
 //! - **Budget**: over the last `window`, retries may not exceed `ratio` × requests plus
 //!   `min_per_second` × the window's seconds (Linkerd's retry budget). Counted in the
 //!   host's shared state, so it holds across every worker and instance.
@@ -144,6 +152,22 @@ struct On {
     any_5xx: bool,
     gateway_error: bool,
     statuses: bool,
+    /// gRPC status codes retried (bit per code).
+    grpc: u32,
+}
+
+/// The gRPC conditions and their status codes.
+const GRPC_CONDITIONS: [(&str, u32); 5] = [
+    ("cancelled", 1),
+    ("deadline-exceeded", 4),
+    ("resource-exhausted", 8),
+    ("internal", 13),
+    ("unavailable", 14),
+];
+
+fn is_grpc(req: &Request) -> bool {
+    req.header_ref("content-type")
+        .is_some_and(|v| v.starts_with(b"application/grpc"))
 }
 
 /// Retries failed attempts.
@@ -166,7 +190,14 @@ struct Metrics {
     attempts_exhausted: Counter,
 }
 
-const REASONS: [&str; 5] = ["connect-failure", "reset", "timeout", "status", "other"];
+const REASONS: [&str; 6] = [
+    "connect-failure",
+    "reset",
+    "timeout",
+    "status",
+    "grpc-status",
+    "other",
+];
 
 fn idempotent(method: &str) -> bool {
     matches!(
@@ -177,8 +208,23 @@ fn idempotent(method: &str) -> bool {
 
 impl Retry {
     /// Why this response should be retried, if it should.
-    fn reason(&self, resp: &Response) -> Option<&'static str> {
+    fn reason(&self, req: &Request, resp: &Response) -> Option<&'static str> {
         let status = resp.status();
+        if self.on.grpc != 0 && is_grpc(req) {
+            // The status the client will see: the upstream's, or, for the proxy's own
+            // failure, the one the proxy answers with (a connection never made is
+            // UNAVAILABLE, a timeout DEADLINE_EXCEEDED).
+            let code = match resp.upstream_failure() {
+                Some(UpstreamFailure::ConnectFailure | UpstreamFailure::ConnectTimeout) => Some(14),
+                Some(UpstreamFailure::Timeout) => Some(4),
+                _ => resp
+                    .header_bytes("grpc-status")
+                    .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u32>().ok()),
+            };
+            if let Some(code) = code.filter(|c| *c < 32) {
+                return (self.on.grpc & (1 << code) != 0).then_some("grpc-status");
+            }
+        }
         match resp.upstream_failure() {
             Some(UpstreamFailure::ConnectFailure | UpstreamFailure::ConnectTimeout)
                 if self.on.connect_failure =>
@@ -256,12 +302,16 @@ impl Filter for Retry {
                 "5xx" => on.any_5xx = true,
                 "gateway-error" => on.gateway_error = true,
                 "retriable-status-codes" => on.statuses = true,
-                other => {
-                    return Err(format!(
-                        "retry_on[{i}]: unknown condition {other:?}; use connect-failure, reset, timeout, 5xx, \
-                         gateway-error or retriable-status-codes"
-                    ))
-                }
+                other => match GRPC_CONDITIONS.iter().find(|(name, _)| *name == other) {
+                    Some((_, code)) => on.grpc |= 1 << code,
+                    None => {
+                        return Err(format!(
+                            "retry_on[{i}]: unknown condition {other:?}; use connect-failure, reset, \
+                             timeout, 5xx, gateway-error, retriable-status-codes, or a gRPC status: \
+                             cancelled, deadline-exceeded, internal, resource-exhausted, unavailable"
+                        ))
+                    }
+                },
             }
         }
         if on.statuses && config.retriable_status_codes.is_empty() {
@@ -302,11 +352,21 @@ impl Filter for Retry {
     }
 
     fn reads(&self) -> Reads {
-        Reads::new().method().attempt()
+        let reads = Reads::new().method().attempt();
+        if self.on.grpc != 0 {
+            reads
+                .request_header("content-type")
+                .response_header("grpc-status")
+        } else {
+            reads
+        }
     }
 
     fn on_request_headers(&self, req: &mut Request) -> Action {
-        if self.retry_non_idempotent || idempotent(&req.method()) {
+        if self.retry_non_idempotent
+            || idempotent(&req.method())
+            || (self.on.grpc != 0 && is_grpc(req))
+        {
             req.set_replay_limit(self.replay_limit);
         }
         if let Some(t) = self.per_try_timeout {
@@ -324,7 +384,7 @@ impl Filter for Retry {
 
     fn on_response_headers(&self, req: &mut Request, resp: &mut Response) -> Action {
         let attempt = req.attempt();
-        let Some(reason) = self.reason(resp) else {
+        let Some(reason) = self.reason(req, resp) else {
             if attempt > 1 {
                 resp.set_header("x-weft-attempts", &attempt.to_string())
                     .ok();
@@ -342,7 +402,7 @@ impl Filter for Retry {
             self.metrics.attempts_exhausted.inc();
             return deliver(resp);
         }
-        if !self.retry_non_idempotent && !idempotent(&req.method()) {
+        if !self.retry_non_idempotent && !idempotent(&req.method()) && reason != "grpc-status" {
             return deliver(resp);
         }
         if !req.body_replayable() {
@@ -377,6 +437,51 @@ mod tests {
         let mut resp = resp;
         let a = h.on_response_headers(req, &mut resp);
         (a, resp)
+    }
+
+    #[test]
+    fn grpc_statuses_are_retried_for_grpc_requests() {
+        let h = Harness::<Retry>::new(r#"{"retry_on": ["unavailable", "resource-exhausted"]}"#)
+            .unwrap();
+        let grpc =
+            || TestRequest::post("/test.Echo/Unary").header("content-type", "application/grpc");
+        let mut req = grpc();
+        h.on_request_headers(&mut req);
+        assert_eq!(
+            req.replay_limit(),
+            Some(64 << 10),
+            "a gRPC POST is kept for replay"
+        );
+        for (status, retried) in [("14", true), ("8", true), ("5", false), ("0", false)] {
+            let (a, _) = decide(
+                &h,
+                &mut grpc(),
+                TestResponse::new(200).header("grpc-status", status),
+            );
+            assert_eq!(
+                matches!(a, Action::Retry { .. }),
+                retried,
+                "grpc-status {status}"
+            );
+        }
+        // The proxy's own connect failure is what the client sees as UNAVAILABLE.
+        let (a, _) = decide(
+            &h,
+            &mut grpc(),
+            TestResponse::failed(UpstreamFailure::ConnectFailure),
+        );
+        assert!(matches!(a, Action::Retry { .. }));
+        // Not a gRPC request: grpc-status means nothing.
+        let (a, _) = decide(
+            &h,
+            &mut TestRequest::get("/"),
+            TestResponse::new(200).header("grpc-status", "14"),
+        );
+        assert_eq!(a, Action::Continue);
+        assert!(Harness::<Retry>::new(r#"{"retry_on": ["unavaliable"]}"#)
+            .err()
+            .unwrap()
+            .contains("gRPC status"));
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!             methods: [GET]
 //!             headers: [{ name: x-beta, exact: "1" }]   # exact | prefix | regex | present
 //!             query: [{ name: debug, present: true }]   # exact | regex | present
+//!             # grpc: { service: helloworld.Greeter, method: SayHello }  # a gRPC call
+//!             # (method optional; sets the path and requires gRPC's content type)
 //!           cluster: api-v2
 //!           rewrite: { prefix: /v1 }            # /v2/x -> /v1/x; or path: ..., regex: {pattern, to}
 //!         - match: { path: { prefix: /api } }
@@ -91,6 +93,21 @@ pub struct MatchConfig {
     /// Query parameter conditions.
     #[serde(default)]
     pub query: Vec<ValueConfig>,
+    /// A gRPC service and optionally its method: the path `/service/method` (or the
+    /// prefix `/service/`) with a `content-type` of `application/grpc*`.
+    #[serde(default)]
+    pub grpc: Option<GrpcConfig>,
+}
+
+/// A gRPC condition.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// The fully qualified service (`helloworld.Greeter`).
+    pub service: String,
+    /// One of its methods (`SayHello`); any when absent.
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 /// One side of a split.
@@ -395,22 +412,53 @@ impl Filter for Router {
         let mut clusters = Vec::new();
         for (i, r) in config.routes.iter().enumerate() {
             let f = format!("routes[{i}]");
-            let path = match &r.matcher.path {
-                None => PathRule::Any,
-                Some(p) => match (&p.exact, &p.prefix, &p.regex) {
-                    (Some(x), None, None) => PathRule::Exact(x.clone()),
-                    (None, Some(x), None) => PathRule::Prefix(x.clone()),
-                    (None, None, Some(x)) => {
-                        PathRule::Regex(whole(&format!("{f}.match.path.regex"), x)?)
-                    }
-                    _ => {
+            let path = match (&r.matcher.path, &r.matcher.grpc) {
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "{f}.match.grpc: a gRPC match sets the path itself: leave out path"
+                    ))
+                }
+                (None, Some(g)) => {
+                    let ok = |s: &str| {
+                        !s.is_empty()
+                            && s.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+                    };
+                    if !ok(&g.service) {
                         return Err(format!(
-                            "{f}.match.path: give exactly one of exact, prefix or regex"
-                        ))
+                            "{f}.match.grpc.service: {:?} is not a gRPC service name",
+                            g.service
+                        ));
                     }
+                    match &g.method {
+                        None => PathRule::Prefix(format!("/{}/", g.service)),
+                        Some(m) if ok(m) && !m.contains('.') => {
+                            PathRule::Exact(format!("/{}/{m}", g.service))
+                        }
+                        Some(m) => {
+                            return Err(format!(
+                                "{f}.match.grpc.method: {m:?} is not a gRPC method name"
+                            ))
+                        }
+                    }
+                }
+                (p, None) => match p {
+                    None => PathRule::Any,
+                    Some(p) => match (&p.exact, &p.prefix, &p.regex) {
+                        (Some(x), None, None) => PathRule::Exact(x.clone()),
+                        (None, Some(x), None) => PathRule::Prefix(x.clone()),
+                        (None, None, Some(x)) => {
+                            PathRule::Regex(whole(&format!("{f}.match.path.regex"), x)?)
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{f}.match.path: give exactly one of exact, prefix or regex"
+                            ))
+                        }
+                    },
                 },
             };
-            let headers = r
+            let mut headers = r
                 .matcher
                 .headers
                 .iter()
@@ -422,6 +470,12 @@ impl Filter for Router {
                     ))
                 })
                 .collect::<Result<Vec<_>, String>>()?;
+            if r.matcher.grpc.is_some() {
+                headers.push((
+                    "content-type".to_owned(),
+                    ValueRule::Prefix("application/grpc".to_owned()),
+                ));
+            }
             let query = r
                 .matcher
                 .query
@@ -569,6 +623,35 @@ mod tests {
             Action::Continue => None,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn matches_grpc_services_and_methods() {
+        let h = Harness::<Router>::new(
+            r#"{"routes": [
+            {"match": {"grpc": {"service": "test.Echo", "method": "Unary"}}, "cluster": "unary"},
+            {"match": {"grpc": {"service": "test.Echo"}}, "cluster": "echo"}]}"#,
+        )
+        .unwrap();
+        let grpc =
+            |path: &str| TestRequest::post(path).header("content-type", "application/grpc+proto");
+        assert_eq!(
+            route(&h, &mut grpc("/test.Echo/Unary")).as_deref(),
+            Some("unary")
+        );
+        assert_eq!(
+            route(&h, &mut grpc("/test.Echo/Bidi")).as_deref(),
+            Some("echo")
+        );
+        assert_eq!(route(&h, &mut grpc("/test.Other/Unary")), None);
+        // The same path without gRPC's content type is not a gRPC call.
+        assert_eq!(route(&h, &mut TestRequest::post("/test.Echo/Unary")), None);
+        let err = Harness::<Router>::new(
+            r#"{"routes": [{"match": {"grpc": {"service": "test.Echo", "method": "a/b"}}, "cluster": "x"}]}"#,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("routes[0].match.grpc.method"), "{err}");
     }
 
     #[test]

@@ -393,6 +393,39 @@ fn resolve_endpoint(field: &str, text: &str) -> Result<SocketAddr, FieldError> {
         .ok_or_else(|| FieldError::new(field, format!("endpoint {text:?} resolves to no address")))
 }
 
+/// The path a gRPC match stands for: `/service/method`, or `/service/` for a prefix.
+fn grpc_path(
+    field: &str,
+    g: &crate::config::model::GrpcMatchConfig,
+) -> Result<PathMatch, FieldError> {
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    };
+    if !name_ok(&g.service) || g.service.starts_with('.') || g.service.ends_with('.') {
+        return Err(FieldError::new(
+            format!("{field}.service"),
+            format!(
+                "{:?} is not a gRPC service name (package.Service: letters, digits, _ and .)",
+                g.service
+            ),
+        ));
+    }
+    Ok(match &g.method {
+        None => PathMatch::Prefix(format!("/{}/", g.service)),
+        Some(m) if name_ok(m) && !m.contains('.') => {
+            PathMatch::Exact(format!("/{}/{m}", g.service))
+        }
+        Some(m) => {
+            return Err(FieldError::new(
+                format!("{field}.method"),
+                format!("{m:?} is not a gRPC method name (letters, digits and _)"),
+            ))
+        }
+    })
+}
+
 fn check_matcher(field: &str, m: &MatchConfig) -> Result<RouteMatch, FieldError> {
     let host = match m.host.as_deref() {
         None | Some("*") => HostMatch::Any,
@@ -432,6 +465,16 @@ fn check_matcher(field: &str, m: &MatchConfig) -> Result<RouteMatch, FieldError>
         }
         (None, None) => PathMatch::Any,
     };
+    let path = match (&m.grpc, path) {
+        (None, path) => path,
+        (Some(g), PathMatch::Any) => grpc_path(&format!("{field}.grpc"), g)?,
+        (Some(_), _) => {
+            return Err(FieldError::new(
+                format!("{field}.grpc"),
+                "a gRPC match sets the path itself: leave out prefix and path",
+            ))
+        }
+    };
     let mut methods = Vec::new();
     for (i, text) in m.methods.iter().enumerate() {
         let method = Method::from_bytes(text.as_bytes()).map_err(|_| {
@@ -463,6 +506,12 @@ fn check_matcher(field: &str, m: &MatchConfig) -> Result<RouteMatch, FieldError>
             }
         };
         headers.push((name, rule));
+    }
+    if m.grpc.is_some() {
+        headers.push((
+            http::header::CONTENT_TYPE,
+            HeaderRule::Prefix("application/grpc".into()),
+        ));
     }
     Ok(RouteMatch {
         host,

@@ -278,6 +278,21 @@ pub struct MatchConfig {
     /// Header conditions.
     #[serde(default)]
     pub headers: Vec<HeaderMatchConfig>,
+    /// A gRPC service, and optionally one of its methods: the path `/service/method`
+    /// (or `/service/` as a prefix) of a request whose content type is gRPC's.
+    #[serde(default)]
+    pub grpc: Option<GrpcMatchConfig>,
+}
+
+/// A gRPC condition.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcMatchConfig {
+    /// The fully qualified service (`helloworld.Greeter`).
+    pub service: String,
+    /// A method of it (`SayHello`); any of its methods when absent.
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 /// A header condition: give `exact`, `prefix` or `present`.

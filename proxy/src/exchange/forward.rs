@@ -67,6 +67,8 @@ pub async fn forward(
     mut body: AttemptBody,
 ) -> Result<(Box<ResponseCtx>, ProxyBody), ProxyError> {
     let total = ex.req().timeout.unwrap_or(ex.route.timeout);
+    // A gRPC client's deadline, when sooner.
+    let total = ex.grpc_timeout.map_or(total, |g| g.min(total));
     let progress = ex.progress.clone();
     // Without response filters nothing can need the request again: move its headers
     // and authority into the attempt.

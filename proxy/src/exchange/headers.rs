@@ -49,10 +49,27 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// of the names decides what to remove; nothing is allocated unless `Connection` names
 /// a header outside the standard list (`Connection: keep-alive` or `close` names none).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, false)
+}
+
+/// The bit of `te` in [`hop_bit`]'s set.
+const TE_BIT: u8 = 1 << 3;
+
+fn strip(headers: &mut HeaderMap, keep_te_trailers: bool) {
     let present = headers.keys().fold(0, |set, name| set | hop_bit(name));
     if present == 0 {
         return;
     }
+    // `TE: trailers` says the client takes trailers: gRPC requires it end to end, and
+    // it is the one `TE` HTTP/2 allows (RFC 9113 section 8.2.2), so it passes on.
+    let te_trailers = keep_te_trailers
+        && present & TE_BIT != 0
+        && headers.get_all(header::TE).iter().any(|v| {
+            weft_h1::wire::list_items(v.as_bytes()).any(|t| {
+                let name = t.split(|b| *b == b';').next().unwrap_or(t);
+                name.trim_ascii().eq_ignore_ascii_case(b"trailers")
+            })
+        });
     let mut named: Vec<HeaderName> = Vec::new();
     if present & CONNECTION_BIT != 0 {
         for value in headers.get_all(header::CONNECTION) {
@@ -78,6 +95,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in &named {
         headers.remove(name);
     }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
 }
 
 /// Prepares a client's request headers for the upstream: hop-by-hop headers go,
@@ -91,7 +111,7 @@ pub fn for_upstream(
     scheme: &'static str,
     keep_expect: bool,
 ) {
-    strip_hop_by_hop(headers);
+    strip(headers, true);
     headers.remove(header::HOST);
     if !keep_expect {
         headers.remove(header::EXPECT);
@@ -200,6 +220,28 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert!(!h.contains_key("host"));
+    }
+
+    #[test]
+    fn te_trailers_alone_goes_upstream() {
+        let ip = HeaderValue::from_static("192.0.2.7");
+        for (given, kept) in [
+            ("trailers", true),
+            ("gzip, Trailers", true),
+            ("trailers;q=0.5", true),
+            ("gzip", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("te", given.parse().unwrap());
+            h.insert("connection", "te".parse().unwrap());
+            for_upstream(&mut h, &ip, "http", false);
+            assert_eq!(
+                h.get("te").map(|v| v.to_str().unwrap()),
+                kept.then_some("trailers"),
+                "{given}"
+            );
+            assert!(!h.contains_key("connection"));
+        }
     }
 
     #[test]

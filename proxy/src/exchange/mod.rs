@@ -10,6 +10,7 @@ pub(crate) mod access;
 mod answer;
 mod chain;
 mod forward;
+pub mod grpc;
 mod headers;
 mod intermediary;
 mod local;
@@ -111,6 +112,8 @@ pub struct Exchange {
     pub continue_relay: Option<ContinueRelay>,
     /// The request's trace, when tracing is configured.
     pub trace: Option<crate::trace::Trace>,
+    /// A gRPC request's deadline (`grpc-timeout`), which shortens the route's timeout.
+    pub grpc_timeout: Option<std::time::Duration>,
 }
 
 impl Exchange {
@@ -137,14 +140,28 @@ pub async fn serve(
 ) -> Response<ProxyBody> {
     let start = crate::clock::now();
     let (mut parts, body) = req.into_parts();
+    // gRPC: errors answered as gRPC statuses, `grpc-timeout` honoured.
+    let grpc = grpc::is_grpc(&parts);
+    let answer = |e: &ProxyError| {
+        let mut r = error_response(e);
+        if grpc {
+            grpc::answer(&mut r);
+        }
+        r
+    };
     let Some(listener) = snapshot.listener(&conn.listener, conn.listener_hint) else {
-        return error_response(&ProxyError::ListenerRemoved(conn.listener.to_string()));
+        return answer(&ProxyError::ListenerRemoved(conn.listener.to_string()));
     };
     if !conn.own_h1 {
         if let Err(e) = request::head_within(&parts, listener.http.max_request_headers) {
-            return error_response(&e);
+            return answer(&e);
         }
     }
+    let grpc_timeout = if grpc {
+        grpc::timeout(&parts.headers)
+    } else {
+        None
+    };
 
     let upgrade = upgrade::requested(&parts);
     let raw_response_ok = conn.own_h1
@@ -175,7 +192,7 @@ pub async fn serve(
     let (route, request) = match request::admit(listener, conn, parts, continue_relay.is_some()) {
         Ok(admitted) => admitted,
         Err(e) => {
-            let response = error_response(&e);
+            let response = answer(&e);
             if let (Some(log), Some((method, (authority, host), path))) =
                 (&listener.access_log, early)
             {
@@ -239,6 +256,7 @@ pub async fn serve(
         body_idle_timeout: listener.http.body_idle_timeout,
         continue_relay,
         trace,
+        grpc_timeout,
     };
     let body = if http_body::Body::is_end_stream(&body) {
         body
@@ -270,6 +288,9 @@ pub async fn serve(
         }
     };
     let mut response = response;
+    if grpc && grpc::needs_answer(&response) {
+        grpc::answer(&mut response);
+    }
     if let Some(req) = ex.request.as_deref_mut() {
         for (name, value) in req.response_headers.drain(..) {
             response.headers_mut().append(name, value);

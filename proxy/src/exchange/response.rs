@@ -43,7 +43,9 @@ pub async fn local(
             body = b;
         }
     }
-    Ok(finish(resp, ProxyBody::full(body)))
+    let mut response = finish(resp, ProxyBody::full(body));
+    response.extensions_mut().insert(super::grpc::LocalReply);
+    Ok(response)
 }
 
 /// Builds the response the client gets.

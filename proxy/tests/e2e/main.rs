@@ -13,6 +13,7 @@ mod cli;
 mod compat;
 mod control;
 mod filters;
+mod grpc;
 mod host;
 mod hostile;
 mod http1;
