@@ -238,8 +238,8 @@ impl Filter for Fault {
                 // gRPC's trailers-only answer: the status in the headers, no body.
                 Aborted::Grpc(code) => LocalResponse::new(200)
                     .header("content-type", "application/grpc")
-                    .header("grpc-status", &code.to_string())
-                    .header("grpc-message", &grpc_message(&body))
+                    .header("grpc-status", code.to_string())
+                    .header("grpc-message", grpc_message(&body))
                     .header("x-weft-fault", "abort"),
             });
         }

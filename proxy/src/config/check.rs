@@ -85,6 +85,8 @@ pub struct HttpOptions {
     pub max_request_headers: usize,
     /// Longest a request body may stall while it is sent upstream (408 then).
     pub body_idle_timeout: Duration,
+    /// A client connection idle (no request in progress) this long is closed.
+    pub idle_timeout: Duration,
     /// Whether `Expect: 100-continue` goes to the upstream and its 100 is relayed.
     pub proxy_100_continue: bool,
     /// Whether paths are normalized (RFC 3986 dot segments, unreserved escapes).
@@ -101,12 +103,16 @@ pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 64 << 10;
 pub const MAX_MAX_REQUEST_HEADERS: u64 = 1 << 20;
 /// Default [`HttpOptions::body_idle_timeout`].
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default [`HttpOptions::idle_timeout`]: longer than clients' usual pool idle times
+/// (weft's own is 60s), so that a client rarely reuses a connection as it closes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             proxy_100_continue: false,
             normalize_path: true,
             merge_slashes: true,
@@ -861,6 +867,11 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
         let http = HttpOptions {
             max_request_headers,
             body_idle_timeout,
+            idle_timeout: positive(
+                &format!("{lfield}.idle_timeout"),
+                l.idle_timeout,
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
             proxy_100_continue: l.proxy_100_continue,
             normalize_path: l.normalize_path.unwrap_or(true),
             merge_slashes: l.merge_slashes.unwrap_or(true),

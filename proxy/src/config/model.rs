@@ -132,6 +132,10 @@ pub struct ListenerConfig {
     /// the request body, as Envoy's does, so a slow upload is never a 504.)
     #[serde(default, with = "duration_opt")]
     pub body_idle_timeout: Option<Duration>,
+    /// A client connection with no request in progress for this long is closed
+    /// (HTTP/2: GOAWAY, streams in progress finish). Default 300s.
+    #[serde(default, with = "duration_opt")]
+    pub idle_timeout: Option<Duration>,
     /// `Expect: 100-continue` passed to the upstream, and its `100 Continue` relayed,
     /// so an upstream that refuses a request spares the client the upload (HTTP/1.1
     /// clients to HTTP/1.1 upstreams). Default false: the proxy answers `100 Continue`

@@ -71,13 +71,32 @@ pub async fn request_headers(ex: &mut Exchange) -> Result<RequestDecision, Proxy
         match action {
             Action::Continue => {}
             Action::Respond(local) => return Ok(RequestDecision::Respond(local)),
-            Action::Delay(d) => tokio::time::sleep(d).await,
+            Action::Delay(d) => delay(ex, d).await?,
             Action::RouteTo(cluster) => ex.req_mut().cluster = cluster.into(),
             Action::Retry(_) => invalid(f, "retry in the request-headers phase")?,
         }
     }
     ex.request_ran = chain.len();
     Ok(RequestDecision::Forward)
+}
+
+/// A filter's delay, within the request's deadline: a delay that would pass it ends
+/// the request with 504 (`timeout`) when the deadline comes.
+async fn delay(ex: &Exchange, d: Duration) -> Result<(), ProxyError> {
+    let now = std::time::Instant::now();
+    match ex.req().deadline() {
+        Some(deadline) if now + d >= deadline => {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+            Err(ProxyError::Upstream {
+                failure: crate::error::UpstreamFailure::Timeout,
+                detail: format!("the route's timeout passed during a filter's delay of {d:?}"),
+            })
+        }
+        _ => {
+            tokio::time::sleep(d).await;
+            Ok(())
+        }
+    }
 }
 
 /// Phase 2 in `buffer` mode: every body filter, in order, on the whole body. `Err` of

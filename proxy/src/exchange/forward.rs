@@ -66,9 +66,8 @@ pub async fn forward(
     ex: &mut Exchange,
     mut body: AttemptBody,
 ) -> Result<(Box<ResponseCtx>, ProxyBody), ProxyError> {
-    let total = ex.req().timeout.unwrap_or(ex.route.timeout);
-    // A gRPC client's deadline, when sooner.
-    let total = ex.grpc_timeout.map_or(total, |g| g.min(total));
+    // (The route's timeout, shortened by a gRPC client's deadline.)
+    let total = ex.req().timeout.unwrap_or(ex.req().route_timeout);
     let progress = ex.progress.clone();
     // Without response filters nothing can need the request again: move its headers
     // and authority into the attempt.

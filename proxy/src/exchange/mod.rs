@@ -112,8 +112,6 @@ pub struct Exchange {
     pub continue_relay: Option<ContinueRelay>,
     /// The request's trace, when tracing is configured.
     pub trace: Option<crate::trace::Trace>,
-    /// A gRPC request's deadline (`grpc-timeout`), which shortens the route's timeout.
-    pub grpc_timeout: Option<std::time::Duration>,
 }
 
 impl Exchange {
@@ -225,6 +223,10 @@ pub async fn serve(
     };
     let route = route.clone();
     let mut request = request;
+    request.arrived = Some(start);
+    if let Some(g) = grpc_timeout {
+        request.route_timeout = request.route_timeout.min(g);
+    }
     let trace = snapshot.tracing.as_ref().map(|t| {
         let incoming = request.headers.get(crate::trace::TRACEPARENT);
         let trace = crate::trace::Trace::start(
@@ -256,7 +258,6 @@ pub async fn serve(
         body_idle_timeout: listener.http.body_idle_timeout,
         continue_relay,
         trace,
-        grpc_timeout,
     };
     let body = if http_body::Body::is_end_stream(&body) {
         body

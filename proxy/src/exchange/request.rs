@@ -100,6 +100,8 @@ pub fn admit<'a>(
         replay_limit: None,
         body_replayable: true,
         timeout: None,
+        arrived: None,
+        route_timeout: route.timeout,
         try_timeout: None,
         response_headers: Vec::new(),
         version: parts.version,

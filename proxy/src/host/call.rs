@@ -47,6 +47,11 @@ pub struct RequestCtx {
     pub body_replayable: bool,
     /// A filter's override of the route timeout.
     pub timeout: Option<Duration>,
+    /// When the request arrived, for its deadline ([`RequestCtx::deadline`]); `None`
+    /// leaves filters' delays and outbound calls unbounded by it.
+    pub arrived: Option<std::time::Instant>,
+    /// The route's timeout (shortened by a gRPC client's `grpc-timeout`).
+    pub route_timeout: Duration,
     /// A filter's per-attempt timeout.
     pub try_timeout: Option<Duration>,
     /// Headers filters asked to add to whatever response the client gets.
@@ -84,6 +89,8 @@ impl Default for RequestCtx {
             replay_limit: None,
             body_replayable: true,
             timeout: None,
+            arrived: None,
+            route_timeout: Duration::MAX,
             try_timeout: None,
             response_headers: Vec::new(),
             version: http::Version::HTTP_11,
@@ -96,6 +103,14 @@ impl Default for RequestCtx {
 }
 
 impl RequestCtx {
+    /// When the route's timeout (or a filter's override) runs out, counted from the
+    /// request's arrival: filters' delays and outbound calls end there. (The upstream
+    /// attempt's own clock starts at the body's end, as Envoy's route timeout.)
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        let total = self.timeout.unwrap_or(self.route_timeout);
+        self.arrived.and_then(|a| a.checked_add(total))
+    }
+
     /// The request's trace id (32 hex digits), when tracing is configured.
     pub fn trace_id(&self) -> Option<String> {
         self.trace.as_ref().map(|t| t.trace_id_hex())

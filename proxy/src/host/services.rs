@@ -58,6 +58,10 @@ impl SharedStore {
 /// A boxed future, for the outbound-call interface.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// How long a filter's call to a cluster may take when the filter sets no timeout
+/// (and the request's deadline is further off).
+pub const DEFAULT_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A filter's call to a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundRequest {

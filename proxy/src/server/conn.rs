@@ -300,12 +300,20 @@ async fn serve_h2<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Arc::new(Activity::default());
+    let seen = activity.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let info = info.clone();
         let snapshot = handle.load_full();
+        let busy = seen.begin();
         async move {
             let req = req.map(ProxyBody::Incoming);
-            Ok::<_, Infallible>(exchange::serve(snapshot, &info, req).await)
+            let response = exchange::serve(snapshot, &info, req).await;
+            // (Until the response head: a stream still sending its body when the
+            // connection goes idle finishes after the GOAWAY, as graceful shutdown lets
+            // it; wrapping every body to watch its end would cost every response.)
+            drop(busy);
+            Ok::<_, Infallible>(response)
         }
     });
     let mut builder = http2::Builder::new(TokioExecutor::new());
@@ -331,6 +339,60 @@ async fn serve_h2<I>(
         _ = listener.stop.changed() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
+        }
+        _ = activity.idle_for(http.idle_timeout) => {
+            tracing::debug!(%peer, "idle connection closed (GOAWAY)");
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// An HTTP/2 connection's requests in progress and when the last one ended, for its
+/// idle timeout.
+#[derive(Default)]
+struct Activity {
+    active: std::sync::atomic::AtomicUsize,
+    /// [`crate::clock::process_millis`] when the last request ended (or the
+    /// connection began, 0).
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+/// A request in progress on an [`Activity`].
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.0
+            .last_ms
+            .store(crate::clock::process_millis(), Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.active
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// Resolves once no request has been in progress for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        use std::sync::atomic::Ordering;
+        let idle_ms = idle.as_millis() as u64;
+        let started = crate::clock::process_millis();
+        self.last_ms.store(started, Ordering::Relaxed);
+        loop {
+            let last = self.last_ms.load(Ordering::Relaxed);
+            let now = crate::clock::process_millis();
+            let due = last + idle_ms;
+            if self.active.load(Ordering::Relaxed) == 0 && now >= due {
+                return;
+            }
+            let wait = if now >= due { idle_ms } else { due - now };
+            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
         }
     }
 }

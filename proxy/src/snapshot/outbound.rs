@@ -18,7 +18,7 @@ use crate::upstream::{send, Clusters, RequestHead};
 /// Largest response body a filter call accepts.
 pub const MAX_RESPONSE: usize = 1 << 20;
 /// How long a call may take when the filter sets no timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_TIMEOUT: Duration = crate::host::services::DEFAULT_CALL_TIMEOUT;
 
 /// Outbound calls to the clusters of one configuration.
 pub struct ClusterOutbound {

@@ -203,6 +203,26 @@ fn balancing_config_errors_name_the_field_and_line() {
             "lb_policy",
             10,
         ),
+        (
+            "    endpoints: [\"127.0.0.1:1\"]\n    health_check: { path: /healthz, tcp: true }",
+            "clusters.c.health_check",
+            11,
+        ),
+        (
+            "    endpoints: [\"127.0.0.1:1\"]\n    health_check:\n      path: /healthz\n      expected_statuses: [\"299-200\"]",
+            "clusters.c.health_check.expected_statuses[0]",
+            13,
+        ),
+        (
+            "    endpoints: [\"127.0.0.1:1\"]\n    outlier_detection: { max_ejection_percent: 150 }",
+            "clusters.c.outlier_detection.max_ejection_percent",
+            11,
+        ),
+        (
+            "    endpoints: [\"127.0.0.1:1\"]\n    circuit_breakers: { max_requests: 0 }",
+            "clusters.c.circuit_breakers.max_requests",
+            11,
+        ),
     ] {
         let dir = TempDir::new("lb-config");
         let path = dir.0.join("weft.yaml");

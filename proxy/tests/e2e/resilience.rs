@@ -336,3 +336,74 @@ filters:
         1.0
     );
 }
+
+#[tokio::test]
+async fn the_route_timeout_covers_filter_delays_and_idle_connections_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Sick::start("up");
+    let weft = Weft::start(&format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    idle_timeout: 300ms
+    routes:
+      - {{ match: {{ prefix: /delayed }}, cluster: up, filters: [slow], timeout: 300ms }}
+      - {{ cluster: up }}
+clusters:
+  up: {{ endpoints: ["{}"] }}
+filters:
+  slow:
+    module: {}
+    config: {{ delay: {{ percent: 100, duration: 5s }} }}
+"#,
+        up.addr,
+        component("fault").display()
+    ));
+    let addr = weft.addr("edge");
+    // A filter's 5 s delay on a route with a 300 ms timeout: 504 when the timeout is up,
+    // not after the delay, and the upstream never asked.
+    let start = Instant::now();
+    let r = client::get(addr, "/delayed", &[]).await;
+    let took = start.elapsed();
+    assert_eq!(r.status, 504);
+    assert_eq!(r.header("x-weft-error"), Some("timeout"));
+    assert!(
+        took >= Duration::from_millis(280) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(up.count().await, 0);
+
+    // HTTP/1.1: a kept-alive connection with nothing to do is closed after 300 ms.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let start = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("closed within the idle timeout");
+    assert_eq!(closed.unwrap(), 0);
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // HTTP/2: the same, by GOAWAY.
+    let mut c = Conn::open(addr, Version::H2).await;
+    let r = c
+        .send(request(Version::H2, addr, Method::GET, "/", &[], empty()))
+        .await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        c.try_send(request(Version::H2, addr, Method::GET, "/", &[], empty()))
+            .await
+            .is_err(),
+        "the idle HTTP/2 connection was closed"
+    );
+}

@@ -19,6 +19,12 @@ impl Host for HostState {
     ) -> wasmtime::Result<Result<OutboundResponse, CallError>> {
         self.host_calls += 1;
         let started = Instant::now();
+        // The request's deadline bounds the call too.
+        let left = self
+            .request
+            .as_ref()
+            .and_then(|r| r.deadline())
+            .map(|d| d.saturating_duration_since(started));
         let request = services::OutboundRequest {
             method: request.method,
             path: request.path,
@@ -29,7 +35,11 @@ impl Host for HostState {
                 .map(|h| (h.name, h.value))
                 .collect(),
             body: request.body,
-            timeout: request.timeout.map(Duration::from_nanos),
+            timeout: match (request.timeout.map(Duration::from_nanos), left) {
+                (Some(t), Some(l)) => Some(t.min(l)),
+                (t, None) => t,
+                (None, l) => l.map(|l| l.min(services::DEFAULT_CALL_TIMEOUT)),
+            },
         };
         let result = self.outbound.send(cluster, request).await;
         self.waited += started.elapsed();

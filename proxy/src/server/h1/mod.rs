@@ -141,6 +141,7 @@ pub async fn serve(
             &mut stopped,
             &mut timer,
             http.max_request_headers,
+            http.idle_timeout,
         )
         .await
         {
@@ -293,9 +294,9 @@ async fn close(stream: &TcpStream) {
     let _ = sock.shutdown(std::net::Shutdown::Both);
 }
 
-/// Reads until a whole head is in `buf`. Idle connections close at shutdown; a head
-/// that does not arrive within [`HEAD_TIMEOUT`] gets 408 (or a silent close when not a
-/// byte of it came); a malformed one gets its 4xx.
+/// Reads until a whole head is in `buf`. Idle connections close at shutdown, or after
+/// the listener's `idle_timeout` without a byte; a head that does not arrive within
+/// [`HEAD_TIMEOUT`] of its first byte gets 408; a malformed one gets its 4xx.
 async fn next_head(
     stream: &TcpStream,
     buf: &mut BytesMut,
@@ -303,8 +304,12 @@ async fn next_head(
     stopped: &mut Stopped,
     timer: &mut Lazy,
     limit: usize,
+    idle_timeout: Duration,
 ) -> Next {
     let mut armed = false;
+    // Armed for the listener's idle timeout (no byte of a next request yet), rather
+    // than the head's.
+    let mut armed_idle = false;
     loop {
         if !buf.is_empty() {
             let before = buf.len();
@@ -333,8 +338,18 @@ async fn next_head(
             Err(_) => return Next::Done,
         }
         if !armed {
-            timer.set(tokio::time::Instant::now() + HEAD_TIMEOUT);
+            armed_idle = buf.is_empty();
+            let limit = if armed_idle {
+                idle_timeout
+            } else {
+                HEAD_TIMEOUT
+            };
+            timer.set(tokio::time::Instant::now() + limit);
             armed = true;
+        } else if armed_idle && !buf.is_empty() {
+            // The first bytes of a head: its own limit starts now.
+            timer.set(tokio::time::Instant::now() + HEAD_TIMEOUT);
+            armed_idle = false;
         }
         let idle = buf.is_empty();
         let readable = stream.readable();
