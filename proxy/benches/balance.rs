@@ -1,6 +1,8 @@
 //! What choosing an endpoint costs: one pick (and its release) per policy over a
 //! cluster of 100 endpoints, equal weights and mixed weights (1 to 5). The hashing
-//! policies get a key per pick, hashed from a header-sized value as the proxy does.
+//! policies get a key per pick, hashed from a header-sized value as the proxy does;
+//! `sick` marks 10 of the 100 unavailable (failing health checks or ejected), so picks
+//! that land on them move on by the policy's rule.
 //! Goal: under 100 ns for every policy.
 //!
 //! Run: `cargo bench -p weft --bench balance`. Numbers are in benches/README.md.
@@ -9,7 +11,7 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use weft::bench_hooks::{hash_bytes, Balancer};
+use weft::bench_hooks::{hash_bytes, Balancer, FAILED_CHECK};
 use weft::config::model::LbPolicy;
 
 #[global_allocator]
@@ -26,7 +28,7 @@ fn endpoints(weighted: bool) -> Vec<(SocketAddr, u32)> {
 
 fn picks(c: &mut Criterion) {
     let keys: Vec<String> = (0..1024).map(|i| format!("user-{i:08}")).collect();
-    for weighted in [false, true] {
+    for (weighted, sick) in [(false, false), (true, false), (false, true)] {
         for (name, policy) in [
             ("round_robin", LbPolicy::RoundRobin),
             ("random", LbPolicy::Random),
@@ -35,10 +37,19 @@ fn picks(c: &mut Criterion) {
             ("maglev", LbPolicy::Maglev),
         ] {
             let b = Balancer::new(policy, &endpoints(weighted));
+            if sick {
+                for e in b.endpoints().iter().step_by(10) {
+                    b.mark(e, FAILED_CHECK, true);
+                }
+            }
             let hashing = policy.hashes();
             let label = format!(
                 "lb_pick/{name}/{}",
-                if weighted { "weighted" } else { "equal" }
+                match (weighted, sick) {
+                    (_, true) => "sick",
+                    (true, _) => "weighted",
+                    _ => "equal",
+                }
             );
             let mut i = 0usize;
             c.bench_function(&label, |bench| {

@@ -42,5 +42,5 @@ pub(crate) mod upstream;
 pub mod bench_hooks {
     pub use crate::exchange::access::bench::OneRequest as AccessLogRequest;
     pub use crate::trace::bench::one_request as trace_request;
-    pub use crate::upstream::balance::{hash_bytes, Balancer};
+    pub use crate::upstream::balance::{hash_bytes, Balancer, FAILED_CHECK};
 }

@@ -178,15 +178,13 @@ pub async fn send(
     cluster.stats.latency.observe(took.as_secs_f64());
     // (`picked` ends here: the endpoint counts the attempt in flight until its
     // response head.)
-    match (result, slot) {
-        // The breaker's place is held until the response body ends.
-        (Ok(mut r), Some(slot)) => {
-            let body = std::mem::replace(&mut r.body, ProxyBody::Empty);
-            r.body = crate::body::ObservedBody::wrap(body, move |_| drop(slot));
-            Ok(r)
-        }
-        (result, _) => result,
+    let mut result = result;
+    // The breaker's place is held until the response body ends.
+    if let (Some(slot), Ok(r)) = (slot, &mut result) {
+        let body = std::mem::replace(&mut r.body, ProxyBody::Empty);
+        r.body = crate::body::ObservedBody::wrap(body, move |_| drop(slot));
     }
+    result
 }
 
 /// The failure for an attempt a circuit breaker refused.
