@@ -218,14 +218,20 @@ async fn serve_h1_hyper<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let stop = shutdown.clone();
+    let activity = Arc::new(Activity::default());
+    let seen = activity.clone();
     let service = service_fn(move |mut req: Request<Incoming>| {
         let info = info.clone();
         let snapshot = handle.load_full();
         let mut stop = stop.clone();
+        let busy = seen.begin();
         async move {
             let on_upgrade = hyper::upgrade::on(&mut req);
             let req = req.map(ProxyBody::Incoming);
             let mut resp = exchange::serve(snapshot, &info, req).await;
+            // (Until the response head, as for HTTP/2: hyper closes an idle keep-alive
+            // connection only after a response has been written whole.)
+            drop(busy);
             if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 if let Some(side) = resp.extensions().get::<Upgraded>().and_then(Upgraded::take) {
                     let h = resp.headers_mut();
@@ -283,6 +289,11 @@ async fn serve_h1_hyper<I>(
             let _ = conn.await;
         }
         _ = listener.stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        _ = activity.idle_for(http.idle_timeout) => {
+            tracing::debug!(%peer, "idle connection closed");
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
@@ -348,8 +359,8 @@ async fn serve_h2<I>(
     }
 }
 
-/// An HTTP/2 connection's requests in progress and when the last one ended, for its
-/// idle timeout.
+/// A hyper-served connection's requests in progress and when the last one ended, for
+/// its idle timeout.
 #[derive(Default)]
 struct Activity {
     active: std::sync::atomic::AtomicUsize,
