@@ -9,9 +9,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use crate::support::client::{bytes, request, Conn, Version};
 use crate::support::filters::{component, repo};
 use crate::support::proxy::Weft;
 use crate::tls::Pki;
+use http::Method;
 
 fn python() -> PathBuf {
     repo().join("target/test-tools/py/bin/python")
@@ -144,6 +146,8 @@ clusters:
 async fn weft_answers_its_own_failures_as_grpc_statuses_and_retries_unavailable() {
     let g = GrpcServer::start("g");
     let flaky = GrpcServer::start("g");
+    let slow = crate::support::sick::Sick::start("slow");
+    slow.set("mode/slow:2000").await;
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -158,6 +162,7 @@ listeners:
       - {{ match: {{ grpc: {{ service: test.Dead }} }}, cluster: dead }}
       - {{ match: {{ grpc: {{ service: test.Chaos }} }}, cluster: g, filters: [chaos] }}
       - {{ match: {{ grpc: {{ service: test.Deny }} }}, cluster: g, filters: [deny] }}
+      - {{ match: {{ grpc: {{ service: test.Slow }} }}, cluster: slow }}
       - {{ cluster: g }}
   - name: retrying
     address: 127.0.0.1:0
@@ -166,6 +171,7 @@ clusters:
   g: {{ endpoints: ["{g}"], protocol: http2 }}
   flaky: {{ endpoints: ["{flaky}"], protocol: http2 }}
   dead: {{ endpoints: ["{dead}"], protocol: http2 }}
+  slow: {{ endpoints: ["{slow}"] }}
 filters:
   retry:
     module: {retry}
@@ -179,6 +185,7 @@ filters:
 "#,
         g = g.addr,
         flaky = flaky.addr,
+        slow = slow.addr,
         retry = component("retry").display(),
         fault = component("fault").display(),
     ));
@@ -209,21 +216,36 @@ filters:
     let r = call(plain, "unary", &["--service", "test.Deny"]);
     assert_eq!(r["code"], "PERMISSION_DENIED", "{r}");
 
-    // grpc-timeout: the client's 0.5 s deadline bounds weft's wait for the slow server
-    // (the route's own timeout is 15 s).
-    let r = call(plain, "slow", &["--timeout", "0.5"]);
-    assert_eq!(r["code"], "DEADLINE_EXCEEDED", "{r}");
-    let mut timeouts = 0.0;
-    for _ in 0..50 {
-        timeouts = weft
-            .metric(r#"weft_upstream_failures_total{cluster="g",kind="timeout"}"#)
-            .await;
-        if timeouts > 0.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(timeouts, 1.0, "weft gave up at the client's deadline");
+    // grpc-timeout: a 300 ms deadline bounds weft's wait for a 2 s upstream (the
+    // route's own timeout is 15 s); weft answers DEADLINE_EXCEEDED itself. (A plain
+    // HTTP/2 client with no deadline of its own, and an upstream that ignores
+    // grpc-timeout: grpcio on either side would give up at the same instant, and which
+    // one did first would be a race.)
+    let start = std::time::Instant::now();
+    let mut c = Conn::open(plain, Version::H2).await;
+    let r = c
+        .send(request(
+            Version::H2,
+            plain,
+            Method::POST,
+            "/test.Slow/Call",
+            &[
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+                ("grpc-timeout", "300m"),
+            ],
+            bytes(&b"\x00\x00\x00\x00\x05hello"[..]),
+        ))
+        .await;
+    let took = start.elapsed();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("grpc-status"), Some("4"), "DEADLINE_EXCEEDED");
+    assert_eq!(r.header("x-weft-error"), Some("timeout"));
+    assert!(
+        took >= std::time::Duration::from_millis(280)
+            && took < std::time::Duration::from_millis(1500),
+        "{took:?}"
+    );
 
     // A trailers-only UNAVAILABLE is retried; the second attempt succeeds.
     let r = call(weft.addr("retrying"), "flaky", &[]);

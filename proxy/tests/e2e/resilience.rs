@@ -224,6 +224,19 @@ async fn outlier_detection_ejects_an_endpoint_failing_in_a_row_and_brings_it_bac
         .await,
         1.0
     );
+
+    // An endpoint that resets its connections: the failures count as 5xx (no answer)
+    // and it is ejected too; the rest keep answering.
+    a.set("mode/reset").await;
+    let (statuses, _) = send(addr, 30).await;
+    assert!(
+        statuses.get(&502).copied().unwrap_or(0) >= 1,
+        "{statuses:?}"
+    );
+    assert_eq!(health(&weft).await[&a.addr.to_string()], "ejected");
+    let (statuses, servers) = send(addr, 20).await;
+    assert_eq!(statuses.get(&200), Some(&20), "{statuses:?}");
+    assert_eq!(servers.get("b"), Some(&20));
 }
 
 /// Sends `n` requests at once, each on its own connection: statuses, `x-weft-error`s and
