@@ -22,7 +22,7 @@ pub struct OutlierState {
     connect: AtomicU32,
     /// Times ejected; one less for every sweep that finds it available.
     times_ejected: AtomicU32,
-    /// When the current ejection ends, in milliseconds of [`now_ms`].
+    /// When the current ejection ends, in [`crate::clock::process_millis`].
     until_ms: AtomicU64,
 }
 
@@ -84,10 +84,6 @@ pub struct Detector {
     pub refused: Arc<Counter>,
     /// Ejected endpoints brought back.
     pub returns: Arc<Counter>,
-}
-
-fn now_ms() -> u64 {
-    crate::clock::process_millis()
 }
 
 impl Detector {
@@ -192,9 +188,10 @@ impl Detector {
             .base_ejection
             .saturating_mul(times)
             .min(self.config.max_ejection);
-        e.outlier
-            .until_ms
-            .store(now_ms() + length.as_millis() as u64, Ordering::Relaxed);
+        e.outlier.until_ms.store(
+            crate::clock::process_millis() + length.as_millis() as u64,
+            Ordering::Relaxed,
+        );
         e.outlier.clear_runs();
         self.ejections[reason as usize].inc();
         tracing::warn!(
@@ -210,7 +207,7 @@ impl Detector {
     /// Brings back endpoints whose ejection ended, and lowers the ejection count of
     /// those that stayed available since the last sweep. Run every `interval`.
     pub fn sweep(&self, balancer: &Balancer) {
-        let now = now_ms();
+        let now = crate::clock::process_millis();
         for e in balancer.endpoints() {
             let s = &e.outlier;
             if e.state.load(Ordering::Relaxed) & EJECTED != 0 {

@@ -157,7 +157,7 @@ pub async fn send(
     // The worker read the clock as the request arrived (or its previous attempt
     // ended): close enough to the attempt's start for a latency histogram.
     let started = crate::clock::recent();
-    let result = send_to(cluster, addr, head, body).await;
+    let mut result = send_to(cluster, addr, head, body).await;
     let took = crate::clock::now().duration_since(started);
     match &result {
         Ok(_) => picked.endpoint.observe(took),
@@ -178,7 +178,6 @@ pub async fn send(
     cluster.stats.latency.observe(took.as_secs_f64());
     // (`picked` ends here: the endpoint counts the attempt in flight until its
     // response head.)
-    let mut result = result;
     // The breaker's place is held until the response body ends.
     if let (Some(slot), Ok(r)) = (slot, &mut result) {
         let body = std::mem::replace(&mut r.body, ProxyBody::Empty);

@@ -4,14 +4,14 @@
 //! failures answered as gRPC statuses, `UNAVAILABLE` retried, faults injected as gRPC
 //! statuses, and `grpc-timeout` honoured.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use crate::support::client::{bytes, request, Conn, Version};
 use crate::support::filters::{component, repo};
 use crate::support::proxy::Weft;
+use crate::support::sick::spawn_peer;
 use crate::tls::Pki;
 use http::Method;
 
@@ -31,26 +31,13 @@ struct GrpcServer {
 
 impl GrpcServer {
     fn start(name: &str) -> GrpcServer {
-        let mut child = Command::new(python())
-            .args([script(), "serve", name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("grpcio's python runs (scripts/install-test-peers.sh installs it)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port: u16 = line
-            .trim()
-            .strip_prefix("port ")
-            .unwrap_or_else(|| panic!("grpc_peer.py said {line:?}"))
-            .parse()
-            .unwrap();
-        GrpcServer {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
+        let mut command = Command::new(python());
+        command.args([script(), "serve", name]);
+        let (child, addr) = spawn_peer(
+            command,
+            "grpc_peer.py (grpcio from scripts/install-test-peers.sh)",
+        );
+        GrpcServer { child, addr }
     }
 }
 

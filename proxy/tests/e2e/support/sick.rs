@@ -19,27 +19,10 @@ impl Sick {
     /// Starts one that names itself `name` in its answers.
     pub fn start(name: &str) -> Sick {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/sick.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(name)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs tests/peers/sick.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port: u16 = line
-            .trim()
-            .strip_prefix("port ")
-            .unwrap_or_else(|| panic!("sick.py said {line:?}"))
-            .parse()
-            .unwrap();
-        Sick {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
+        let mut command = Command::new("python3");
+        command.arg(script).arg(name);
+        let (child, addr) = spawn_peer(command, "sick.py");
+        Sick { child, addr }
     }
 
     /// Sets its mode (`mode/ok`, `mode/fail`, `mode/slow:400`, `mode/reset`) or its
@@ -66,6 +49,27 @@ impl Sick {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts a peer process that listens on loopback and prints `port N` as its first
+/// line, and keeps it running while its stdin stays open (the peers in `tests/peers`
+/// stop when it closes): the process and its address.
+pub fn spawn_peer(mut command: Command, what: &str) -> (Child, SocketAddr) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let port: u16 = line
+        .trim()
+        .strip_prefix("port ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{what} said {line:?}"));
+    (child, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 impl Drop for Sick {
