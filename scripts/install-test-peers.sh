@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests start, from Debian: etcd (etcd-server) for the
-# control plane's shared store, Prometheus (and promtool) to scrape and check /metrics, Chromium to open `weft bench --html` reports, curl and
+# control plane's shared store, redis-server (and redis-cli, to form a Redis Cluster) for
+# filters' global state, Prometheus (and promtool) to scrape and check /metrics, Chromium to open `weft bench --html` reports, curl and
 # openssl as TLS clients, nginx as a TLS upstream, Python's aioquic (PyPI, in a venv) as the
 # HTTP/3 client and grpcio as the gRPC server and client,
 # wrk for load during certificate rotation, ab (apache2-utils) and h2load (nghttp2-client)
@@ -10,6 +11,7 @@
 set -euo pipefail
 need=()
 command -v etcd >/dev/null || need+=(etcd-server)
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || need+=(redis-server redis-tools)
 command -v chromium >/dev/null || need+=(chromium)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
@@ -29,6 +31,8 @@ fi
 # etcd's package may start a system etcd on the default ports; the tests start their
 # own on free ports and do not need it.
 command -v etcd >/dev/null
+command -v redis-server >/dev/null
+command -v redis-cli >/dev/null
 command -v chromium >/dev/null
 command -v curl >/dev/null
 command -v openssl >/dev/null

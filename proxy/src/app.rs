@@ -54,6 +54,7 @@ impl App {
             checked,
             snapshot: first,
         } = loaded;
+        host.services.set_global(checked.global.as_ref())?;
         let admin_addr = first.admin;
         let snapshot: SnapshotHandle = Arc::new(ArcSwap::from_pointee(first));
         let server = Arc::new(Server::start(snapshot.clone(), workers)?);

@@ -15,6 +15,9 @@
 //!           per: 1s
 //!           burst: 200                     # bucket size (default: rate)
 //!           match: { prefix: /api }        # which requests it applies to (default all)
+//!           scope: local                   # local: this proxy's workers share the bucket;
+//!                                          # global: every proxy on the configured
+//!                                          # shared_state.global backend (Redis) does
 //!       shadow: false                      # count, never refuse
 //!       status: 429
 //!       headers: true                      # RateLimit headers on allowed responses too
@@ -25,6 +28,10 @@
 //! `RateLimit-Policy: "<rule>";q=<rate>;w=<seconds>` and `RateLimit: "<rule>";r=<remaining>;t=<reset seconds>`.
 //! A request missing its key (no such header) is not limited by that rule.
 //!
+//! A `global` rule is served from a lease of tokens each proxy takes from Redis in
+//! batches, so requests never wait on Redis; together the proxies allow at most the
+//! bucket's tokens plus `proxies × lease` (see `shared_state.global.lease`).
+//!
 //! Metrics: `weft_filter_ratelimit_requests_total{rule, decision="allowed"|"limited"|"shadow_limited"}`.
 
 use std::time::Duration;
@@ -32,7 +39,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use weft_sdk::matching::Match;
 use weft_sdk::metrics::Counter;
-use weft_sdk::state::TokenBucket;
+use weft_sdk::state::{Scope, TokenBucket};
 use weft_sdk::{Action, Filter, InitContext, LocalResponse, Reads, Request};
 
 /// What a bucket is keyed by.
@@ -92,6 +99,20 @@ pub struct RuleConfig {
     /// Which requests it applies to.
     #[serde(default, rename = "match")]
     pub matcher: Match,
+    /// Where its buckets live.
+    #[serde(default)]
+    pub scope: ScopeConfig,
+}
+
+/// `scope:` of a rule.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeConfig {
+    /// This proxy (every worker shares the bucket).
+    #[default]
+    Local,
+    /// Every proxy sharing the global backend.
+    Global,
 }
 
 fn default_status() -> u16 {
@@ -123,6 +144,7 @@ struct Rule {
     name: String,
     key: Key,
     bucket: TokenBucket,
+    scope: Scope,
     policy: String,
     matcher: Match,
     allowed: Counter,
@@ -188,6 +210,10 @@ impl Filter for RateLimit {
                 name: r.name,
                 key,
                 bucket: TokenBucket::new(r.rate, r.per, burst),
+                scope: match r.scope {
+                    ScopeConfig::Local => Scope::Local,
+                    ScopeConfig::Global => Scope::Global,
+                },
                 matcher: r.matcher,
             });
         }
@@ -225,7 +251,7 @@ impl Filter for RateLimit {
             bucket.push_str(&rule.name);
             bucket.push('\0');
             bucket.push_str(&key);
-            let taken = rule.bucket.take(&bucket, 1);
+            let taken = rule.bucket.take_in(rule.scope, &bucket, 1);
             let state = || {
                 let mut s = String::with_capacity(rule.name.len() + 24);
                 s.push('"');

@@ -44,6 +44,8 @@ pub struct Checked {
     pub max_instances: u32,
     /// Distributed tracing, when configured.
     pub tracing: Option<CheckedTracing>,
+    /// The `global` shared-state backend, when configured.
+    pub global: Option<super::shared_state::CheckedGlobal>,
 }
 
 /// Checked `tracing`.
@@ -1003,6 +1005,7 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             .map(|p| loaded.resolve(p)),
         max_instances,
         tracing: cfg.tracing.as_ref().map(check_tracing).transpose()?,
+        global: super::shared_state::check(&cfg.shared_state, |p| loaded.resolve(p))?,
     })
 }
 

@@ -10,6 +10,7 @@ mod locate;
 pub mod model;
 pub mod resilience;
 pub mod route;
+pub mod shared_state;
 
 pub use check::{
     check, Checked, CheckedAccessLog, CheckedCluster, CheckedClusterTls, CheckedFilter,

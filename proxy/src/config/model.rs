@@ -31,6 +31,9 @@ pub struct Config {
     /// passes through untouched and no spans are made.
     #[serde(default)]
     pub tracing: Option<TracingConfig>,
+    /// Where filters' `global` state lives (Redis). Absent: `global` is this proxy's.
+    #[serde(default)]
+    pub shared_state: super::shared_state::SharedStateConfig,
 }
 
 /// Distributed tracing.

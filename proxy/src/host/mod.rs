@@ -22,6 +22,7 @@ pub mod engine;
 pub mod failure;
 pub mod filter;
 pub mod filter_clock;
+pub mod global;
 mod imports;
 pub mod instance;
 pub mod module;

@@ -9,6 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 use weft_shared_state::Store;
 
@@ -16,6 +17,8 @@ use crate::error::UpstreamFailure;
 use crate::metrics::Registry;
 
 use super::filter_clock::FilterClock;
+use super::global::GlobalBackend;
+use crate::config::shared_state::CheckedGlobal;
 
 /// How many locks the shared state is split over, so workers rarely wait on each other.
 const SHARDS: usize = 32;
@@ -119,6 +122,8 @@ pub struct HostServices {
     pub state: SharedStore,
     /// The clock filters see.
     pub clock: Arc<FilterClock>,
+    /// The `global` scope's backend, when `shared_state.global` is configured.
+    pub global: ArcSwapOption<GlobalBackend>,
     /// Metric problems already logged, so a filter's bad metric warns once.
     warned: Mutex<HashSet<String>>,
 }
@@ -136,8 +141,25 @@ impl HostServices {
             metrics,
             state: SharedStore::new(clock.clone()),
             clock,
+            global: ArcSwapOption::empty(),
             warned: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Runs the `global` scope on `config`'s backend (or on this proxy's state when
+    /// `None`). An unchanged configuration keeps the running backend and its leases.
+    pub fn set_global(&self, config: Option<&CheckedGlobal>) -> anyhow::Result<()> {
+        let current = self.global.load();
+        match (config, current.as_deref()) {
+            (None, None) => {}
+            (Some(c), Some(g)) if g.config() == c => {}
+            (None, Some(_)) => self.global.store(None),
+            (Some(c), _) => {
+                let backend = GlobalBackend::start(c, &self.metrics, self.clock.clone())?;
+                self.global.store(Some(Arc::new(backend)));
+            }
+        }
+        Ok(())
     }
 
     /// Whether this is the first time `what` is reported (for warn-once logging).

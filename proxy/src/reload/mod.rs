@@ -382,6 +382,10 @@ impl Reloader {
             .server
             .prepare(&loaded.snapshot)
             .map_err(|e| e.to_string())?;
+        self.host
+            .services
+            .set_global(loaded.checked.global.as_ref())
+            .map_err(|e| e.to_string())?;
         let deps = dependencies(&loaded.config, &loaded.checked);
         let next = Arc::new(loaded.snapshot);
         self.handle.store(next.clone());

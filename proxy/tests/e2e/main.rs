@@ -13,6 +13,7 @@ mod cli;
 mod compat;
 mod control;
 mod filters;
+mod global_state;
 mod grpc;
 mod host;
 mod hostile;

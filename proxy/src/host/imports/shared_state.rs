@@ -1,12 +1,15 @@
 //! `weft:filter/shared-state`: the filter's keys, prefixed with its name, in the
 //! proxy-wide sharded store. Durations cross as nanoseconds; the store keeps
-//! milliseconds. The `global` scope is this proxy's state until a global backend is
-//! configured (`shared_state.global`).
+//! milliseconds. The `global` scope goes to the global backend's leases when
+//! `shared_state.global` is configured, and is this proxy's state otherwise.
 
 use weft_shared_state::{Bucket as StoreBucket, CounterValue};
 
 use crate::host::bindings::weft::filter::shared_state::{Bucket, Counter, Host, Scope, TakeResult};
+use crate::host::global::GlobalBackend;
+use crate::host::services::HostServices;
 use crate::host::state::HostState;
+use std::sync::Arc;
 
 const NS_PER_MS: u64 = 1_000_000;
 
@@ -47,6 +50,15 @@ pub(super) fn scoped<'b>(
     Ok(buf.as_str())
 }
 
+/// The global backend, when `scope` is global and one is configured (the `local`
+/// scope never looks).
+fn global(scope: Scope, services: &HostServices) -> Option<Arc<GlobalBackend>> {
+    match scope {
+        Scope::Global => services.global.load_full(),
+        Scope::Local => None,
+    }
+}
+
 pub(super) fn check_value(value: &[u8]) -> wasmtime::Result<()> {
     if value.len() > MAX_VALUE {
         return Err(wasmtime::Error::msg(format!(
@@ -60,7 +72,7 @@ pub(super) fn check_value(value: &[u8]) -> wasmtime::Result<()> {
 impl Host for HostState {
     fn counter_add(
         &mut self,
-        _scope: Scope,
+        scope: Scope,
         key: String,
         delta: i64,
         ttl: Option<u64>,
@@ -68,14 +80,22 @@ impl Host for HostState {
         self.host_calls += 1;
         let key = scoped(&self.identity.state_prefix, &mut self.key_buf, &key)?;
         let ttl_ms = ttl.map(|ns| ms(ns).max(1));
+        if let Some(g) = global(scope, &self.services) {
+            let now = self.services.clock.monotonic_ms();
+            return Ok(counter(g.counter_add(key, delta, ttl_ms), now));
+        }
         Ok(self.services.state.with(key, |s, now| {
             counter(s.counter_add(key, delta, ttl_ms, now), now)
         }))
     }
 
-    fn counter_get(&mut self, _scope: Scope, key: String) -> wasmtime::Result<Counter> {
+    fn counter_get(&mut self, scope: Scope, key: String) -> wasmtime::Result<Counter> {
         self.host_calls += 1;
         let key = scoped(&self.identity.state_prefix, &mut self.key_buf, &key)?;
+        if let Some(g) = global(scope, &self.services) {
+            let now = self.services.clock.monotonic_ms();
+            return Ok(counter(g.counter_get(key), now));
+        }
         Ok(self
             .services
             .state
@@ -84,7 +104,7 @@ impl Host for HostState {
 
     fn token_bucket_take(
         &mut self,
-        _scope: Scope,
+        scope: Scope,
         key: String,
         bucket: Bucket,
         tokens: u64,
@@ -96,10 +116,13 @@ impl Host for HostState {
             refill_tokens: bucket.refill_tokens,
             refill_interval_ms: ms(bucket.refill_interval).max(1),
         };
-        let r = self
-            .services
-            .state
-            .with(key, |s, now| s.token_bucket_take(key, b, tokens, now));
+        let r = match global(scope, &self.services) {
+            Some(g) => g.take(key, b, tokens, &self.services.state),
+            None => self
+                .services
+                .state
+                .with(key, |s, now| s.token_bucket_take(key, b, tokens, now)),
+        };
         Ok(TakeResult {
             allowed: r.allowed,
             remaining: r.remaining,

@@ -5,5 +5,6 @@
 pub mod client;
 pub mod filters;
 pub mod proxy;
+pub mod redis;
 pub mod sick;
 pub mod upstream;
