@@ -5,7 +5,10 @@
 # Usage: benches/callgrind/run.sh [WEFT_BINARY] [FILTER_DIR]
 #   (defaults: target/release/weft and target/filters, after `make build`)
 # Knobs: REQUESTS (per route, default 2000), ROUTES (default "plain example chain5"; also
-#   "empty": one filter with a request phase that does nothing, "noop": both header phases),
+#   "empty": one filter with a request phase that does nothing, "noop": both header phases,
+#   "rl_local" and "rl_global": the rate limiter alone with one bucket in the local or the
+#   global scope; the global one on a redis-server this script starts, with LEASE tokens
+#   per lease when set, else the default),
 #   ACCESS_LOG=1 (the listener writes JSON access-log lines to a file), TRACING=RATIO
 #   (tracing with that sampling ratio, spans exported over OTLP/HTTP to
 #   proxy/tests/peers/otlp_receiver.py, which needs target/test-tools/py), KEEP=DIR
@@ -50,6 +53,18 @@ if [ -n "${TRACING:-}" ]; then
   for _ in $(seq 1 100); do [ -s "$WORK/otlp.port" ] && break; sleep 0.1; done
   TRACING_YAML="tracing: { sampling: $TRACING, otlp: { endpoint: \"http://127.0.0.1:$(head -1 "$WORK/otlp.port")\" } }"
 fi
+
+SHARED_STATE=""
+case " $ROUTES " in
+  *" rl_global "*)
+    REDIS_PORT=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$WORK" \
+      > "$WORK/redis.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$REDIS_PORT"
+    SHARED_STATE="shared_state: { global: { ${LEASE:+lease: $LEASE,} redis: { endpoints: [127.0.0.1:$REDIS_PORT] } } }"
+    ;;
+esac
 
 UP_PORT=$(free_port)
 "$WEFT" echo --listen "127.0.0.1:$UP_PORT" --name upstream > "$WORK/echo.log" 2>&1 &
@@ -105,8 +120,17 @@ $EXTRA_LISTENER
         match: { prefix: /chain5 }
         cluster: up
         filters: [authz, ratelimit, fault, router, retry]
+      - name: rl_local
+        match: { prefix: /rl_local }
+        cluster: up
+        filters: [rl-local]
+      - name: rl_global
+        match: { prefix: /rl_global }
+        cluster: up
+        filters: [rl-global]
       - name: plain
         cluster: up
+$SHARED_STATE
 clusters:
   up:
     endpoints: [127.0.0.1:$UP_PORT]
@@ -128,6 +152,12 @@ filters:
     module: $FILTERS/router.wasm
     config: { routes: [{ match: { path: { prefix: /chain5 } }, cluster: up }] }
   retry: { module: $FILTERS/retry.wasm }
+  rl-local:
+    module: $FILTERS/ratelimit.wasm
+    config: { rules: [{ name: all, key: global, rate: 1000000000, per: 1s, scope: local }] }
+  rl-global:
+    module: $FILTERS/ratelimit.wasm
+    config: { rules: [{ name: all, key: global, rate: 1000000000, per: 1s, scope: global }] }
 filter_host:
   cache_dir: $WORK/cache
 YAML

@@ -580,7 +580,7 @@ fn bounded(meta: &std::fs::Metadata, limit: u64) -> Result<(), String> {
 
 /// Reads a file a configuration names, if [`bounded`] allows it; never more than
 /// `limit` bytes, even if it grows meanwhile.
-fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
+pub(super) fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     bounded(&meta, limit)?;

@@ -57,6 +57,24 @@ pub struct RedisConfig {
     /// configuration carries no secret.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// TLS to Redis (`tls-port`): the endpoints' host names are verified against the
+    /// server's certificate.
+    #[serde(default)]
+    pub tls: Option<RedisTlsConfig>,
+}
+
+/// `shared_state.global.redis.tls:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTlsConfig {
+    /// PEM certificates trusted to sign Redis's certificate.
+    pub ca: PathBuf,
+    /// A client certificate (PEM), for a Redis with `tls-auth-clients yes`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 /// What `global` state answers while its backend is unavailable.
@@ -94,6 +112,8 @@ pub struct CheckedGlobal {
     pub username: Option<String>,
     /// Read from `password_file`.
     pub password: Option<String>,
+    /// TLS, with the files read.
+    pub tls: Option<CheckedRedisTls>,
     pub on_error: OnError,
     /// Fixed lease, or `None` for a tenth of each bucket's capacity.
     pub lease: Option<u64>,
@@ -108,10 +128,19 @@ impl std::fmt::Debug for CheckedGlobal {
             .field("pool", &self.pool)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
             .field("on_error", &self.on_error)
             .field("lease", &self.lease)
             .finish()
     }
+}
+
+/// Checked `redis.tls`: the PEM files' contents.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CheckedRedisTls {
+    pub ca: Vec<u8>,
+    /// Client certificate and key.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Longest password file read.
@@ -178,6 +207,7 @@ pub fn check(
         .map(|p| read_password(&resolve(p)))
         .transpose()
         .map_err(|m| FieldError::new("shared_state.global.redis.password_file", m))?;
+    let tls = r.tls.as_ref().map(|t| check_tls(t, &resolve)).transpose()?;
     Ok(Some(CheckedGlobal {
         endpoints: r.endpoints.clone(),
         cluster: r.cluster,
@@ -185,30 +215,61 @@ pub fn check(
         pool,
         username: r.username.clone(),
         password,
+        tls,
         on_error: g.on_error,
         lease: g.lease,
     }))
 }
 
+/// Largest PEM file read.
+const MAX_PEM: u64 = 1 << 20;
+
+fn check_tls(
+    t: &RedisTlsConfig,
+    resolve: &impl Fn(&std::path::Path) -> PathBuf,
+) -> Result<CheckedRedisTls, FieldError> {
+    let field = "shared_state.global.redis.tls";
+    let pem = |name: &str, p: &PathBuf| {
+        let bytes = read_bounded(&resolve(p), MAX_PEM)
+            .map_err(|m| FieldError::new(format!("{field}.{name}"), m))?;
+        if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(FieldError::new(
+                format!("{field}.{name}"),
+                format!("{} is not PEM", p.display()),
+            ));
+        }
+        Ok(bytes)
+    };
+    let client = match (&t.cert, &t.key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((pem("cert", c)?, pem("key", k)?)),
+        _ => {
+            return Err(FieldError::new(
+                field,
+                "a client certificate needs both `cert` and `key`",
+            ))
+        }
+    };
+    Ok(CheckedRedisTls {
+        ca: pem("ca", &t.ca)?,
+        client,
+    })
+}
+
+/// The bytes of `path` (a regular file of at most `max` bytes), or why not.
+fn read_bounded(path: &std::path::Path, max: u64) -> Result<Vec<u8>, String> {
+    super::check::read_bounded(path, max).map_err(|why| format!("{}: {why}", path.display()))
+}
+
 /// The password in `path`: a regular file of at most 4 KiB, its trailing newline
 /// dropped.
 fn read_password(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read;
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_PASSWORD + 1).read_to_string(&mut text))
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if text.len() as u64 > MAX_PASSWORD {
-        return Err(format!("{shown} is larger than {MAX_PASSWORD} bytes"));
-    }
+    let bytes = read_bounded(path, MAX_PASSWORD)?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
     let password = text.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
-        return Err(format!("{shown} is empty"));
+        return Err(format!("{} is empty", path.display()));
     }
     Ok(password)
 }

@@ -13,6 +13,7 @@ use crate::support::filters::component;
 use crate::support::proxy::{TempDir, Weft};
 use crate::support::redis::{RedisCluster, RedisServer};
 use crate::support::upstream::Upstream;
+use crate::tls::Pki;
 
 /// A proxy whose route runs the rate limiter `filter` (one bucket for all requests,
 /// `rate` per second, burst `rate`, in `scope`) in front of `up`, with the global
@@ -361,6 +362,40 @@ async fn counters_and_global_keys_are_shared_through_a_password_protected_redis(
         !body.contains("wrong") && !body.contains("s3cret"),
         "{body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counters_and_global_keys_are_shared_through_redis_over_mutual_tls() {
+    let pki = Pki::new("redis-tls");
+    let (server_cert, server_key) = pki.svid("redis", &["--dns", "localhost"]);
+    let (client_cert, client_key) =
+        pki.svid("weft", &["--id", "spiffe://cluster.local/ns/edge/sa/weft"]);
+    let redis = RedisServer::start_tls(
+        &["--requirepass", "tls-and-pass"],
+        Some([pki.ca(), server_cert, server_key]),
+    );
+    let pass = pki.dir.0.join("redis.pass");
+    std::fs::write(&pass, "tls-and-pass").unwrap();
+    let port = redis.addr.port();
+    let global = |client: &str| {
+        format!(
+            "{{ redis: {{ endpoints: [\"localhost:{port}\"], password_file: {}, timeout: 500ms, \
+             tls: {{ ca: {}{client} }} }}, on_error: deny }}",
+            pass.display(),
+            pki.ca()
+        )
+    };
+    let with_cert = global(&format!(", cert: {client_cert}, key: {client_key}"));
+    let a = Weft::start(&tallied(&with_cert));
+    let b = Weft::start(&tallied(&with_cert));
+    counters_and_keys_are_shared(&a, &b).await;
+    assert!(redis
+        .cli(&["--scan", "--pattern", "weft:k:*"])
+        .contains("tally"));
+
+    // Without a client certificate, Redis refuses the handshake.
+    let c = Weft::start(&tallied(&global("")));
+    assert_eq!(text(&c, "/kv/get").await.0, 503);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

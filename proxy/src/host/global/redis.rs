@@ -108,7 +108,10 @@ impl Failure {
 fn info(endpoint: &str, c: &CheckedGlobal) -> RedisResult<redis::ConnectionInfo> {
     use redis::IntoConnectionInfo;
     let (host, port) = endpoint.rsplit_once(':').unwrap_or((endpoint, "6379"));
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port: u16 = port.parse().unwrap_or(6379);
     let mut redis = redis::RedisConnectionInfo::default();
     if let Some(u) = &c.username {
@@ -117,8 +120,35 @@ fn info(endpoint: &str, c: &CheckedGlobal) -> RedisResult<redis::ConnectionInfo>
     if let Some(p) = &c.password {
         redis = redis.set_password(p);
     }
-    let info = (host, port).into_connection_info()?;
-    Ok(info.set_redis_settings(redis))
+    let addr = if c.tls.is_some() {
+        redis::ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        redis::ConnectionAddr::Tcp(host, port)
+    };
+    Ok(addr.into_connection_info()?.set_redis_settings(redis))
+}
+
+/// The trust anchors and client certificate of `c`'s TLS, when it has TLS.
+fn certificates(c: &CheckedGlobal) -> Option<redis::TlsCertificates> {
+    let tls = c.tls.as_ref()?;
+    // The redis crate builds its rustls configuration with the process's default
+    // provider: weft's (ring), installed once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Some(redis::TlsCertificates {
+        client_tls: tls
+            .client
+            .as_ref()
+            .map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+        root_cert: Some(tls.ca.clone()),
+    })
 }
 
 impl Pool {
@@ -130,15 +160,20 @@ impl Pool {
                 .iter()
                 .map(|e| info(e, c))
                 .collect::<RedisResult<Vec<_>>>()?;
-            Target::Cluster(
-                redis::cluster::ClusterClient::builder(nodes)
-                    .connection_timeout(c.timeout)
-                    .response_timeout(c.timeout)
-                    .retries(0)
-                    .build()?,
-            )
+            let mut builder = redis::cluster::ClusterClient::builder(nodes)
+                .connection_timeout(c.timeout)
+                .response_timeout(c.timeout)
+                .retries(0);
+            if let Some(certs) = certificates(c) {
+                builder = builder.certs(certs);
+            }
+            Target::Cluster(builder.build()?)
         } else {
-            Target::Single(redis::Client::open(info(&c.endpoints[0], c)?)?)
+            let info = info(&c.endpoints[0], c)?;
+            Target::Single(match certificates(c) {
+                Some(certs) => redis::Client::build_with_tls(info, certs)?,
+                None => redis::Client::open(info)?,
+            })
         };
         Ok(Pool {
             target,

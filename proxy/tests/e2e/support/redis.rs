@@ -14,6 +14,8 @@ pub struct RedisServer {
     /// Where it listens.
     pub addr: SocketAddr,
     extra: Vec<String>,
+    /// TLS only (`--tls-port`): the CA, certificate and key files.
+    tls: Option<[String; 3]>,
     dir: TempDir,
 }
 
@@ -27,10 +29,17 @@ fn free_port() -> SocketAddr {
 impl RedisServer {
     /// Starts one with `extra` arguments (`--requirepass x`, `--cluster-enabled yes`).
     pub fn start(extra: &[&str]) -> RedisServer {
+        Self::start_tls(extra, None)
+    }
+
+    /// Starts one that speaks TLS only, with `tls` = [CA, certificate, key] files and
+    /// client certificates required.
+    pub fn start_tls(extra: &[&str], tls: Option<[String; 3]>) -> RedisServer {
         let mut server = RedisServer {
             child: None,
             addr: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls,
             dir: TempDir::new("redis"),
         };
         server.restart();
@@ -40,12 +49,28 @@ impl RedisServer {
     /// Starts it again on the same port (after [`RedisServer::kill`]), empty.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
+        let port = self.addr.port().to_string();
+        let listen: Vec<&str> = match &self.tls {
+            None => vec!["--port", &port],
+            Some([ca, cert, key]) => vec![
                 "--port",
-                &self.addr.port().to_string(),
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-ca-cert-file",
+                ca,
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                key,
+                "--tls-auth-clients",
+                "yes",
+            ],
+        };
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1"])
+            .args(&listen)
+            .args([
                 "--save",
                 "",
                 "--appendonly",
@@ -79,16 +104,25 @@ impl RedisServer {
 
     /// `redis-cli` against it; its output (stdout and stderr).
     pub fn cli(&self, args: &[&str]) -> String {
-        redis_cli(self.addr, &self.extra, args)
+        let mut server_args = self.extra.clone();
+        if let Some([ca, cert, key]) = &self.tls {
+            server_args
+                .extend(["--tls", "--cacert", ca, "--cert", cert, "--key", key].map(String::from));
+        }
+        redis_cli(self.addr, &server_args, args)
     }
 }
 
-/// `redis-cli -h -p` (with `-a` when the server has `--requirepass`).
+/// `redis-cli -h -p` (with `-a` when the server has `--requirepass`, and the TLS
+/// options among `server_args` that start with `--tls`).
 pub fn redis_cli(addr: SocketAddr, server_args: &[String], args: &[&str]) -> String {
     let mut cmd = Command::new("redis-cli");
     cmd.args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()]);
     if let Some(i) = server_args.iter().position(|a| a == "--requirepass") {
         cmd.args(["--no-auth-warning", "-a", &server_args[i + 1]]);
+    }
+    if let Some(i) = server_args.iter().position(|a| a == "--tls") {
+        cmd.args(&server_args[i..]);
     }
     match cmd.args(args).output() {
         Ok(out) => format!(
