@@ -48,6 +48,10 @@ pub enum KvOp {
     Delete(String),
 }
 
+/// Redis did not answer a `global-kv` operation (down, slow or refusing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
 /// A `global-kv` answer.
 #[derive(Debug)]
 pub enum KvAnswer {
@@ -68,7 +72,7 @@ enum Job {
     },
     Kv {
         op: KvOp,
-        reply: oneshot::Sender<Result<KvAnswer, ()>>,
+        reply: oneshot::Sender<Result<KvAnswer, Unavailable>>,
     },
 }
 
@@ -329,14 +333,14 @@ impl GlobalBackend {
 
     /// Runs a `global-kv` operation on Redis; `Err` when Redis is unavailable (the
     /// caller then answers by `on_error`).
-    pub async fn kv(&self, op: KvOp) -> Result<KvAnswer, ()> {
+    pub async fn kv(&self, op: KvOp) -> Result<KvAnswer, Unavailable> {
         if self.down() {
             self.shared.stats.fallbacks.inc();
-            return Err(());
+            return Err(Unavailable);
         }
         let (reply, answer) = oneshot::channel();
         self.send(Job::Kv { op, reply });
-        answer.await.unwrap_or(Err(()))
+        answer.await.unwrap_or(Err(Unavailable))
     }
 
     /// What `global-kv` answers while Redis is unavailable.
@@ -393,7 +397,7 @@ async fn serve(shared: Arc<Shared>, pool: Arc<Pool>, mut jobs: mpsc::UnboundedRe
                         probing.store(false, Ordering::Release);
                     });
                 }
-                if ticks % 40 == 0 {
+                if ticks.is_multiple_of(40) {
                     forget_idle(&shared);
                 }
             }
@@ -468,7 +472,7 @@ async fn run(shared: Arc<Shared>, pool: Arc<Pool>, job: Job) {
                 Ok(_) => shared.recovered(),
                 Err(f) => shared.failed("global-kv", f),
             }
-            let _ = reply.send(answer.map_err(|_| ()));
+            let _ = reply.send(answer.map_err(|_| Unavailable));
         }
     }
 }

@@ -62,6 +62,8 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// What connections are made to.
+#[allow(clippy::large_enum_variant, reason = "one per backend, made once")]
 enum Target {
     Single(redis::Client),
     Cluster(redis::cluster::ClusterClient),

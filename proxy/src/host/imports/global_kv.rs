@@ -8,7 +8,7 @@
 
 use crate::config::shared_state::OnError;
 use crate::host::bindings::weft::filter::global_kv::{GlobalError, Host};
-use crate::host::global::{fallback_key, KvAnswer, KvOp};
+use crate::host::global::{fallback_key, KvAnswer, KvOp, Unavailable};
 use crate::host::state::HostState;
 use weft_shared_state::Store;
 
@@ -37,8 +37,10 @@ impl HostState {
             let on_error = g.on_error();
             match g.kv(op).await {
                 Ok(answer) => return Ok(answer),
-                Err(()) if on_error != OnError::Local => return Err(GlobalError::Unavailable),
-                Err(()) => {}
+                Err(Unavailable) if on_error != OnError::Local => {
+                    return Err(GlobalError::Unavailable)
+                }
+                Err(Unavailable) => {}
             }
         }
         Ok(self.services.state.with(&key, |s, now| local(s, &key, now)))
