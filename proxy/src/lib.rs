@@ -38,6 +38,14 @@ pub(crate) mod upstream;
 
 /// Pieces of the request path, one request's worth each, for the criterion benchmarks
 /// in `proxy/benches/`. Not an API: they change with the code they measure.
+/// What the fuzz targets (`fuzz/`, cargo-fuzz) call: each entry panics on a bug.
+#[doc(hidden)]
+pub mod fuzz_hooks {
+    pub use crate::bundle::{fuzz as bundle, fuzz_seed as bundle_seed};
+    pub use crate::config::fuzz as config;
+    pub use crate::host::answer::fuzz as answer;
+}
+
 #[doc(hidden)]
 pub mod bench_hooks {
     pub use crate::exchange::access::bench::OneRequest as AccessLogRequest;

@@ -53,6 +53,11 @@ impl SigningKey {
         SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
     }
 
+    /// The key of a fixed seed (the fuzz target's).
+    pub(crate) fn from_seed(seed: [u8; 32]) -> SigningKey {
+        SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
     /// Reads a key file.
     pub fn read(path: &Path) -> Result<SigningKey, KeyError> {
         Ok(SigningKey(ed25519_dalek::SigningKey::from_bytes(&read_32(
@@ -114,6 +119,18 @@ impl TrustedKeys {
             keys.push((key_id(&vk), vk));
         }
         Ok(TrustedKeys(keys))
+    }
+
+    /// Trusts the public halves of `keys` (the fuzz target's).
+    pub(crate) fn of(keys: &[SigningKey]) -> TrustedKeys {
+        TrustedKeys(
+            keys.iter()
+                .map(|k| {
+                    let vk = k.0.verifying_key();
+                    (key_id(&vk), vk)
+                })
+                .collect(),
+        )
     }
 
     /// No keys: signatures are not checked.

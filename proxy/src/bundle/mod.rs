@@ -214,3 +214,68 @@ pub fn verify_dir(dir: &Path, trusted: &TrustedKeys) -> Result<Manifest, BundleE
     }
     Ok(m)
 }
+
+/// The fuzz target's entry. A manifest signed by a fixed key, which the target starts
+/// from: (manifest, `manifest.sig` bytes).
+#[doc(hidden)]
+pub fn fuzz_seed() -> (Vec<u8>, Vec<u8>) {
+    let manifest = br#"{"format":"weft-bundle/1","name":"fuzz","created_unix":0,"config":"listeners: []","blobs":[{"sha256":"0000000000000000000000000000000000000000000000000000000000000000","size":1}]}"#.to_vec();
+    let sig = fuzz_key().sign(&manifest);
+    (manifest, serde_json::to_vec(&sig).unwrap_or_default())
+}
+
+fn fuzz_key() -> SigningKey {
+    SigningKey::from_seed([7; 32])
+}
+
+/// The fuzz target's entry: reads `manifest` and `sig` as a proxy reads a bundle it is
+/// given, trusting only the fixed key of [`fuzz_seed`]. A manifest other than the seed's
+/// must never verify; a panic is a bug.
+#[doc(hidden)]
+pub fn fuzz(manifest: &[u8], sig: &[u8]) {
+    let signature = serde_json::from_slice::<Signature>(sig).ok();
+    let envelope = Envelope {
+        manifest: manifest.to_vec(),
+        signature,
+    };
+    let _ = envelope.parse();
+    let trusted = TrustedKeys::of(&[fuzz_key()]);
+    if envelope.verify(&trusted).is_ok() {
+        assert_eq!(
+            manifest,
+            &fuzz_seed().0[..],
+            "a manifest the fixed key never signed was verified"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fuzz_corpus_starts_from_a_manifest_the_fuzz_key_signed() {
+        let (manifest, sig) = fuzz_seed();
+        let envelope = Envelope {
+            manifest: manifest.clone(),
+            signature: serde_json::from_slice(&sig).ok(),
+        };
+        let trusted = TrustedKeys::of(&[fuzz_key()]);
+        assert!(envelope.verify(&trusted).is_ok());
+        let mut changed = envelope.clone();
+        changed.manifest[10] ^= 1;
+        assert!(changed.verify(&trusted).is_err());
+        let corpus = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/corpus/bundle/signed"
+        ))
+        .unwrap();
+        let mut expected = manifest;
+        expected.push(0xff);
+        expected.extend(sig);
+        assert_eq!(
+            corpus, expected,
+            "fuzz/corpus/bundle/signed is not fuzz_seed()'s"
+        );
+    }
+}

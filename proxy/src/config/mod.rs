@@ -21,3 +21,20 @@ pub use error::{ConfigError, FieldError};
 pub use load::LoadedConfig;
 pub use locate::Locations;
 pub use model::EscapedSlashes;
+
+/// The fuzz target's entry: parses and checks `source` as a configuration file named
+/// `fuzz.yaml` (host names are not resolved). Every refusal must be a [`ConfigError`]
+/// naming that file; a panic is a bug.
+#[doc(hidden)]
+pub fn fuzz(source: &str) {
+    check::LITERAL_ADDRESSES_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+    let path = std::path::Path::new("/nonexistent/fuzz.yaml");
+    let result = LoadedConfig::parse(path, source.to_owned()).and_then(|l| check(&l).map(|_| ()));
+    if let Err(e) = result {
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/nonexistent/fuzz.yaml") && !e.message.is_empty(),
+            "a refusal without its file or message: {text:?}"
+        );
+    }
+}

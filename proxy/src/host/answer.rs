@@ -345,6 +345,53 @@ pub(crate) fn settle(
     Ok(decision)
 }
 
+/// The fuzz target's entry: settles `buf` as a filter's answer in the phase `phase`
+/// picks, on a fresh request (and response). An answer is applied whole or not at all:
+/// a refused one must leave the request untouched; a panic is a bug.
+#[doc(hidden)]
+pub fn fuzz(phase: u8, buf: &[u8]) {
+    let phase = match phase % 5 {
+        0 => EditPhase::RequestHeaders,
+        1 => EditPhase::RequestBody,
+        2 => EditPhase::ResponseHeaders,
+        3 => EditPhase::ResponseBody,
+        _ => EditPhase::Log,
+    };
+    let mut request = RequestCtx::default();
+    let (head, ()) = http::Response::new(()).into_parts();
+    let mut response = ResponseCtx {
+        head,
+        upstream_failure: None,
+        upstream_addr: None,
+    };
+    let mut metrics = 0;
+    let result = settle(
+        buf,
+        phase,
+        &mut NameCache::default(),
+        &mut request,
+        Some(&mut response),
+        |_| metrics += 1,
+    );
+    if result.is_err() {
+        let fresh = RequestCtx::default();
+        assert!(
+            metrics == 0
+                && request.headers.is_empty()
+                && request.path == fresh.path
+                && request.authority == fresh.authority
+                && request.properties.is_empty()
+                && request.response_headers.is_empty()
+                && request.hash_key.is_none()
+                && request.span_attributes.is_empty()
+                && request.timeout.is_none()
+                && response.head.headers.is_empty()
+                && response.head.status == StatusCode::OK,
+            "a refused answer changed the exchange"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@
 //! filter waiting on an outbound call or the global store does not block its worker.
 
 pub mod action;
-mod answer;
+pub(crate) mod answer;
 pub mod bindings;
 pub mod breaker;
 pub mod cache;
