@@ -215,8 +215,9 @@ async fn redis_killed_mid_run_each_on_error_does_what_it_says_and_the_limit_come
         let _ = run(i).await; // notices the failure
         let mut seen = run(i).await;
         let p99 = seen.p99();
+        // Requests never wait on Redis at all; the margin is for a loaded CI machine.
         assert!(
-            p99 < Duration::from_millis(20 + 30),
+            p99 < Duration::from_millis(20 + 50),
             "{mode}, Redis down: p99 {p99:?} (timeout 20ms): requests must not wait on Redis"
         );
         match *mode {
@@ -418,8 +419,10 @@ async fn a_slow_redis_never_holds_a_request_past_its_timeout() {
     let (status, body) = text(&w, "/kv/get").await;
     let took = at.elapsed();
     assert_eq!(status, 503, "{body}");
+    // Redis sleeps 2 s; the call ends at its 50 ms timeout (the margin is for a loaded
+    // CI machine and the new connection).
     assert!(
-        took < Duration::from_millis(50 + 40),
+        took < Duration::from_millis(50 + 100),
         "a global-kv call waited {took:?} on a Redis that does not answer (timeout 50ms)"
     );
     // Counters answer from this proxy's view, never waiting.
