@@ -199,6 +199,14 @@ impl CounterLease {
             .saturating_add(std::mem::take(&mut self.sending));
     }
 
+    /// The counter as this proxy sees it, sending nothing (the `local` fallback's read
+    /// while Redis is down: a flush started then would never be answered).
+    pub fn peek(&mut self, now_ms: u64) -> CounterValue {
+        self.used_ms = now_ms;
+        self.expire(now_ms);
+        self.value()
+    }
+
     /// What this proxy counts alone (the `local` fallback while Redis is down).
     pub fn local_add(&mut self, delta: i64, ttl_ms: Option<u64>, now_ms: u64) -> CounterValue {
         self.used_ms = now_ms;

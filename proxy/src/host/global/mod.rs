@@ -296,7 +296,7 @@ impl GlobalBackend {
         if self.down() {
             self.shared.stats.fallbacks.inc();
             return match self.shared.config.on_error {
-                OnError::Local => self.counter(key, |c| c.get(now).0),
+                OnError::Local => self.counter(key, |c| c.peek(now)),
                 OnError::Allow => CounterValue {
                     value: 0,
                     expires_at_ms: None,
