@@ -144,21 +144,14 @@ impl CounterLease {
         ttl_ms: Option<u64>,
         now_ms: u64,
     ) -> (CounterValue, Option<Flush>) {
-        self.used_ms = now_ms;
-        self.expire(now_ms);
-        if self.expires_at_ms.is_none() {
-            self.expires_at_ms = ttl_ms.map(|t| now_ms + t);
-        }
-        self.pending = self.pending.saturating_add(delta);
-        let value = self.value();
+        let value = self.local_add(delta, ttl_ms, now_ms);
         (value, self.next_flush(ttl_ms, now_ms))
     }
 
     /// The counter as this proxy sees it, and a read to send when its view is stale.
     pub fn get(&mut self, now_ms: u64) -> (CounterValue, Option<Flush>) {
-        self.used_ms = now_ms;
-        self.expire(now_ms);
-        (self.value(), self.next_flush(None, now_ms))
+        let value = self.peek(now_ms);
+        (value, self.next_flush(None, now_ms))
     }
 
     fn next_flush(&mut self, ttl_ms: Option<u64>, now_ms: u64) -> Option<Flush> {
@@ -207,10 +200,10 @@ impl CounterLease {
         self.value()
     }
 
-    /// What this proxy counts alone (the `local` fallback while Redis is down).
+    /// Adds `delta` here, sending nothing (the `local` fallback while Redis is down;
+    /// [`CounterLease::add`] sends it).
     pub fn local_add(&mut self, delta: i64, ttl_ms: Option<u64>, now_ms: u64) -> CounterValue {
-        self.used_ms = now_ms;
-        self.expire(now_ms);
+        self.peek(now_ms);
         if self.expires_at_ms.is_none() {
             self.expires_at_ms = ttl_ms.map(|t| now_ms + t);
         }

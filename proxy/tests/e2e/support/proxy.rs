@@ -253,6 +253,14 @@ pub fn weft_cli(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// A loopback address with a port free right now (for a peer told where to listen).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 /// A real etcd (Debian's `etcd-server`) on free loopback ports, with its data in a
 /// temporary directory. Killed when dropped.
 pub struct EtcdServer {
@@ -266,13 +274,7 @@ impl EtcdServer {
     /// Starts one and waits until it answers.
     pub fn start() -> EtcdServer {
         let dir = TempDir::new("etcd");
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        };
-        let (client, peer) = (free(), free());
+        let (client, peer) = (free_addr(), free_addr());
         let child = Command::new("etcd")
             .args([
                 "--name",

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::proxy::TempDir;
+use super::proxy::{free_addr, TempDir};
 
 /// One `redis-server`.
 pub struct RedisServer {
@@ -17,13 +17,6 @@ pub struct RedisServer {
     /// TLS only (`--tls-port`): the CA, certificate and key files.
     tls: Option<[String; 3]>,
     dir: TempDir,
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 impl RedisServer {
@@ -37,7 +30,7 @@ impl RedisServer {
     pub fn start_tls(extra: &[&str], tls: Option<[String; 3]>) -> RedisServer {
         let mut server = RedisServer {
             child: None,
-            addr: free_port(),
+            addr: free_addr(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             tls,
             dir: TempDir::new("redis"),
@@ -85,7 +78,8 @@ impl RedisServer {
             .expect("redis-server (Debian's redis-server; `make test` installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.cli(&["PING"]).contains("PONG") && !self.cli(&["PING"]).contains("NOAUTH") {
+        let answers = |out: String| out.contains("PONG") || out.contains("NOAUTH");
+        while !answers(self.cli(&["PING"])) {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("redis-server exited: {status}");
             }
