@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 LAYERS = [
-    ("leaves", ["alloc_count", "clock", "shard", "background", "metrics", "deadline", "net", "logsink", "logging", "trace"]),
+    ("leaves", ["alloc_count", "clock", "shard", "background", "metrics", "deadline", "net", "logsink", "logging", "trace", "overload"]),
     ("error", ["error"]),
     ("body", ["body"]),
     ("config", ["config"]),

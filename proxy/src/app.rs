@@ -57,7 +57,9 @@ impl App {
         host.services.set_global(checked.global.as_ref())?;
         let admin_addr = first.admin;
         let snapshot: SnapshotHandle = Arc::new(ArcSwap::from_pointee(first));
+        let fd_limit = crate::server::overload::raise_fd_limit();
         let server = Arc::new(Server::start(snapshot.clone(), workers)?);
+        crate::server::overload::spawn(Arc::downgrade(&snapshot), metrics.clone(), fd_limit)?;
         let reloads = Reloader::new(
             config,
             &parsed,

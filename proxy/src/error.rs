@@ -18,6 +18,8 @@ pub enum Source {
     Filter,
     /// The configuration cannot serve this request (no route, unknown cluster).
     Config,
+    /// The proxy itself is short of memory or descriptors (an overload action).
+    Proxy,
 }
 
 impl Source {
@@ -28,6 +30,7 @@ impl Source {
             Source::Upstream => "upstream",
             Source::Filter => "filter",
             Source::Config => "config",
+            Source::Proxy => "proxy",
         }
     }
 }
@@ -148,6 +151,9 @@ pub enum ProxyError {
     /// The request came in on a listener a reload removed; its connection is closing.
     #[error("listener {0} was removed by a configuration reload")]
     ListenerRemoved(String),
+    /// The overload manager refuses new requests (memory or descriptors short).
+    #[error("the proxy is overloaded: new requests are refused")]
+    Overloaded,
 }
 
 impl ProxyError {
@@ -167,6 +173,7 @@ impl ProxyError {
                 Source::Upstream
             }
             ProxyError::FilterFailed { .. } => Source::Filter,
+            ProxyError::Overloaded => Source::Proxy,
         }
     }
 
@@ -181,7 +188,9 @@ impl ProxyError {
             ProxyError::Upstream { failure, .. } => failure.status(),
             ProxyError::ResponseBodyTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::FilterFailed { status, .. } => *status,
-            ProxyError::ListenerRemoved(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ListenerRemoved(_) | ProxyError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -197,6 +206,7 @@ impl ProxyError {
             ProxyError::ResponseBodyTooLarge { .. } => "response-body-too-large",
             ProxyError::FilterFailed { .. } => "filter-failed",
             ProxyError::ListenerRemoved(_) => "listener-removed",
+            ProxyError::Overloaded => "overload",
         }
     }
 }

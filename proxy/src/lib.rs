@@ -2,7 +2,7 @@
 //!
 //! The modules, bottom up (each imports only from those above it in this list):
 //! leaves (`alloc_count`, `clock`, `shard`, `background`, `metrics`, `deadline`, `net`,
-//! `logsink`, `logging`, `trace`), `error`,
+//! `logsink`, `logging`, `trace`, `overload`), `error`,
 //! `body`, `config`, then `host`, `upstream` and `tls` (host imports neither),
 //! `snapshot`, `exchange`, `server`, and the tooling on top (`app`, `reload`, `admin`,
 //! `control`, `bundle`, `build`, `runner`, `bench`, `cli`). `scripts/layers.py` checks it.
@@ -27,6 +27,7 @@ pub mod logging;
 pub(crate) mod logsink;
 pub mod metrics;
 pub(crate) mod net;
+pub(crate) mod overload;
 pub(crate) mod reload;
 pub(crate) mod runner;
 pub(crate) mod server;

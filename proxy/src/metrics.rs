@@ -47,8 +47,8 @@ impl Gauge {
     pub fn set(&self, v: f64) {
         self.0.store(v.to_bits(), Ordering::Relaxed);
     }
-    /// Adds to the value.
-    pub fn add(&self, d: f64) {
+    /// Adds to the value; returns the new value (exact among concurrent adds).
+    pub fn add(&self, d: f64) -> f64 {
         let mut current = self.0.load(Ordering::Relaxed);
         loop {
             let next = (f64::from_bits(current) + d).to_bits();
@@ -56,7 +56,7 @@ impl Gauge {
                 .0
                 .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return,
+                Ok(_) => return f64::from_bits(next),
                 Err(seen) => current = seen,
             }
         }

@@ -235,9 +235,10 @@ async fn route(
             r
         }
         "/stats" => json_response(stats::stats(&handle, &metrics, &reloads, started.elapsed())),
+        "/overload" => json_response(stats::overload(&handle.load().overload)),
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "not found; try / /stats /metrics /ready /config /filters /reload\n",
+            "not found; try / /stats /metrics /ready /config /filters /reload /overload\n",
         ),
     }
 }

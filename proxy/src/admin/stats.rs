@@ -125,6 +125,36 @@ pub fn stats(
         "filters": filters,
         "reloads": reloads,
         "control": control,
+        "overload": overload(&snapshot.overload),
+    })
+}
+
+/// `GET /overload` (and `overload` in `/stats`): the monitor's last reading, the
+/// connection count against its limit, and each action's threshold and state.
+pub fn overload(settings: &crate::config::overload::CheckedOverload) -> Value {
+    use crate::overload::Action;
+    let reading = crate::server::overload::last_reading();
+    let actions: Vec<Value> = Action::ALL
+        .iter()
+        .zip(settings.thresholds)
+        .map(|(a, threshold)| {
+            json!({
+                "action": a.as_str(),
+                "threshold": threshold,
+                "active": crate::overload::active(*a),
+            })
+        })
+        .collect();
+    json!({
+        "pressure": reading.pressure,
+        "resident_bytes": reading.resident_bytes,
+        "memory_limit": reading.memory_limit,
+        "open_fds": reading.open_fds,
+        "fd_limit": reading.fd_limit,
+        "connections": crate::overload::connections(),
+        "max_connections": settings.max_connections,
+        "requests_refused": crate::overload::refused_requests(),
+        "actions": actions,
     })
 }
 

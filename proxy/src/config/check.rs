@@ -46,6 +46,8 @@ pub struct Checked {
     pub tracing: Option<CheckedTracing>,
     /// The `global` shared-state backend, when configured.
     pub global: Option<super::shared_state::CheckedGlobal>,
+    /// Connection limits and overload actions.
+    pub overload: super::overload::CheckedOverload,
 }
 
 /// Checked `tracing`.
@@ -78,6 +80,10 @@ pub struct CheckedListener {
     pub http: HttpOptions,
     /// Its pseudonym in `Via`.
     pub via: Option<String>,
+    /// Its own connection limit.
+    pub max_connections: Option<u64>,
+    /// Its `listen(2)` backlog.
+    pub backlog: u32,
 }
 
 /// A listener's HTTP limits and options, the same on every protocol it speaks.
@@ -99,6 +105,8 @@ pub struct HttpOptions {
     pub escaped_slashes: super::model::EscapedSlashes,
 }
 
+/// Default [`CheckedListener::backlog`], as nginx's on Linux is 511 and Envoy's 1024.
+pub const DEFAULT_BACKLOG: u32 = 1024;
 /// Default [`HttpOptions::max_request_headers`].
 pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 64 << 10;
 /// Largest allowed [`HttpOptions::max_request_headers`].
@@ -957,7 +965,31 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
             .as_ref()
             .map(|t| check_tls(loaded, &format!("{lfield}.tls"), t))
             .transpose()?;
+        if l.max_connections == Some(0) {
+            return Err(FieldError::new(
+                format!("{lfield}.max_connections"),
+                "must be more than 0",
+            ));
+        }
+        let backlog = match l.backlog {
+            None => DEFAULT_BACKLOG,
+            Some(b) if (1..=65535).contains(&b) => b,
+            Some(b) => {
+                return Err(FieldError::new(
+                    format!("{lfield}.backlog"),
+                    format!("{b}: must be from 1 to 65535"),
+                ))
+            }
+        };
+        if udp && (l.max_connections.is_some() || l.backlog.is_some()) {
+            return Err(FieldError::new(
+                format!("{lfield}.max_connections"),
+                "max_connections and backlog are for TCP listeners (HTTP/3 has no accept)",
+            ));
+        }
         listeners.push(CheckedListener {
+            max_connections: l.max_connections,
+            backlog,
             name: l.name.clone(),
             address,
             protocol: l.protocol,
@@ -1014,6 +1046,7 @@ fn check_fields(loaded: &LoadedConfig) -> Result<Checked, FieldError> {
         max_instances,
         tracing: cfg.tracing.as_ref().map(check_tracing).transpose()?,
         global: super::shared_state::check(&cfg.shared_state, |p| loaded.resolve(p))?,
+        overload: super::overload::check(&cfg.overload)?,
     })
 }
 

@@ -8,6 +8,7 @@ mod error;
 mod load;
 mod locate;
 pub mod model;
+pub mod overload;
 pub mod resilience;
 pub mod route;
 pub mod shared_state;

@@ -34,6 +34,10 @@ pub struct Config {
     /// Where filters' `global` state lives (Redis). Absent: `global` is this proxy's.
     #[serde(default)]
     pub shared_state: super::shared_state::SharedStateConfig,
+    /// Connection limits for the whole proxy, and what it gives up as memory or file
+    /// descriptors run short.
+    #[serde(default)]
+    pub overload: super::overload::OverloadConfig,
 }
 
 /// Distributed tracing.
@@ -160,6 +164,15 @@ pub struct ListenerConfig {
     /// requests and responses (RFC 9110 section 7.6.3). None by default, as Envoy.
     #[serde(default)]
     pub via: Option<String>,
+    /// Connections open at once on this listener, all workers together; the next is
+    /// closed as it is accepted (counted, reason `listener_limit`). Default: no limit
+    /// of its own (`overload.max_connections` still applies).
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    /// The kernel's queue of connections not accepted yet (`listen(2)` backlog, capped
+    /// by `net.core.somaxconn`). Default 1024.
+    #[serde(default)]
+    pub backlog: Option<u32>,
     /// Routes, tried in order; the first that matches serves the request.
     pub routes: Vec<RouteConfig>,
 }
@@ -553,7 +566,7 @@ pub(crate) mod duration_opt {
 }
 
 /// Sizes: a number of bytes, or a number with a unit (`512KiB`, `16MiB`, `1GiB`, `10MB`).
-fn bytes_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn bytes_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Size {

@@ -150,6 +150,9 @@ pub async fn serve(
     let Some(listener) = snapshot.listener(&conn.listener, conn.listener_hint) else {
         return answer(&ProxyError::ListenerRemoved(conn.listener.to_string()));
     };
+    if crate::overload::refuses_request() {
+        return answer(&ProxyError::Overloaded);
+    }
     if !conn.own_h1 {
         if let Err(e) = request::head_within(&parts, listener.http.max_request_headers) {
             return answer(&e);

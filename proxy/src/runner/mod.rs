@@ -124,12 +124,15 @@ impl ChainRunner {
                 routes: vec![route],
                 no_route: metrics.counter("weft_bench_no_route_total", "Unmatched.", &[]),
                 connections: crate::snapshot::ConnStats::new(&metrics, LISTENER),
+                max_connections: None,
+                backlog: 1024,
             }],
             clusters: Arc::clone(&clusters),
             filters: snapshot.filters.clone(),
             admin: None,
             source: snapshot.source.clone(),
             tracing: None,
+            overload: Default::default(),
         };
         let without = Arc::new(route.without_filters(&metrics, LISTENER));
         Ok(ChainRunner {

@@ -22,6 +22,7 @@ use crate::config::model::ListenerProtocol;
 use crate::config::HttpOptions;
 use crate::exchange::{self, ConnInfo};
 use crate::net::Upgraded;
+use crate::overload::Action;
 use crate::snapshot::SnapshotHandle;
 use crate::tls::ServerTls;
 
@@ -52,10 +53,19 @@ async fn sniff(
             if stream.readable().await.is_err() {
                 return None;
             }
+            // Taken only now: a connection that has sent nothing holds no buffer.
+            if buf.capacity() == buf.len() {
+                buf.reserve(8 << 10);
+            }
             match crate::net::read_some(stream, buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if buf.is_empty() {
+                        // (A new socket can be said readable with nothing to read.)
+                        *buf = BytesMut::new();
+                    }
+                }
                 Err(_) => return None,
             }
         }
@@ -64,6 +74,20 @@ async fn sniff(
         r = tokio::time::timeout(Duration::from_secs(30), read) => r.ok().flatten(),
         _ = shutdown.changed() => None,
         _ = stop.changed() => None,
+        _ = closing_idle() => None,
+    }
+}
+
+/// Completes once the overload action `close_idle` is in force.
+async fn closing_idle() {
+    let mut rx = crate::overload::watch();
+    loop {
+        if *rx.borrow_and_update() & Action::CloseIdle.bit() != 0 {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 
@@ -82,6 +106,7 @@ pub async fn serve_connection(
     handle: SnapshotHandle,
     mut shutdown: watch::Receiver<bool>,
     _live: LiveGuard,
+    _counted: Option<crate::snapshot::ConnOpen>,
 ) {
     let _ = stream.set_nodelay(true);
     // A listener removed by a reload just after accepting: its requests are answered
@@ -95,12 +120,14 @@ pub async fn serve_connection(
         );
     if let Some(tls) = tls {
         let h2_only = protocol == ListenerProtocol::Http2;
-        return serve_tls(
+        // (Boxed, as HTTP/2 below: each protocol's state is only as large as it needs
+        // be, and an idle HTTP/1.1 connection does not carry the others'.)
+        return Box::pin(serve_tls(
             stream, peer, listener, handle, shutdown, &tls, h2_only, http,
-        )
+        ))
         .await;
     }
-    let mut buf = BytesMut::with_capacity(8 << 10);
+    let mut buf = BytesMut::new();
     let h2 = match protocol {
         ListenerProtocol::Http2 => true,
         // HTTP/3 listeners are served on UDP (`quic`), never here.
@@ -125,7 +152,7 @@ pub async fn serve_connection(
         own_h1: !h2,
     });
     if h2 {
-        serve_h2(
+        Box::pin(serve_h2(
             Rewind::new(buf, stream),
             peer,
             listener,
@@ -133,7 +160,7 @@ pub async fn serve_connection(
             shutdown,
             info,
             http,
-        )
+        ))
         .await;
     } else {
         let stop = h1::Stop {
@@ -297,6 +324,11 @@ async fn serve_h1_hyper<I>(
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+        _ = activity.overload_ends() => {
+            tracing::debug!(%peer, "connection closed: overload");
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 
@@ -356,6 +388,11 @@ async fn serve_h2<I>(
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+        _ = activity.overload_ends() => {
+            tracing::debug!(%peer, "connection closed: overload (GOAWAY)");
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 
@@ -387,6 +424,33 @@ impl Activity {
         self.active
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Busy(self.clone())
+    }
+
+    /// Resolves once the overload actions end this connection: at once under
+    /// `disable_keepalive`, once it has no request in progress under `close_idle`.
+    async fn overload_ends(&self) {
+        use std::sync::atomic::Ordering;
+        let mut rx = crate::overload::watch();
+        loop {
+            let mask = *rx.borrow_and_update();
+            if mask & Action::DisableKeepalive.bit() != 0 {
+                return;
+            }
+            if mask & Action::CloseIdle.bit() != 0 {
+                if self.active.load(Ordering::Relaxed) == 0 {
+                    return;
+                }
+                // Busy: looked at again soon, while the action is in force.
+                tokio::select! {
+                    _ = rx.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+                continue;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// Resolves once no request has been in progress for `idle`.

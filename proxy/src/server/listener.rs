@@ -23,7 +23,7 @@ impl ListenSocket {
     }
 }
 
-fn bind_one(addr: SocketAddr, udp: bool) -> std::io::Result<ListenSocket> {
+fn bind_one(addr: SocketAddr, udp: bool, backlog: u32) -> std::io::Result<ListenSocket> {
     let socket = if udp {
         Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?
     } else {
@@ -39,19 +39,21 @@ fn bind_one(addr: SocketAddr, udp: bool) -> std::io::Result<ListenSocket> {
     if udp {
         return Ok(ListenSocket::Udp(socket.into()));
     }
-    socket.listen(1024)?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(ListenSocket::Tcp(socket.into()))
 }
 
 /// Binds `addr` `count` times, on UDP for QUIC (port 0 is resolved by the first socket
-/// and reused by the others). Returns the bound address and the sockets.
+/// and reused by the others), TCP sockets with a `listen(2)` queue of `backlog`.
+/// Returns the bound address and the sockets.
 pub fn bind_listener(
     name: &str,
     addr: SocketAddr,
     count: usize,
     udp: bool,
+    backlog: u32,
 ) -> std::io::Result<(SocketAddr, Vec<ListenSocket>)> {
-    let first = bind_one(addr, udp).map_err(|e| {
+    let first = bind_one(addr, udp, backlog).map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!(
@@ -63,7 +65,7 @@ pub fn bind_listener(
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
     for _ in 1..count.max(1) {
-        sockets.push(bind_one(bound, udp)?);
+        sockets.push(bind_one(bound, udp, backlog)?);
     }
     Ok((bound, sockets))
 }

@@ -15,6 +15,7 @@ mod accepting;
 mod conn;
 mod h1;
 mod listener;
+pub mod overload;
 mod quic;
 mod rewind;
 mod tunnel;
@@ -135,7 +136,8 @@ impl Server {
             // A renamed listener on the same address binds beside the old one
             // (SO_REUSEPORT) and takes over when the old one stops.
             let udp = l.protocol == crate::config::model::ListenerProtocol::Http3;
-            let (bound, sockets) = bind_listener(&l.name, l.address, self.commands.len(), udp)?;
+            let (bound, sockets) =
+                bind_listener(&l.name, l.address, self.commands.len(), udp, l.backlog)?;
             new.push((l.name.to_string(), l.address, bound, sockets));
         }
         Ok(Prepared { new })

@@ -10,6 +10,7 @@ use super::accepting::{Accepting, Live};
 use super::conn::serve_connection;
 use super::listener::ListenSocket;
 use super::DRAIN;
+use crate::overload::Action;
 use crate::snapshot::SnapshotHandle;
 
 /// What the server asks of a worker.
@@ -51,6 +52,7 @@ pub fn run(
     let _ = started.send(());
     rt.block_on(async move {
         let live = Arc::new(Live::default());
+        tokio::spawn(give_back(live.clone()));
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -94,6 +96,31 @@ pub fn run(
     });
 }
 
+/// How often a worker looks whether connections closed since it last gave memory back.
+const GIVE_BACK_EVERY: Duration = Duration::from_secs(1);
+
+/// Hands memory freed by closed connections back to the OS: the allocator keeps freed
+/// pages for reuse, and purges them only as the thread allocates again, which a worker
+/// whose connections went away may not do for a long time. Once a second, when the
+/// worker holds a quarter fewer connections than its most since the last collection
+/// (and at least 64 fewer), or none, the worker's heap is collected.
+async fn give_back(live: Arc<Live>) {
+    let mut tick = tokio::time::interval(GIVE_BACK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut high = 0;
+    loop {
+        tick.tick().await;
+        let open = live.open();
+        high = high.max(open);
+        if open < high && (open == 0 || high - open >= (high / 4).max(64)) {
+            // SAFETY: mi_collect has no preconditions; it collects this thread's heap
+            // (and is a no-op where mimalloc is not the allocator in use).
+            unsafe { libmimalloc_sys::mi_collect(true) };
+            high = open;
+        }
+    }
+}
+
 async fn accept_loop(
     socket: TcpListener,
     mut listener: Accepting,
@@ -101,20 +128,38 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
     live: Arc<Live>,
 ) {
+    let mut overload = crate::overload::watch();
     loop {
+        if crate::overload::active(Action::StopAccepting) {
+            // New connections wait in the kernel's backlog until the pressure falls.
+            tokio::select! {
+                _ = overload.changed() => continue,
+                _ = shutdown.changed() => return,
+                _ = listener.stop.changed() => return,
+            }
+        }
         tokio::select! {
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // (A listener a reload just removed is not found: its connection is
+                    // answered 503 `listener-removed`.)
+                    let counted = match handle.load().listener(&listener.name, listener.hint) {
+                        None => None,
+                        Some(l) => match l.connections.admit(l.max_connections) {
+                            Some(open) => Some(open),
+                            None => {
+                                // Over a limit: closed at once (counted by `admit`),
+                                // never left to run the process out of descriptors.
+                                tracing::debug!(listener = %listener.name, %peer, "connection refused: over max_connections");
+                                drop(stream);
+                                continue;
+                            }
+                        },
+                    };
                     let guard = live.enter();
-                    let counted = handle
-                        .load()
-                        .listener(&listener.name, listener.hint)
-                        .map(|l| l.connections.open());
-                    let conn = serve_connection(stream, peer, listener.clone(), handle.clone(), shutdown.clone(), guard);
-                    tokio::spawn(async move {
-                        conn.await;
-                        drop(counted);
-                    });
+                    // Spawned as it is (a wrapper future would hold it twice over).
+                    // Spawned as it is (a wrapper future would hold it twice over).
+                    tokio::spawn(serve_connection(stream, peer, listener.clone(), handle.clone(), shutdown.clone(), guard, counted));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -122,6 +167,7 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            _ = overload.changed() => {}
             _ = shutdown.changed() => return,
             _ = listener.stop.changed() => {
                 tracing::info!(listener = %listener.name, "listener removed: no longer accepting");

@@ -185,6 +185,10 @@ pub struct ListenerSnap {
     pub no_route: Arc<Counter>,
     /// Its connections.
     pub connections: ConnStats,
+    /// Its own connection limit.
+    pub max_connections: Option<u64>,
+    /// Its `listen(2)` backlog.
+    pub backlog: u32,
 }
 
 /// A listener's connection counts (the same series across reloads).
@@ -194,10 +198,14 @@ pub struct ConnStats {
     pub active: Arc<crate::metrics::Gauge>,
     /// Connections accepted.
     pub total: Arc<Counter>,
+    /// Connections closed as accepted: over the listener's own limit.
+    pub refused_listener: Arc<Counter>,
+    /// Connections closed as accepted: over `overload.max_connections`.
+    pub refused_global: Arc<Counter>,
 }
 
-/// An open connection, counted until dropped.
-pub struct ConnOpen(Arc<crate::metrics::Gauge>);
+/// An open connection, counted (by its listener and process-wide) until dropped.
+pub struct ConnOpen(Arc<crate::metrics::Gauge>, crate::overload::Admitted);
 
 impl Drop for ConnOpen {
     fn drop(&mut self) {
@@ -219,15 +227,36 @@ impl ConnStats {
                 "Client connections accepted, by listener.",
                 &[("listener", name)],
             ),
+            refused_listener: refused(metrics, name, "listener_limit"),
+            refused_global: refused(metrics, name, "global_limit"),
         }
     }
 
-    /// Counts a connection accepted; it is open until the guard is dropped.
-    pub fn open(&self) -> ConnOpen {
+    /// Counts a connection accepted if the listener's `max` and the process-wide
+    /// limit let it in; it is open until the guard is dropped. `None`: refused (and
+    /// counted by reason); close it.
+    pub fn admit(&self, max: Option<u64>) -> Option<ConnOpen> {
+        let Some(global) = crate::overload::admit() else {
+            self.refused_global.inc();
+            return None;
+        };
+        let open = self.active.add(1.0);
+        if max.is_some_and(|max| open > max as f64) {
+            self.active.add(-1.0);
+            self.refused_listener.inc();
+            return None;
+        }
         self.total.inc();
-        self.active.add(1.0);
-        ConnOpen(self.active.clone())
+        Some(ConnOpen(self.active.clone(), global))
     }
+}
+
+fn refused(metrics: &Registry, listener: &str, reason: &str) -> Arc<Counter> {
+    metrics.counter(
+        "weft_downstream_connections_refused_total",
+        "Client connections closed as accepted, by listener and reason (listener_limit: its max_connections; global_limit: overload.max_connections).",
+        &[("listener", listener), ("reason", reason)],
+    )
 }
 
 impl ListenerSnap {
@@ -260,6 +289,8 @@ pub struct Snapshot {
     pub source: Arc<str>,
     /// Distributed tracing, when configured.
     pub tracing: Option<Tracing>,
+    /// Connection limits and overload thresholds.
+    pub overload: crate::config::overload::CheckedOverload,
 }
 
 /// Distributed tracing as a snapshot runs it.
@@ -452,6 +483,8 @@ impl Snapshot {
                     &[("listener", &l.name)],
                 ),
                 connections: ConnStats::new(metrics, &l.name),
+                max_connections: l.max_connections,
+                backlog: l.backlog,
             });
         }
         Ok(Snapshot {
@@ -460,6 +493,7 @@ impl Snapshot {
             filters,
             admin: checked.admin,
             source: loaded.source.as_str().into(),
+            overload: checked.overload,
             tracing: checked
                 .tracing
                 .as_ref()

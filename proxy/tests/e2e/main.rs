@@ -20,6 +20,7 @@ mod hostile;
 mod http1;
 mod http3;
 mod observe;
+mod overload;
 mod proxy;
 mod reload;
 mod resilience;

@@ -42,13 +42,15 @@ use crate::deadline::Lazy;
 use crate::error::ProxyError;
 use crate::exchange::{self, ConnInfo};
 use crate::net::{Upgraded, UpstreamSide};
+use crate::overload::Action;
 use crate::snapshot::SnapshotHandle;
 use write::Answering;
 
 /// How long a request head may take to arrive once the connection is waiting for one.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Signals that end a connection: the worker shutting down, the listener removed.
+/// Signals that end a connection: the worker shutting down, the listener removed; and,
+/// for an idle one, the overload action `close_idle`.
 pub struct Stop {
     /// Worker shutdown.
     pub shutdown: watch::Receiver<bool>,
@@ -63,6 +65,9 @@ pub struct Stopped {
     pub signal: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// Polled once already.
     registered: bool,
+    /// The overload actions as the signal last looked at them: a wake-up after they
+    /// changed polls the signal again (which registers it for the next change).
+    overload: watch::Receiver<u8>,
 }
 
 impl Stop {
@@ -74,25 +79,35 @@ impl Stop {
         fired(&self.shutdown) || fired(&self.listener)
     }
 
-    /// Completes when either signal fires. Made once per connection and polled while
-    /// the connection waits for a head: it stays registered with both signals instead
-    /// of registering anew for every request.
-    fn signal(&self) -> Stopped {
+    /// Completes when either signal fires, or (with `idle`) once idle connections are
+    /// being closed (overload). Made once per connection and polled while the
+    /// connection waits for a head: it stays registered with the signals instead of
+    /// registering anew for every request. (A tunnel is not idle: it takes the signal
+    /// without `idle`.)
+    fn signal(&self, idle: bool) -> Stopped {
         let mut shutdown = self.shutdown.clone();
         let mut listener = self.listener.clone();
+        let mut overload = crate::overload::watch();
         let signal = Box::pin(async move {
-            if *shutdown.borrow_and_update() || *listener.borrow_and_update() {
-                return;
-            }
-            tokio::select! {
-                biased;
-                _ = shutdown.changed() => {}
-                _ = listener.changed() => {}
+            loop {
+                if *shutdown.borrow_and_update() || *listener.borrow_and_update() {
+                    return;
+                }
+                if idle && *overload.borrow_and_update() & Action::CloseIdle.bit() != 0 {
+                    return;
+                }
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => return,
+                    _ = listener.changed() => return,
+                    _ = overload.changed() => {}
+                }
             }
         });
         Stopped {
             signal,
             registered: false,
+            overload: crate::overload::watch(),
         }
     }
 }
@@ -104,8 +119,17 @@ impl Stopped {
     /// than the rest of a wait for a head).
     fn fired(&mut self, cx: &mut std::task::Context<'_>, stop: &Stop) -> bool {
         if self.registered {
-            return stop.requested();
+            if stop.requested() {
+                return true;
+            }
+            // (Looking whether the overload actions changed costs one atomic load;
+            // while any is in force, the signal is polled on every wake-up, so none
+            // is missed.)
+            if !self.overload.has_changed().unwrap_or(false) && crate::overload::mask() == 0 {
+                return false;
+            }
         }
+        self.overload.borrow_and_update();
         if self.signal.as_mut().poll(cx).is_ready() {
             return true;
         }
@@ -130,7 +154,7 @@ pub async fn serve(
     stop: Stop,
     http: HttpOptions,
 ) {
-    let mut stopped = stop.signal();
+    let mut stopped = stop.signal(true);
     let stream = Arc::new(stream);
     let mut timer = Lazy::new(tokio::time::Instant::now() + HEAD_TIMEOUT);
     loop {
@@ -148,78 +172,131 @@ pub async fn serve(
             Next::Head(h) => h,
             Next::Done => return,
         };
-        let head::Head {
-            mut parts,
-            framing,
-            keep_alive,
-            expect_continue,
-        } = *head;
-        let answering = Answering {
-            head: parts.method == http::Method::HEAD,
-            version: parts.version,
-        };
-        // A request with a body lends the connection's buffer to it, and gets it back
-        // through a `Handoff` if the body is read to its end; one without keeps it here.
-        let (body, handoff) = if framing == Framing::Empty {
-            (ProxyBody::Empty, None)
-        } else {
-            let handoff = Arc::new(Handoff::default());
-            handoff
-                .continue_owed
-                .store(expect_continue, Ordering::Relaxed);
-            if expect_continue && http.proxy_100_continue {
-                // The upstream decides whether the client sends its body.
-                handoff.continue_held.store(true, Ordering::Relaxed);
-                parts.extensions.insert(ContinueRelay(handoff.clone()));
-            }
-            let body = ClientBody::new(
-                stream.clone(),
-                std::mem::take(&mut buf),
-                framing,
-                handoff.clone(),
-            );
-            (ProxyBody::Client(body), Some(handoff))
-        };
-        let snapshot = handle.load_full();
-        let resp = exchange::serve(snapshot, &info, Request::from_parts(parts, body)).await;
-        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS && handoff.is_none() {
-            if let Some(side) = resp.extensions().get::<Upgraded>().and_then(Upgraded::take) {
-                let early = std::mem::take(&mut buf);
-                return switch(stream, early, resp, side, stopped, &info).await;
+        // Boxed: answering a request (the exchange above all) is most of a
+        // connection's state, and an idle connection (most of them, at scale) should
+        // not carry it. One allocation per request.
+        let answered = Box::pin(respond(
+            &stream,
+            head,
+            std::mem::take(&mut buf),
+            &info,
+            &handle,
+            &stop,
+            http,
+        ))
+        .await;
+        match answered {
+            Answered::Next(leftover) => buf = leftover,
+            Answered::Over => return,
+            Answered::Switch(upgrade) => {
+                let (early, resp, side) = *upgrade;
+                let stopped = stop.signal(false);
+                return Box::pin(switch(stream, early, resp, side, stopped, &info)).await;
             }
         }
-        // Whether the request body was read to its end decides, before the head is
-        // written, whether the connection can carry another request.
-        let leftover = match &handoff {
-            None => Some(std::mem::take(&mut buf)),
-            Some(handoff) => {
-                // The response starts: a client still waiting for 100 Continue gets this
-                // instead, after the rest of a 100 Continue that went out in part.
-                handoff.continue_owed.store(false, Ordering::Relaxed);
-                let partial = handoff.continue_sent.load(Ordering::Relaxed);
-                if partial > 0
-                    && partial < CONTINUE.len()
-                    && write::write_all(&stream, &CONTINUE[partial..])
-                        .await
-                        .is_err()
-                {
-                    return;
-                }
-                handoff.leftover.lock().take()
-            }
-        };
-        let keep = keep_alive && leftover.is_some() && !stop.requested();
-        match write::response(&stream, resp, &answering, keep).await {
-            Ok(true) => {}
-            Ok(false) => return close(&stream).await,
-            Err(e) => {
-                tracing::debug!(peer = %info.client, "response not completed: {e}");
-                return close(&stream).await;
-            }
-        }
-        buf = leftover.unwrap_or_default();
         if stop.requested() {
             return close(&stream).await;
+        }
+    }
+}
+
+/// What answering a request came to.
+enum Answered {
+    /// The connection carries another request; the bytes already read past this one.
+    Next(BytesMut),
+    /// The connection is over (closed as it had to be).
+    Over,
+    /// The upstream accepted an upgrade: its 101 response, to be answered, and the
+    /// bytes the client sent after the request.
+    Switch(Box<(BytesMut, http::Response<ProxyBody>, UpstreamSide)>),
+}
+
+/// Answers one request whose head was read: runs the exchange with the request's body
+/// read from the connection (`buf` holds what was read past the head), and writes the
+/// response.
+async fn respond(
+    stream: &Arc<TcpStream>,
+    head: Box<head::Head>,
+    mut buf: BytesMut,
+    info: &Arc<ConnInfo>,
+    handle: &SnapshotHandle,
+    stop: &Stop,
+    http: HttpOptions,
+) -> Answered {
+    let head::Head {
+        mut parts,
+        framing,
+        keep_alive,
+        expect_continue,
+    } = *head;
+    let answering = Answering {
+        head: parts.method == http::Method::HEAD,
+        version: parts.version,
+    };
+    // A request with a body lends the connection's buffer to it, and gets it back
+    // through a `Handoff` if the body is read to its end; one without keeps it here.
+    let (body, handoff) = if framing == Framing::Empty {
+        (ProxyBody::Empty, None)
+    } else {
+        let handoff = Arc::new(Handoff::default());
+        handoff
+            .continue_owed
+            .store(expect_continue, Ordering::Relaxed);
+        if expect_continue && http.proxy_100_continue {
+            // The upstream decides whether the client sends its body.
+            handoff.continue_held.store(true, Ordering::Relaxed);
+            parts.extensions.insert(ContinueRelay(handoff.clone()));
+        }
+        let body = ClientBody::new(
+            stream.clone(),
+            std::mem::take(&mut buf),
+            framing,
+            handoff.clone(),
+        );
+        (ProxyBody::Client(body), Some(handoff))
+    };
+    let snapshot = handle.load_full();
+    let resp = exchange::serve(snapshot, info, Request::from_parts(parts, body)).await;
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS && handoff.is_none() {
+        if let Some(side) = resp.extensions().get::<Upgraded>().and_then(Upgraded::take) {
+            return Answered::Switch(Box::new((buf, resp, side)));
+        }
+    }
+    // Whether the request body was read to its end decides, before the head is
+    // written, whether the connection can carry another request.
+    let leftover = match &handoff {
+        None => Some(std::mem::take(&mut buf)),
+        Some(handoff) => {
+            // The response starts: a client still waiting for 100 Continue gets this
+            // instead, after the rest of a 100 Continue that went out in part.
+            handoff.continue_owed.store(false, Ordering::Relaxed);
+            let partial = handoff.continue_sent.load(Ordering::Relaxed);
+            if partial > 0
+                && partial < CONTINUE.len()
+                && write::write_all(stream, &CONTINUE[partial..])
+                    .await
+                    .is_err()
+            {
+                return Answered::Over;
+            }
+            handoff.leftover.lock().take()
+        }
+    };
+    // (Overload: `close_idle` and `disable_keepalive` end a connection here.)
+    let keep = keep_alive
+        && leftover.is_some()
+        && !stop.requested()
+        && !crate::overload::ends_after_response();
+    match write::response(stream, resp, &answering, keep).await {
+        Ok(true) => Answered::Next(leftover.unwrap_or_default()),
+        Ok(false) => {
+            close(stream).await;
+            Answered::Over
+        }
+        Err(e) => {
+            tracing::debug!(peer = %info.client, "response not completed: {e}");
+            close(stream).await;
+            Answered::Over
         }
     }
 }
@@ -310,6 +387,8 @@ async fn next_head(
     // Armed for the listener's idle timeout (no byte of a next request yet), rather
     // than the head's.
     let mut armed_idle = false;
+    // Woken by the socket since the wait began (the first read waits for it).
+    let mut woken = false;
     loop {
         if !buf.is_empty() {
             let before = buf.len();
@@ -328,14 +407,24 @@ async fn next_head(
                 Err(refused) => return refuse(stream, refused).await,
             }
         }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(READ_CHUNK);
+        // Idle and not woken yet: nothing to read for sure (the last read that found
+        // nothing cleared the socket's readiness, and bytes since then set it), so the
+        // wait comes first.
+        if !(buf.is_empty() && !woken) {
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(READ_CHUNK);
+            }
+            match crate::net::read_some(stream, buf) {
+                Ok(0) => return Next::Done,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Next::Done,
+            }
         }
-        match crate::net::read_some(stream, buf) {
-            Ok(0) => return Next::Done,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return Next::Done,
+        if buf.is_empty() && buf.capacity() != 0 {
+            // An idle connection waits holding no buffer (it costs little more than
+            // its task), and takes one when bytes arrive.
+            *buf = BytesMut::new();
         }
         if !armed {
             armed_idle = buf.is_empty();
@@ -372,7 +461,7 @@ async fn next_head(
         })
         .await;
         match woke {
-            Woke::Readable => {}
+            Woke::Readable => woken = true,
             Woke::Stop => return Next::Done,
             Woke::Timer => {
                 if idle {
@@ -398,22 +487,29 @@ enum Woke {
     Stop,
 }
 
-/// Answers a head that could not be taken, and ends the connection.
-async fn refuse(stream: &TcpStream, refused: head::Refused) -> Next {
-    tracing::debug!(
-        status = refused.status.as_u16(),
-        "request refused: {}",
-        refused.reason
-    );
-    let resp = exchange::error_response(&ProxyError::Malformed {
-        status: refused.status,
-        reason: refused.reason,
-    });
-    let to = Answering {
-        head: false,
-        version: http::Version::HTTP_11,
-    };
-    let _ = write::response(stream, resp, &to, false).await;
-    close(stream).await;
-    Next::Done
+/// Answers a head that could not be taken, and ends the connection. (Boxed: it is
+/// rare, and writing a response would otherwise be part of every waiting connection's
+/// state.)
+fn refuse(
+    stream: &TcpStream,
+    refused: head::Refused,
+) -> Pin<Box<dyn Future<Output = Next> + Send + '_>> {
+    Box::pin(async move {
+        tracing::debug!(
+            status = refused.status.as_u16(),
+            "request refused: {}",
+            refused.reason
+        );
+        let resp = exchange::error_response(&ProxyError::Malformed {
+            status: refused.status,
+            reason: refused.reason,
+        });
+        let to = Answering {
+            head: false,
+            version: http::Version::HTTP_11,
+        };
+        let _ = write::response(stream, resp, &to, false).await;
+        close(stream).await;
+        Next::Done
+    })
 }
