@@ -13,6 +13,56 @@ use std::sync::Arc;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+/// Read buffers an idle connection gave back, for the next connection that has bytes to
+/// read, per worker thread: a connection holds a buffer only while it reads a request
+/// (idle ones hold none), and taking one from here costs no allocation.
+mod spare {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    /// Most buffers kept per thread.
+    const KEEP: usize = 64;
+
+    thread_local! {
+        static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer with room for at least `size` bytes.
+    pub fn take(size: usize) -> BytesMut {
+        let mut buf = FREE
+            .try_with(|f| f.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        // (A given-back buffer that was split is reclaimed whole here when nothing else
+        // holds its bytes any more; otherwise this allocates.)
+        buf.reserve(size);
+        buf
+    }
+
+    /// Gives `buf` back (emptied), or drops it when enough are kept.
+    pub fn give(mut buf: BytesMut) {
+        if buf.capacity() == 0 {
+            return;
+        }
+        buf.clear();
+        let _ = FREE.try_with(|f| {
+            let mut f = f.borrow_mut();
+            if f.len() < KEEP {
+                f.push(buf);
+            }
+        });
+    }
+
+    /// Drops every kept buffer of this thread (before its memory is given back).
+    pub fn clear() {
+        let _ = FREE.try_with(|f| f.borrow_mut().clear());
+    }
+}
+
+pub use spare::{clear as clear_spare_buffers, give as give_buffer, take as take_buffer};
+
 /// Reads what the socket holds into `buf`'s spare room (at least one byte of which must
 /// be free), as `TcpStream::try_read_buf` does, except that a read which leaves room
 /// also forgets the socket's readiness: the kernel had no more, so the next read would

@@ -54,8 +54,10 @@ async fn sniff(
                 return None;
             }
             // Taken only now: a connection that has sent nothing holds no buffer.
-            if buf.capacity() == buf.len() {
-                buf.reserve(8 << 10);
+            if buf.capacity() == 0 {
+                *buf = crate::net::take_buffer(weft_h1::READ_CHUNK);
+            } else if buf.capacity() == buf.len() {
+                buf.reserve(weft_h1::READ_CHUNK);
             }
             match crate::net::read_some(stream, buf) {
                 Ok(0) => return None,
@@ -63,7 +65,7 @@ async fn sniff(
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if buf.is_empty() {
                         // (A new socket can be said readable with nothing to read.)
-                        *buf = BytesMut::new();
+                        crate::net::give_buffer(std::mem::take(buf));
                     }
                 }
                 Err(_) => return None,

@@ -113,6 +113,7 @@ async fn give_back(live: Arc<Live>) {
         let open = live.open();
         high = high.max(open);
         if open < high && (open == 0 || high - open >= (high / 4).max(64)) {
+            crate::net::clear_spare_buffers();
             // SAFETY: mi_collect has no preconditions; it collects this thread's heap
             // (and is a no-op where mimalloc is not the allocator in use).
             unsafe { libmimalloc_sys::mi_collect(true) };

@@ -411,7 +411,9 @@ async fn next_head(
         // nothing cleared the socket's readiness, and bytes since then set it), so the
         // wait comes first.
         if !(buf.is_empty() && !woken) {
-            if buf.capacity() - buf.len() < 1024 {
+            if buf.capacity() == 0 {
+                *buf = crate::net::take_buffer(READ_CHUNK);
+            } else if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(READ_CHUNK);
             }
             match crate::net::read_some(stream, buf) {
@@ -424,7 +426,7 @@ async fn next_head(
         if buf.is_empty() && buf.capacity() != 0 {
             // An idle connection waits holding no buffer (it costs little more than
             // its task), and takes one when bytes arrive.
-            *buf = BytesMut::new();
+            crate::net::give_buffer(std::mem::take(buf));
         }
         if !armed {
             armed_idle = buf.is_empty();
