@@ -104,6 +104,17 @@ pub fn set_mask(mask: u8) {
     }
 }
 
+/// Completes once [`Action::CloseIdle`] is in force (at once if it is).
+pub async fn closing_idle() {
+    let mut rx = watch();
+    while *rx.borrow_and_update() & Action::CloseIdle.bit() == 0 {
+        if rx.changed().await.is_err() {
+            // (The sender is a static: never dropped.)
+            return std::future::pending().await;
+        }
+    }
+}
+
 /// Changes of the actions in force.
 pub fn watch() -> watch::Receiver<u8> {
     CHANGES.subscribe()

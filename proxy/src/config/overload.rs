@@ -67,6 +67,9 @@ pub struct CheckedOverload {
     pub check_interval: Duration,
 }
 
+/// Default [`CheckedOverload::check_interval`].
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Default thresholds, in [`Action::ALL`] order.
 pub const DEFAULT_THRESHOLDS: [f64; 4] = [0.90, 0.92, 0.95, 0.98];
 
@@ -76,7 +79,7 @@ impl Default for CheckedOverload {
             max_connections: None,
             memory_limit: None,
             thresholds: DEFAULT_THRESHOLDS,
-            check_interval: Duration::from_millis(100),
+            check_interval: DEFAULT_CHECK_INTERVAL,
         }
     }
 }
@@ -115,7 +118,7 @@ pub fn check(c: &OverloadConfig) -> Result<CheckedOverload, FieldError> {
         thresholds[i] = v;
     }
     let check_interval = match c.check_interval {
-        None => Duration::from_millis(100),
+        None => DEFAULT_CHECK_INTERVAL,
         Some(d) if (Duration::from_millis(10)..=Duration::from_secs(10)).contains(&d) => d,
         Some(d) => {
             return Err(FieldError::new(

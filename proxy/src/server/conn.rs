@@ -76,20 +76,7 @@ async fn sniff(
         r = tokio::time::timeout(Duration::from_secs(30), read) => r.ok().flatten(),
         _ = shutdown.changed() => None,
         _ = stop.changed() => None,
-        _ = closing_idle() => None,
-    }
-}
-
-/// Completes once the overload action `close_idle` is in force.
-async fn closing_idle() {
-    let mut rx = crate::overload::watch();
-    loop {
-        if *rx.borrow_and_update() & Action::CloseIdle.bit() != 0 {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return std::future::pending().await;
-        }
+        _ = crate::overload::closing_idle() => None,
     }
 }
 

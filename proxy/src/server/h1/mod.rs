@@ -42,7 +42,6 @@ use crate::deadline::Lazy;
 use crate::error::ProxyError;
 use crate::exchange::{self, ConnInfo};
 use crate::net::{Upgraded, UpstreamSide};
-use crate::overload::Action;
 use crate::snapshot::SnapshotHandle;
 use write::Answering;
 
@@ -87,21 +86,15 @@ impl Stop {
     fn signal(&self, idle: bool) -> Stopped {
         let mut shutdown = self.shutdown.clone();
         let mut listener = self.listener.clone();
-        let mut overload = crate::overload::watch();
         let signal = Box::pin(async move {
-            loop {
-                if *shutdown.borrow_and_update() || *listener.borrow_and_update() {
-                    return;
-                }
-                if idle && *overload.borrow_and_update() & Action::CloseIdle.bit() != 0 {
-                    return;
-                }
-                tokio::select! {
-                    biased;
-                    _ = shutdown.changed() => return,
-                    _ = listener.changed() => return,
-                    _ = overload.changed() => {}
-                }
+            if *shutdown.borrow_and_update() || *listener.borrow_and_update() {
+                return;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {}
+                _ = listener.changed() => {}
+                _ = crate::overload::closing_idle(), if idle => {}
             }
         });
         Stopped {
